@@ -1,0 +1,329 @@
+"""Pure builders of the Kubernetes objects an OdooDatabase owns. No I/O here."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+from . import API_VERSION
+from .config import Settings
+from .model import OdooDatabase
+
+ODOO_DATA_DIR = "/var/lib/odoo"
+ODOO_HTTP_PORT = 8069
+ODOO_LONGPOLLING_PORT = 8072
+MANAGED_BY = "odoo-db-operator"
+DATABASE_LABEL = "odoo.dbmanager.io/database"
+
+# Initialise once: install `base` without demo data, then give the admin user the random password
+# kept in <name>-admin (never Odoo's default admin/admin).
+INIT_SCRIPT = """set -eu
+odoo -c /etc/odoo/odoo.conf -d "$PGDATABASE" -i base --without-demo=all --stop-after-init --no-http
+odoo shell -c /etc/odoo/odoo.conf -d "$PGDATABASE" --no-http <<'PY'
+import os
+env.ref('base.user_admin').write({'password': os.environ['ODOO_ADMIN_PASSWORD']})
+env.cr.commit()
+PY
+"""
+
+
+def labels(db: OdooDatabase, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "odoo",
+        "app.kubernetes.io/instance": db.name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        DATABASE_LABEL: db.name,
+    }
+
+
+def selector_labels(db: OdooDatabase) -> dict[str, str]:
+    return {"app.kubernetes.io/instance": db.name, "app.kubernetes.io/component": "app", DATABASE_LABEL: db.name}
+
+
+def owner_reference(db: OdooDatabase) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "OdooDatabase",
+        "name": db.name,
+        "uid": db.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(db: OdooDatabase, name: str, component: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": db.namespace,
+        "labels": labels(db, component),
+        "ownerReferences": [owner_reference(db)],
+        **extra,
+    }
+
+
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def db_secret_name(db: OdooDatabase) -> str:
+    return f"{db.name}-db"
+
+
+def admin_secret_name(db: OdooDatabase) -> str:
+    return f"{db.name}-admin"
+
+
+def filestore_pvc_name(db: OdooDatabase) -> str:
+    return f"{db.name}-filestore"
+
+
+def config_map_name(db: OdooDatabase) -> str:
+    return f"{db.name}-odoo-conf"
+
+
+def init_job_name(db: OdooDatabase) -> str:
+    return f"{db.name}-init"
+
+
+def credentials_fingerprint(db: OdooDatabase, password: str) -> str:
+    """Changes when the password changes, so app pods restart; reveals nothing of it."""
+    return hashlib.sha256(f"{db.uid}:{password}".encode()).hexdigest()[:16]
+
+
+def build_db_secret(db: OdooDatabase, host: str, port: int, ssl_mode: str, password: str) -> dict[str, Any]:
+    values = {
+        "host": host,
+        "port": str(port),
+        "database": db.database_name,
+        "user": db.role_name,
+        "password": password,
+        "sslmode": ssl_mode,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(db, db_secret_name(db), "credentials"),
+        "type": "Opaque",
+        "data": {key: _b64(value) for key, value in values.items()},
+    }
+
+
+def build_admin_secret(db: OdooDatabase, password: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(db, admin_secret_name(db), "admin-credentials"),
+        "type": "Opaque",
+        "data": {"username": _b64("admin"), "password": _b64(password)},
+    }
+
+
+def build_filestore_pvc(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "accessModes": [settings.filestore_access_mode],
+        "resources": {"requests": {"storage": settings.filestore_size}},
+    }
+    if settings.storage_class:
+        spec["storageClassName"] = settings.storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _metadata(db, filestore_pvc_name(db), "filestore"),
+        "spec": spec,
+    }
+
+
+def render_odoo_conf(db: OdooDatabase) -> str:
+    options = {
+        "data_dir": ODOO_DATA_DIR,
+        "proxy_mode": "True",
+        "list_db": "False",
+        "dbfilter": f"^{db.database_name}$",
+        "db_name": db.database_name,
+        "workers": str(db.app.workers),
+        "http_port": str(ODOO_HTTP_PORT),
+        "gevent_port": str(ODOO_LONGPOLLING_PORT),
+    }
+    user = {key: value for key, value in sorted(db.app.config.items()) if key not in options}
+    lines = ["[options]"] + [f"{key} = {value}" for key, value in {**options, **user}.items()]
+    return "\n".join(lines) + "\n"
+
+
+def build_config_map(db: OdooDatabase) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(db, config_map_name(db), "config"),
+        "data": {"odoo.conf": render_odoo_conf(db)},
+    }
+
+
+def _db_env(db: OdooDatabase) -> list[dict[str, Any]]:
+    """Connection settings from <name>-db, in the names the official Odoo image's entrypoint reads."""
+    secret = db_secret_name(db)
+
+    def from_secret(env: str, key: str) -> dict[str, Any]:
+        return {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+    return [
+        from_secret("HOST", "host"),
+        from_secret("PORT", "port"),
+        from_secret("USER", "user"),
+        from_secret("PASSWORD", "password"),
+        from_secret("PGDATABASE", "database"),
+        from_secret("PGSSLMODE", "sslmode"),
+    ]
+
+
+def _volumes(db: OdooDatabase) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    volumes = [
+        {"name": "data", "emptyDir": {}},
+        {"name": "filestore", "persistentVolumeClaim": {"claimName": filestore_pvc_name(db)}},
+        {"name": "config", "configMap": {"name": config_map_name(db)}},
+    ]
+    mounts = [
+        {"name": "data", "mountPath": ODOO_DATA_DIR},
+        # The filestore lives at <data_dir>/filestore/<db>: a rename only changes this path.
+        {"name": "filestore", "mountPath": f"{ODOO_DATA_DIR}/filestore/{db.database_name}"},
+        {"name": "config", "mountPath": "/etc/odoo", "readOnly": True},
+    ]
+    return volumes, mounts
+
+
+_SECURITY_CONTEXT = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+_POD_SECURITY_CONTEXT = {"runAsUser": 101, "runAsGroup": 101, "fsGroup": 101, "runAsNonRoot": True}
+
+
+def build_init_job(db: OdooDatabase) -> dict[str, Any]:
+    volumes, mounts = _volumes(db)
+    env = _db_env(db) + [{
+        "name": "ODOO_ADMIN_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": admin_secret_name(db), "key": "password"}},
+    }]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(db, init_job_name(db), "init"),
+        "spec": {
+            "backoffLimit": 2,
+            "template": {
+                "metadata": {"labels": labels(db, "init")},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": _POD_SECURITY_CONTEXT,
+                    "containers": [{
+                        "name": "init",
+                        "image": db.image,
+                        "command": ["/bin/bash", "-c", INIT_SCRIPT],
+                        "env": env,
+                        "volumeMounts": mounts,
+                        "securityContext": _SECURITY_CONTEXT,
+                    }],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def build_deployment(db: OdooDatabase, replicas: int, credentials_hash: str) -> dict[str, Any]:
+    volumes, mounts = _volumes(db)
+    container: dict[str, Any] = {
+        "name": "odoo",
+        "image": db.image,
+        "args": [
+            "--database", db.database_name,
+            "--db-filter", f"^{db.database_name}$",
+            "--proxy-mode",
+            "--no-database-list",
+        ],
+        "env": _db_env(db),
+        "ports": [
+            {"name": "http", "containerPort": ODOO_HTTP_PORT},
+            {"name": "longpolling", "containerPort": ODOO_LONGPOLLING_PORT},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/web/health", "port": "http"}, "periodSeconds": 10},
+        "livenessProbe": {
+            "httpGet": {"path": "/web/health", "port": "http"},
+            "initialDelaySeconds": 60,
+            "periodSeconds": 20,
+        },
+        "volumeMounts": mounts,
+        "securityContext": _SECURITY_CONTEXT,
+    }
+    if db.app.resources:
+        container["resources"] = dict(db.app.resources)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(db, db.name, "app"),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector_labels(db)},
+            "template": {
+                "metadata": {
+                    "labels": labels(db, "app"),
+                    "annotations": {
+                        "odoo.dbmanager.io/credentials": credentials_hash,
+                        "odoo.dbmanager.io/config": hashlib.sha256(render_odoo_conf(db).encode()).hexdigest()[:16],
+                    },
+                },
+                "spec": {
+                    "securityContext": _POD_SECURITY_CONTEXT,
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def build_service(db: OdooDatabase) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(db, db.name, "app"),
+        "spec": {
+            "selector": selector_labels(db),
+            "ports": [
+                {"name": "http", "port": ODOO_HTTP_PORT, "targetPort": "http"},
+                {"name": "longpolling", "port": ODOO_LONGPOLLING_PORT, "targetPort": "longpolling"},
+            ],
+        },
+    }
+
+
+def build_ingress(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
+    def path(prefix: str, port: str) -> dict[str, Any]:
+        return {
+            "path": prefix,
+            "pathType": "Prefix",
+            "backend": {"service": {"name": db.name, "port": {"name": port}}},
+        }
+
+    spec: dict[str, Any] = {
+        "rules": [{"host": db.hostname, "http": {"paths": [path("/websocket", "longpolling"), path("/", "http")]}}],
+    }
+    annotations: dict[str, str] = {}
+    if settings.ingress_class:
+        spec["ingressClassName"] = settings.ingress_class
+    if settings.cluster_issuer:
+        annotations["cert-manager.io/cluster-issuer"] = settings.cluster_issuer
+        spec["tls"] = [{"hosts": [db.hostname], "secretName": f"{db.name}-tls"}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": _metadata(db, db.name, "app", annotations=annotations),
+        "spec": spec,
+    }
+
+
+def database_url(db: OdooDatabase, settings: Settings) -> str:
+    return f"{settings.url_scheme}://{db.hostname}"

@@ -1,0 +1,55 @@
+"""Status conditions in the Kubernetes API convention (kstatus / Argo CD compatible)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str = ""
+
+    @classmethod
+    def true(cls, type_: str, reason: str, message: str = "") -> Condition:
+        return cls(type_, "True", reason, message)
+
+    @classmethod
+    def false(cls, type_: str, reason: str, message: str = "") -> Condition:
+        return cls(type_, "False", reason, message)
+
+
+def merge_conditions(
+    previous: Iterable[Mapping[str, Any]] | None, desired: Iterable[Condition], generation: int
+) -> list[dict[str, Any]]:
+    """New condition list; lastTransitionTime only moves when a condition's status changes."""
+    old = {c.get("type"): c for c in previous or []}
+    merged = []
+    for cond in desired:
+        before = old.get(cond.type)
+        changed = before is None or before.get("status") != cond.status
+        merged.append({
+            "type": cond.type,
+            "status": cond.status,
+            "reason": cond.reason,
+            "message": cond.message,
+            "observedGeneration": generation,
+            "lastTransitionTime": now_iso() if changed else before.get("lastTransitionTime", now_iso()),
+        })
+    return merged
+
+
+def get_condition(status: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
+    for cond in (status or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return cond
+    return None

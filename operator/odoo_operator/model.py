@@ -1,0 +1,195 @@
+"""Typed views of the custom resources, parsed once at the edge.
+
+The API server's schema already refuses most bad input; this module checks it again because
+the CRD may be older than the operator, or edited, and everything past here trusts these types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Settings
+
+DATABASE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+RESERVED_DATABASE_NAMES = frozenset({"postgres", "template0", "template1"})
+TAG_RE = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
+CONFIG_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+VERSION_RE = re.compile(r"^(saas~)?[0-9]{1,2}\.[0-9]$")
+TAG_LABEL_PREFIX = "tag.odoo.dbmanager.io/"
+DELETION_POLICIES = ("Delete", "Retain", "Snapshot")
+
+# odoo.conf keys the operator owns: a user value would break isolation or the operator's wiring.
+OPERATOR_CONFIG_KEYS = frozenset({
+    "db_host", "db_port", "db_user", "db_password", "db_name", "dbfilter", "db_sslmode", "db_template",
+    "list_db", "admin_passwd", "data_dir", "proxy_mode", "http_port", "gevent_port", "longpolling_port",
+    "workers", "addons_path", "http_interface", "db_maxconn", "unaccent",
+})
+
+
+class SpecError(ValueError):
+    """The spec cannot be acted on; a human has to change it (Stalled, reason InvalidSpec)."""
+
+
+def check_database_name(name: str, field_path: str = "spec.databaseName") -> str:
+    if not DATABASE_NAME_RE.match(name) or len(name.encode()) > 63:
+        raise SpecError(
+            f"{field_path} {name!r} is not a valid Odoo database name: use letters, digits, '_', '.', '-', "
+            "start with a letter or digit, at least 2 and at most 63 characters"
+        )
+    if name.lower() in RESERVED_DATABASE_NAMES:
+        raise SpecError(f"{field_path} {name!r} is reserved by PostgreSQL; choose another name")
+    return name
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    replicas: int = 1
+    workers: int = 0
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    config: Mapping[str, str] = field(default_factory=dict)
+    suspended: bool = False
+
+
+@dataclass(frozen=True)
+class OdooDatabase:
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    database_name: str
+    version: str
+    image: str
+    server: str | None
+    hostname: str
+    tags: tuple[str, ...]
+    deletion_policy: str
+    app: AppSpec
+    subscription: str | None = None
+
+    @property
+    def role_name(self) -> str:
+        """A PostgreSQL role per database object, stable across renames and re-creation."""
+        digest = hashlib.sha256(f"{self.namespace}/{self.name}".encode()).hexdigest()[:20]
+        return f"odoo_{digest}"
+
+    @property
+    def owner_marker(self) -> dict[str, str]:
+        return {"managedBy": "odoo-db-operator", "namespace": self.namespace, "name": self.name}
+
+    @property
+    def tag_labels(self) -> dict[str, str]:
+        return {f"{TAG_LABEL_PREFIX}{tag}": "true" for tag in self.tags}
+
+
+def _int(value: Any, field_path: str, lo: int, hi: int, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise SpecError(f"{field_path} must be an integer between {lo} and {hi}")
+    return value
+
+
+def parse_app(raw: Any) -> AppSpec:
+    raw = raw or {}
+    if not isinstance(raw, Mapping):
+        raise SpecError("spec.app must be an object")
+    config = raw.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise SpecError("spec.app.config must be a map of odoo.conf keys to values")
+    for key, value in config.items():
+        if not isinstance(key, str) or not CONFIG_KEY_RE.match(key):
+            raise SpecError(f"spec.app.config key {key!r} is not a valid odoo.conf key")
+        if key in OPERATOR_CONFIG_KEYS:
+            raise SpecError(f"spec.app.config.{key} is managed by the operator and cannot be set")
+        if not isinstance(value, str) or "\n" in value or "\r" in value or len(value) > 1024:
+            raise SpecError(f"spec.app.config.{key} must be a single-line string of at most 1024 characters")
+    resources = raw.get("resources") or {}
+    if not isinstance(resources, Mapping):
+        raise SpecError("spec.app.resources must be an object with limits/requests")
+    return AppSpec(
+        replicas=_int(raw.get("replicas"), "spec.app.replicas", 0, 20, 1),
+        workers=_int(raw.get("workers"), "spec.app.workers", 0, 64, 0),
+        resources={k: dict(v) for k, v in resources.items() if k in ("limits", "requests") and v},
+        config=dict(config),
+        suspended=bool(raw.get("suspended", False)),
+    )
+
+
+def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooDatabase:
+    meta = body.get("metadata", {})
+    spec = body.get("spec") or {}
+    name = meta["name"]
+    database_name = check_database_name(
+        spec.get("databaseName") or name, "spec.databaseName" if spec.get("databaseName") else "metadata.name"
+    )
+    version = spec.get("version")
+    if not isinstance(version, str) or not VERSION_RE.match(version):
+        raise SpecError(f"spec.version {version!r} is not an Odoo version such as '17.0'")
+    image = spec.get("image") or settings.images.get(version)
+    if not image:
+        known = ", ".join(sorted(settings.images)) or "none"
+        raise SpecError(f"no image is configured for Odoo {version} (known versions: {known}); set spec.image")
+    hostname = spec.get("hostname") or f"{database_name.lower()}.{settings.base_domain}"
+    if not HOSTNAME_RE.match(hostname) or "_" in hostname:
+        raise SpecError(f"hostname {hostname!r} is not a valid DNS name; set spec.hostname")
+    tags = spec.get("tags") or []
+    if not isinstance(tags, list):
+        raise SpecError("spec.tags must be a list")
+    for tag in tags:
+        if not isinstance(tag, str) or not TAG_RE.match(tag):
+            raise SpecError(f"tag {tag!r} must be lower-case letters, digits, '-', '_' or '.' (max 63)")
+    policy = spec.get("deletionPolicy") or "Delete"
+    if policy not in DELETION_POLICIES:
+        raise SpecError(f"spec.deletionPolicy {policy!r} must be one of {', '.join(DELETION_POLICIES)}")
+    if policy == "Snapshot":
+        raise SpecError("deletionPolicy Snapshot is not available yet (it arrives with backups); use Delete or Retain")
+    subscription = (spec.get("subscription") or {}).get("code")
+    return OdooDatabase(
+        name=name,
+        namespace=meta["namespace"],
+        uid=meta.get("uid", ""),
+        generation=int(meta.get("generation") or 0),
+        database_name=database_name,
+        version=version,
+        image=image,
+        server=spec.get("server"),
+        hostname=hostname,
+        tags=tuple(sorted(set(tags))),
+        deletion_policy=policy,
+        app=parse_app(spec.get("app")),
+        subscription=subscription,
+    )
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    name: str
+    host: str
+    port: int
+    admin_secret_namespace: str
+    admin_secret_name: str
+    ssl_mode: str
+    default: bool
+    max_databases: int | None
+
+
+def parse_postgres_server(body: Mapping[str, Any]) -> PostgresServer:
+    spec = body.get("spec") or {}
+    ref = spec.get("adminSecretRef") or {}
+    if not spec.get("host") or not ref.get("name") or not ref.get("namespace"):
+        raise SpecError("spec.host and spec.adminSecretRef {namespace, name} are required")
+    return PostgresServer(
+        name=body["metadata"]["name"],
+        host=spec["host"],
+        port=_int(spec.get("port"), "spec.port", 1, 65535, 5432),
+        admin_secret_namespace=ref["namespace"],
+        admin_secret_name=ref["name"],
+        ssl_mode=spec.get("sslMode") or "prefer",
+        default=bool(spec.get("default", False)),
+        max_databases=spec.get("maxDatabases"),
+    )
