@@ -178,12 +178,12 @@ def _db_env(db: OdooDatabase) -> list[dict[str, Any]]:
 
 
 def _volumes(db: OdooDatabase) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    volumes = [
+    volumes: list[dict[str, Any]] = [
         {"name": "data", "emptyDir": {}},
         {"name": "filestore", "persistentVolumeClaim": {"claimName": filestore_pvc_name(db)}},
         {"name": "config", "configMap": {"name": config_map_name(db)}},
     ]
-    mounts = [
+    mounts: list[dict[str, Any]] = [
         {"name": "data", "mountPath": ODOO_DATA_DIR},
         # The filestore lives at <data_dir>/filestore/<db>: a rename only changes this path.
         {"name": "filestore", "mountPath": f"{ODOO_DATA_DIR}/filestore/{db.database_name}"},

@@ -43,7 +43,7 @@ def merge_conditions(
             "reason": cond.reason,
             "message": cond.message,
             "observedGeneration": generation,
-            "lastTransitionTime": now_iso() if changed else before.get("lastTransitionTime", now_iso()),
+            "lastTransitionTime": now_iso() if changed or before is None else before.get("lastTransitionTime"),
         })
     return merged
 

@@ -120,7 +120,7 @@ class Postgres:
 
     def start(self) -> None:
         uid, gid = self._ids()
-        log = open(self.workdir / "postgres.log", "ab")  # noqa: SIM115 - owned by the process
+        log = open(self.workdir / "postgres.log", "ab")
         self.process = subprocess.Popen(
             [str(PG_BIN_DIR / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
              "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.workdir}",
@@ -201,6 +201,7 @@ class LocalCluster:
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> LocalCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir.chmod(0o755)  # the postgres user must reach its data dir inside
         if self.with_postgres:
             self.postgres = Postgres(self.workdir / "postgres")
             self.postgres.init()
@@ -219,11 +220,17 @@ class LocalCluster:
             "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=0",
             "--concurrent-gc-syncs=20", "--kube-api-qps=200", "--kube-api-burst=400",
         ])
+        # Short back-off: kwok binds PVCs a moment before the scheduler's cache sees the volume.
+        (self.workdir / "scheduler.yaml").write_text(yaml.safe_dump({
+            "apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration",
+            "clientConnection": {"kubeconfig": str(self.kubeconfig), "qps": 200, "burst": 400},
+            "leaderElection": {"leaderElect": False},
+            "podInitialBackoffSeconds": 1, "podMaxBackoffSeconds": 1,
+        }))
         self._start("kube-scheduler", [
-            self.binary("kube-scheduler"), f"--kubeconfig={self.kubeconfig}",
+            self.binary("kube-scheduler"), f"--config={self.workdir / 'scheduler.yaml'}",
             f"--authentication-kubeconfig={self.kubeconfig}", f"--authorization-kubeconfig={self.kubeconfig}",
-            "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=0",
-            "--kube-api-qps=200", "--kube-api-burst=400",
+            "--bind-address=127.0.0.1", "--secure-port=0",
         ])
         self._start_kwok()
         return self
@@ -253,7 +260,7 @@ class LocalCluster:
         return self.workdir / "pki"
 
     def _start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
+        log = open(self.workdir / f"{name}.log", "ab")
         proc = subprocess.Popen(argv, stdout=log, stderr=log, preexec_fn=_die_with_parent(), cwd=self.workdir)
         self.processes[name] = proc
         return proc
@@ -327,7 +334,8 @@ class LocalCluster:
         self._start("kwok", [
             self.binary("kwok"), f"--kubeconfig={self.kubeconfig}", "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--cidr=10.0.0.1/24", "--node-ip=10.0.0.1", f"--config={KWOK_DIR / 'stages.yaml'}",
+            "--cidr=10.0.0.1/24", "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40",
+            f"--config={KWOK_DIR / 'stages.yaml'}",
         ])
         self.kubectl("apply", "-f", "-", input=json.dumps(FAKE_NODE))
         self.kubectl("apply", "-f", str(KWOK_DIR / "storage-class.yaml"))

@@ -31,6 +31,12 @@ OPERATOR_CONFIG_KEYS = frozenset({
 })
 
 
+def role_name(namespace: str, name: str) -> str:
+    """A PostgreSQL role per OdooDatabase object, stable across renames and re-creation."""
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:20]
+    return f"odoo_{digest}"
+
+
 class SpecError(ValueError):
     """The spec cannot be acted on; a human has to change it (Stalled, reason InvalidSpec)."""
 
@@ -73,9 +79,7 @@ class OdooDatabase:
 
     @property
     def role_name(self) -> str:
-        """A PostgreSQL role per database object, stable across renames and re-creation."""
-        digest = hashlib.sha256(f"{self.namespace}/{self.name}".encode()).hexdigest()[:20]
-        return f"odoo_{digest}"
+        return role_name(self.namespace, self.name)
 
     @property
     def owner_marker(self) -> dict[str, str]:

@@ -1,0 +1,222 @@
+"""What each kopf handler does. main.py only registers these functions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import copy
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import kopf
+import kubernetes
+
+from . import odoodatabase, pg, postgresserver
+from .conditions import get_condition, merge_conditions
+from .config import Settings
+from .kube import Kube
+from .model import TAG_LABEL_PREFIX
+from .odoodatabase import Context, NotReady, Outcome
+from .registry import Registry, Waker
+
+log = logging.getLogger("odoo_operator")
+T = TypeVar("T")
+STATUS_FIELDS_REPLACED = ("phase", "observedGeneration", "conditions")
+
+
+@dataclass
+class Runtime:
+    ctx: Context
+    executor: ThreadPoolExecutor
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("the operator has not started")
+    return _runtime
+
+
+def load_kube_config() -> kubernetes.client.ApiClient:
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    configuration = kubernetes.client.Configuration.get_default_copy()
+    settings = Settings.from_env()
+    configuration.connection_pool_maxsize = settings.max_concurrent_reconciles + 8
+    return kubernetes.client.ApiClient(configuration)
+
+
+def _event(body: Mapping[str, Any], type: str, reason: str, message: str) -> None:
+    """An Event on the object (kopf posts it asynchronously; safe from worker threads)."""
+    kopf.event(cast(Any, body), type=type, reason=reason, message=message[:1024])
+
+
+def startup(settings: kopf.OperatorSettings) -> None:
+    global _runtime
+    operator_settings = Settings.from_env()
+    settings.persistence.finalizer = "odoo.dbmanager.io/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="odoo.dbmanager.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="odoo.dbmanager.io", key="last-handled-configuration")
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # "Handler succeeded" for every child event
+    settings.posting.level = logging.WARNING  # our own Events are explicit; kopf's only for problems
+    settings.execution.max_workers = 8
+    settings.watching.chunk_size = 500
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    _runtime = Runtime(
+        ctx=Context(kube=Kube(load_kube_config()), settings=operator_settings, registry=Registry()),
+        executor=ThreadPoolExecutor(max_workers=operator_settings.max_concurrent_reconciles,
+                                    thread_name_prefix="reconcile"),
+    )
+
+
+def cleanup() -> None:
+    if _runtime is not None:
+        _runtime.executor.shutdown(wait=False, cancel_futures=True)
+
+
+# ---- OdooDatabase --------------------------------------------------------------------------
+
+def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy({key: body[key] for key in body})
+
+
+async def _in_thread(rt: Runtime, fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking work in the reconcile pool, keeping kopf's context (Events need it)."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(rt.executor, context.run, fn, *args)
+
+
+async def database_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger) -> None:
+    """One loop per OdooDatabase: reconcile, publish, then sleep until woken, a retry or a resync."""
+    rt = runtime()
+    loop = asyncio.get_running_loop()
+    key = (body.metadata.namespace or "", body.metadata.name or "")
+    waker = Waker(loop)
+    rt.ctx.registry.register(key, waker)
+    stop = asyncio.ensure_future(stopped.wait())
+    failures = 0
+    try:
+        while not stopped:
+            waker.event.clear()
+            snapshot = _snapshot(body)
+            if snapshot["metadata"].get("deletionTimestamp"):
+                return
+            outcome = await _in_thread(rt, odoodatabase.reconcile, snapshot, rt.ctx)
+            await _in_thread(rt, publish, snapshot, outcome, rt.ctx)
+            if outcome.stalled.status == "False" and outcome.ready.status == "False" and outcome.retry_after:
+                failures = failures + 1 if outcome.reconciling.reason == "ServerUnavailable" else 0
+            else:
+                failures = 0
+            delay = rt.ctx.settings.resync_seconds if outcome.retry_after is None else outcome.retry_after
+            if failures:
+                delay = min(2.0 ** (failures - 1), rt.ctx.settings.retry_max_seconds)
+            wake = asyncio.ensure_future(waker.event.wait())
+            await asyncio.wait({wake, stop}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            wake.cancel()
+    finally:
+        stop.cancel()
+        rt.ctx.registry.unregister(key, waker)
+
+
+def publish(body: Mapping[str, Any], outcome: Outcome, ctx: Context) -> None:
+    """Write the status (only when it changed) and post an Event on every transition."""
+    meta = body["metadata"]
+    old = body.get("status") or {}
+    generation = int(meta.get("generation") or 0)
+    new: dict[str, Any] = dict(outcome.status)
+    new["phase"] = outcome.phase
+    new["observedGeneration"] = generation
+    new["conditions"] = merge_conditions(old.get("conditions"), outcome.conditions(), generation)
+    changed = {k: v for k, v in new.items() if old.get(k) != v}
+    if changed:
+        ctx.kube.patch_status("odoo.dbmanager.io/v1alpha1", "OdooDatabase", meta["name"], meta["namespace"], new)
+    _post_transition_events(body, old, new, outcome)
+
+
+def _post_transition_events(body: Mapping[str, Any], old: Mapping[str, Any], new: Mapping[str, Any],
+                            outcome: Outcome) -> None:
+    if new.get("createdAt") and not old.get("createdAt"):
+        _event(body, "Normal", reason="Created", message=f"PostgreSQL database {new.get('databaseName')!r} created "
+                  f"on {new.get('server')}")
+    if new.get("initializedAt") and not old.get("initializedAt"):
+        _event(body, "Normal", reason="Initialized", message="Odoo's base module installed; admin password in "
+                  f"Secret {body['metadata']['name']}-admin")
+    before = get_condition(old, "Ready") or {}
+    if (before.get("status"), before.get("reason"), old.get("phase")) == (
+            outcome.ready.status, outcome.ready.reason, outcome.phase):
+        return
+    if outcome.ready.status == "False" and outcome.warning and outcome.ready.reason not in (
+            "Initializing", "Progressing"):
+        _event(body, "Warning", reason=outcome.ready.reason, message=outcome.ready.message)
+    else:
+        _event(body, "Normal", reason=outcome.ready.reason, message=outcome.ready.message or outcome.phase)
+
+
+def on_database_event(body: kopf.Body, type: str | None) -> None:
+    """Wake the object's loop when its spec or tags changed (our own status writes don't)."""
+    status = body.get("status") or {}
+    labels = body.metadata.labels or {}
+    tags = {f"{TAG_LABEL_PREFIX}{t}" for t in (body.get("spec") or {}).get("tags") or []}
+    tag_labels = {k for k in labels if k.startswith(TAG_LABEL_PREFIX)}
+    if (body.metadata.get("generation") != status.get("observedGeneration") or tags != tag_labels
+            or body.metadata.get("deletionTimestamp")):
+        runtime().ctx.registry.wake((body.metadata.namespace or "", body.metadata.name or ""))
+
+
+def delete_database(body: kopf.Body, logger: kopf.Logger) -> None:
+    rt = runtime()
+    snapshot = _snapshot(body)
+    try:
+        result = odoodatabase.delete(snapshot, rt.ctx)
+    except pg.PostgresUnavailable as exc:
+        _event(snapshot, "Warning", reason="DeleteRetrying", message=f"PostgreSQL is unreachable: {exc}; retrying")
+        raise kopf.TemporaryError(f"PostgreSQL is unreachable: {exc}", delay=10) from None
+    except NotReady as exc:
+        _event(snapshot, "Warning", reason=exc.reason, message=f"cannot delete yet: {exc.message}")
+        raise kopf.TemporaryError(exc.message, delay=30) from None
+    rt.ctx.registry.forget_database(snapshot["metadata"]["namespace"], snapshot["metadata"]["name"])
+    _event(snapshot, "Normal", reason="Deleted" if result.dropped else "Released", message=result.message)
+    logger.info(result.message)
+
+
+# ---- children and servers ---------------------------------------------------------------------
+
+def on_child_event(kind: str, body: kopf.Body, type: str | None) -> None:
+    rt = runtime()
+    owner = rt.ctx.registry.record_child(kind, body, deleted=type == "DELETED")
+    if owner:
+        rt.ctx.registry.wake(owner)
+
+
+def on_server_event(body: kopf.Body, type: str | None) -> None:
+    registry = runtime().ctx.registry
+    before = registry.server(body.metadata.name or "")
+    registry.record_server(body, deleted=type == "DELETED")
+    if before != registry.server(body.metadata.name or ""):
+        registry.wake_all()
+
+
+def check_server(body: kopf.Body) -> None:
+    rt = runtime()
+    snapshot = _snapshot(body)
+    was_reachable = (snapshot.get("status") or {}).get("reachable")
+    fields, conditions = postgresserver.check(snapshot, rt.ctx)
+    generation = int(snapshot["metadata"].get("generation") or 0)
+    fields["observedGeneration"] = generation
+    fields["conditions"] = merge_conditions((snapshot.get("status") or {}).get("conditions"), conditions, generation)
+    rt.ctx.kube.patch_status("odoo.dbmanager.io/v1alpha1", "PostgresServer", snapshot["metadata"]["name"], None,
+                             fields)
+    if fields.get("reachable") != was_reachable:
+        ready = conditions[0]
+        _event(snapshot, "Normal" if fields.get("reachable") else "Warning", reason=ready.reason, message=ready.message)
+        if fields.get("reachable"):
+            rt.ctx.registry.wake_all()  # databases waiting for this server retry now

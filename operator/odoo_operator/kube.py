@@ -1,0 +1,162 @@
+"""The one place that talks to the Kubernetes API (official client, synchronous, thread-safe)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from . import API_VERSION, FIELD_MANAGER
+
+# apiVersion/kind -> (plural, namespaced); the kinds this operator applies or reads.
+RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
+    ("v1", "Secret"): ("secrets", True),
+    ("v1", "ConfigMap"): ("configmaps", True),
+    ("v1", "Service"): ("services", True),
+    ("v1", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
+    ("v1", "Event"): ("events", True),
+    ("apps/v1", "Deployment"): ("deployments", True),
+    ("batch/v1", "Job"): ("jobs", True),
+    ("batch/v1", "CronJob"): ("cronjobs", True),
+    ("networking.k8s.io/v1", "Ingress"): ("ingresses", True),
+    (API_VERSION, "OdooDatabase"): ("odoodatabases", True),
+    (API_VERSION, "PostgresServer"): ("postgresservers", False),
+    (API_VERSION, "DatabaseBackup"): ("databasebackups", True),
+    (API_VERSION, "DomainMapping"): ("domainmappings", True),
+}
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def _path(api_version: str, kind: str, name: str | None, namespace: str | None, sub: str = "") -> str:
+    plural, namespaced = RESOURCES[(api_version, kind)]
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    if namespaced:
+        if not namespace:
+            raise ValueError(f"{kind} {name} needs a namespace")
+        base += f"/namespaces/{namespace}"
+    base += f"/{plural}"
+    if name:
+        base += f"/{name}"
+    return base + (f"/{sub}" if sub else "")
+
+
+class Kube:
+    def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
+        self.api = api_client or kubernetes.client.ApiClient()
+        self.requests = 0
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        self.requests += 1
+        url_method, url, headers, payload, _ = self.api.param_serialize(
+            method,
+            path,
+            query_params=query or [],
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self.api.call_api(url_method, url, header_params=headers, body=payload, _request_timeout=30)
+        except ApiException as exc:
+            raise KubeError(exc.status or 0, "", exc.reason or str(exc)) from None
+        data = response.read()
+        if not 200 <= response.status < 300:
+            message, reason = response.reason or "", ""
+            try:
+                payload = json.loads(data or b"{}")
+                message = payload.get("message", message)
+                reason = payload.get("reason", "")
+            except ValueError:
+                pass
+            raise KubeError(response.status, reason, message)
+        return json.loads(data) if data else {}
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply under our one field manager; we own what we declare."""
+        meta = obj["metadata"]
+        path = _path(obj["apiVersion"], obj["kind"], meta["name"], meta.get("namespace"))
+        return self._call(
+            "PATCH",
+            path,
+            body=dict(obj),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", _path(api_version, kind, name, namespace))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Create; None if it already exists (the API server's create is the atomic decision)."""
+        meta = obj["metadata"]
+        try:
+            return self._call(
+                "POST",
+                _path(obj["apiVersion"], obj["kind"], None, meta.get("namespace")),
+                body=dict(obj),
+                query=[("fieldManager", FIELD_MANAGER)],
+            )
+        except KubeError as exc:
+            if exc.status == 409:
+                return None
+            raise
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        try:
+            self._call("DELETE", _path(api_version, kind, name, namespace),
+                       body={"propagationPolicy": "Background"})
+            return True
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    def patch_status(
+        self, api_version: str, kind: str, name: str, namespace: str | None, status: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return self._call(
+            "PATCH",
+            _path(api_version, kind, name, namespace, "status"),
+            body={"status": dict(status)},
+            content_type="application/merge-patch+json",
+        )
+
+    def patch_metadata(
+        self, api_version: str, kind: str, name: str, namespace: str | None, metadata: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return self._call(
+            "PATCH",
+            _path(api_version, kind, name, namespace),
+            body={"metadata": dict(metadata)},
+            content_type="application/merge-patch+json",
+        )
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None,
+             label_selector: str | None = None) -> list[dict[str, Any]]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        plural, namespaced = RESOURCES[(api_version, kind)]
+        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+        path = f"{base}/namespaces/{namespace}/{plural}" if namespaced and namespace else f"{base}/{plural}"
+        return list(self._call("GET", path, query=query).get("items", []))

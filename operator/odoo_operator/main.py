@@ -1,0 +1,69 @@
+"""kopf registrations only; each handler is one call into handlers.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from . import GROUP, VERSION, handlers
+
+MANAGED = {"app.kubernetes.io/managed-by": "odoo-db-operator"}
+CHILD_KINDS = {
+    "Secret": ("v1", "secrets"),
+    "ConfigMap": ("v1", "configmaps"),
+    "Service": ("v1", "services"),
+    "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),
+    "Deployment": ("apps/v1", "deployments"),
+    "Job": ("batch/v1", "jobs"),
+    "Ingress": ("networking.k8s.io/v1", "ingresses"),
+}
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    handlers.startup(settings)
+
+
+@kopf.on.cleanup()
+def cleanup(**_: Any) -> None:
+    handlers.cleanup()
+
+
+@kopf.daemon(GROUP, VERSION, "odoodatabases", cancellation_timeout=60)
+async def odoo_database(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any) -> None:
+    await handlers.database_loop(body, stopped, logger)
+
+
+@kopf.on.event(GROUP, VERSION, "odoodatabases")
+def odoo_database_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+    handlers.on_database_event(body, type)
+
+
+@kopf.on.delete(GROUP, VERSION, "odoodatabases")
+def odoo_database_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    handlers.delete_database(body, logger)
+
+
+@kopf.on.event(GROUP, VERSION, "postgresservers")
+def postgres_server_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+    handlers.on_server_event(body, type)
+
+
+@kopf.timer(GROUP, VERSION, "postgresservers", interval=30, initial_delay=0.5)
+def postgres_server_check(body: kopf.Body, **_: Any) -> None:
+    handlers.check_server(body)
+
+
+def _register_child(kind: str, api_version: str, plural: str) -> None:
+    group, _, version = api_version.rpartition("/")
+
+    def on_child(body: kopf.Body, type: str | None, **_: Any) -> None:
+        handlers.on_child_event(kind, body, type)
+
+    on_child.__name__ = f"child_{kind.lower()}"
+    kopf.on.event(group, version, plural, labels=MANAGED, id=f"child-{kind.lower()}")(on_child)
+
+
+for _kind, (_api_version, _plural) in CHILD_KINDS.items():
+    _register_child(_kind, _api_version, _plural)

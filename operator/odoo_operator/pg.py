@@ -1,0 +1,176 @@
+"""Everything that talks to PostgreSQL. Knows nothing of Kubernetes.
+
+One connection policy: short connect timeout, autocommit (CREATE/DROP DATABASE cannot run in a
+transaction), identifiers always composed with `sql.Identifier`, values with parameters or
+`sql.Literal` where PostgreSQL's utility statements take no parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+MARKER_KEY = "managedBy"
+MARKER_VALUE = "odoo-db-operator"
+
+
+class PostgresUnavailable(Exception):
+    """The server cannot be reached or refused our credentials; worth retrying."""
+
+
+class OwnershipConflict(Exception):
+    """A database or role of that name exists and belongs to someone else."""
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    host: str
+    port: int
+    user: str
+    password: str
+    sslmode: str = "prefer"
+    connect_timeout: int = 5
+
+    def __repr__(self) -> str:  # never print the password
+        return f"ServerAddress(host={self.host!r}, port={self.port}, user={self.user!r})"
+
+
+@contextlib.contextmanager
+def connect(server: ServerAddress, dbname: str = "postgres") -> Iterator[psycopg.Connection[Any]]:
+    try:
+        conn = psycopg.connect(
+            host=server.host,
+            port=server.port,
+            user=server.user,
+            password=server.password,
+            dbname=dbname,
+            sslmode=server.sslmode,
+            connect_timeout=server.connect_timeout,
+            autocommit=True,
+            application_name="odoo-db-operator",
+        )
+    except psycopg.OperationalError as exc:
+        raise PostgresUnavailable(_short(exc)) from None
+    try:
+        with conn:
+            conn.execute("SET statement_timeout = '120s'")
+            yield conn
+    except psycopg.OperationalError as exc:
+        raise PostgresUnavailable(_short(exc)) from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def server_info(conn: psycopg.Connection[Any]) -> tuple[str, int]:
+    """Server version (e.g. '15.18') and the number of non-template databases."""
+    row = conn.execute(
+        "SELECT current_setting('server_version'), (SELECT count(*) FROM pg_database WHERE NOT datistemplate)"
+    ).fetchone()
+    assert row is not None
+    return str(row[0]).split(" ")[0], int(row[1])
+
+
+def _parse_marker(comment: str | None) -> dict[str, Any] | None:
+    if not comment:
+        return None
+    try:
+        marker = json.loads(comment)
+    except ValueError:
+        return None
+    return marker if isinstance(marker, dict) and marker.get(MARKER_KEY) == MARKER_VALUE else None
+
+
+def _same_owner(marker: dict[str, Any] | None, owner: dict[str, str]) -> bool:
+    return marker is not None and all(marker.get(k) == v for k, v in owner.items())
+
+
+def database_marker(conn: psycopg.Connection[Any], dbname: str) -> tuple[bool, dict[str, Any] | None]:
+    """(exists, marker) for a database; the marker is our JSON comment, if any."""
+    row = conn.execute(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (dbname,)
+    ).fetchone()
+    if row is None:
+        return False, None
+    return True, _parse_marker(row[0])
+
+
+def set_database_marker(conn: psycopg.Connection[Any], dbname: str, marker: dict[str, Any]) -> None:
+    conn.execute(
+        sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+            sql.Identifier(dbname), sql.Literal(json.dumps(marker, sort_keys=True))
+        )
+    )
+
+
+def ensure_role(
+    conn: psycopg.Connection[Any], role: str, password: str, owner: dict[str, str], reset_password: bool
+) -> bool:
+    """Create the login role, or check that the existing one is ours. Returns True if created."""
+    row = conn.execute(
+        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (role,)
+    ).fetchone()
+    marker = json.dumps(owner | {MARKER_KEY: MARKER_VALUE}, sort_keys=True)
+    if row is None:
+        try:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+            )
+        except psycopg.errors.DuplicateObject:
+            return ensure_role(conn, role, password, owner, reset_password)
+        conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(role), sql.Literal(marker)))
+        # Lets an admin that is not a superuser (managed PostgreSQL) hand databases to the role.
+        with contextlib.suppress(psycopg.errors.InsufficientPrivilege, psycopg.errors.InvalidGrantOperation):
+            conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
+        return True
+    if not _same_owner(_parse_marker(row[0]), owner):
+        raise OwnershipConflict(f"PostgreSQL role {role!r} exists and is not managed for this database")
+    if reset_password:
+        conn.execute(
+            sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+        )
+    return False
+
+
+def create_database(conn: psycopg.Connection[Any], dbname: str, owner_role: str, marker: dict[str, Any]) -> None:
+    """Create an empty database owned by `owner_role`, closed to every other role."""
+    conn.execute(
+        sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8' TEMPLATE template0").format(
+            sql.Identifier(dbname), sql.Identifier(owner_role)
+        )
+    )
+    set_database_marker(conn, dbname, marker)
+    conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
+
+
+def drop_database(conn: psycopg.Connection[Any], dbname: str) -> bool:
+    """Drop the database, terminating its connections. Returns True if something was dropped."""
+    exists, _ = database_marker(conn, dbname)
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+    return exists
+
+
+def drop_role(conn: psycopg.Connection[Any], role: str, owner: dict[str, str]) -> None:
+    row = conn.execute(
+        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (role,)
+    ).fetchone()
+    if row is None or not _same_owner(_parse_marker(row[0]), owner):
+        return
+    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def database_size(conn: psycopg.Connection[Any], dbname: str) -> int | None:
+    row = conn.execute("SELECT pg_database_size(datname) FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+    return int(row[0]) if row else None
+
+
+def is_owned_by(marker: dict[str, Any] | None, owner: dict[str, str]) -> bool:
+    return _same_owner(marker, owner)

@@ -1,0 +1,155 @@
+"""In-memory state shared by the handlers: known servers, last seen children, wake-ups.
+
+Level-triggered reconciliation: every OdooDatabase has one loop (a kopf daemon) that converges it;
+watch events on the database or on any object it owns only wake that loop up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .builders import DATABASE_LABEL
+from .model import PostgresServer, SpecError, parse_postgres_server
+
+Key = tuple[str, str]  # (namespace, name)
+ChildKey = tuple[str, str, str]  # (kind, namespace, name)
+
+
+def _rv(obj: Mapping[str, Any]) -> int:
+    try:
+        return int(obj.get("metadata", {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+@dataclass
+class Waker:
+    loop: asyncio.AbstractEventLoop
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        self.loop.call_soon_threadsafe(self.event.set)
+
+
+@dataclass
+class AppliedRecord:
+    digest: str
+    generation: int | None
+    resource_version: int
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.servers: dict[str, PostgresServer] = {}
+        self.server_errors: dict[str, str] = {}
+        self.children: dict[ChildKey, dict[str, Any]] = {}
+        self.applied: dict[ChildKey, AppliedRecord] = {}
+        self.wakers: dict[Key, Waker] = {}
+        self.credentials: dict[Key, tuple[float, str, str]] = {}
+
+    # ---- PostgresServers ------------------------------------------------------------------
+    def record_server(self, body: Mapping[str, Any], deleted: bool) -> None:
+        name = body["metadata"]["name"]
+        with self._lock:
+            if deleted:
+                self.servers.pop(name, None)
+                self.server_errors.pop(name, None)
+                return
+            try:
+                self.servers[name] = parse_postgres_server(body)
+                self.server_errors.pop(name, None)
+            except SpecError as exc:
+                self.servers.pop(name, None)
+                self.server_errors[name] = str(exc)
+
+    def default_servers(self) -> list[str]:
+        with self._lock:
+            return sorted(name for name, server in self.servers.items() if server.default)
+
+    def server(self, name: str) -> PostgresServer | None:
+        with self._lock:
+            return self.servers.get(name)
+
+    # ---- children ------------------------------------------------------------------------
+    def record_child(self, kind: str, body: Mapping[str, Any], deleted: bool) -> Key | None:
+        meta = body.get("metadata", {})
+        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            if deleted:
+                self.children.pop(key, None)
+                self.applied.pop(key, None)
+            elif _rv(body) >= _rv(self.children.get(key, {})):
+                self.children[key] = dict(body)
+        owner = (meta.get("labels") or {}).get(DATABASE_LABEL)
+        return (key[1], owner) if owner else None
+
+    def child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self.children.get((kind, namespace, name))
+
+    def needs_apply(self, key: ChildKey, digest: str) -> bool:
+        with self._lock:
+            record = self.applied.get(key)
+            seen = self.children.get(key)
+        if record is None or record.digest != digest or seen is None:
+            return True
+        generation = seen.get("metadata", {}).get("generation")
+        if record.generation is not None:
+            # Someone else changed the spec (drift): apply again.
+            return generation is not None and int(generation) > record.generation
+        return _rv(seen) > record.resource_version
+
+    def record_applied(self, key: ChildKey, digest: str, result: Mapping[str, Any]) -> None:
+        generation = result.get("metadata", {}).get("generation")
+        with self._lock:
+            self.applied[key] = AppliedRecord(digest, int(generation) if generation else None, _rv(result))
+            if _rv(result) >= _rv(self.children.get(key, {})):
+                self.children[key] = dict(result)
+
+    def forget_database(self, namespace: str, name: str) -> None:
+        with self._lock:
+            owned = [key for key, obj in self.children.items()
+                     if key[1] == namespace and (obj["metadata"].get("labels") or {}).get(DATABASE_LABEL) == name]
+            for key in owned:
+                self.children.pop(key, None)
+                self.applied.pop(key, None)
+
+    # ---- wake-ups ------------------------------------------------------------------------
+    def register(self, key: Key, waker: Waker) -> None:
+        with self._lock:
+            self.wakers[key] = waker
+
+    def unregister(self, key: Key, waker: Waker) -> None:
+        with self._lock:
+            if self.wakers.get(key) is waker:
+                del self.wakers[key]
+
+    def wake(self, key: Key) -> None:
+        with self._lock:
+            waker = self.wakers.get(key)
+        if waker:
+            waker.wake()
+
+    def wake_all(self) -> None:
+        with self._lock:
+            wakers = list(self.wakers.values())
+        for waker in wakers:
+            waker.wake()
+
+    # ---- admin credentials cache ------------------------------------------------------------
+    def cached_credentials(self, key: Key, ttl: float = 10.0) -> tuple[str, str] | None:
+        with self._lock:
+            entry = self.credentials.get(key)
+        if entry and time.monotonic() - entry[0] < ttl:
+            return entry[1], entry[2]
+        return None
+
+    def cache_credentials(self, key: Key, user: str, password: str) -> None:
+        with self._lock:
+            self.credentials[key] = (time.monotonic(), user, password)

@@ -1,0 +1,155 @@
+"""Shared fixtures: one real control plane + PostgreSQL per test session, the operator as a process."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from odoo_operator.localcluster import REPO_ROOT, LocalCluster
+
+SYSTEM_NAMESPACE = "odoo-system"
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[LocalCluster]:
+    workdir = Path(tempfile.mkdtemp(prefix="odoo-test-"))
+    local = LocalCluster(workdir)
+    try:
+        local.start()
+        local.install_crds()
+        local.kubectl("create", "namespace", SYSTEM_NAMESPACE)
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(cluster: LocalCluster) -> str:
+    assert cluster.postgres is not None
+    return cluster.postgres.dsn
+
+
+def pg_query(dsn: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def apply_yaml(cluster: LocalCluster, text: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return cluster.kubectl("apply", "-f", "-", input=text, check=check)
+
+
+def get_json(cluster: LocalCluster, *args: str) -> dict[str, Any]:
+    result = cluster.kubectl("get", *args, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else {}
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 60, what: str = "condition",
+               interval: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond["type"] == type_:
+            return dict(cond)
+    return {}
+
+
+@pytest.fixture(scope="session")
+def default_server(cluster: LocalCluster) -> str:
+    """The harness's PostgreSQL as the default PostgresServer, admin Secret in odoo-system."""
+    assert cluster.postgres is not None
+    pg = cluster.postgres
+    secret = {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "pg-admin", "namespace": SYSTEM_NAMESPACE},
+        "data": {"username": base64.b64encode(pg.user.encode()).decode(),
+                 "password": base64.b64encode(pg.password.encode()).decode()},
+    }
+    server = {
+        "apiVersion": "odoo.dbmanager.io/v1alpha1", "kind": "PostgresServer",
+        "metadata": {"name": "local"},
+        "spec": {"host": "127.0.0.1", "port": pg.port, "default": True, "sslMode": "disable",
+                 "adminSecretRef": {"namespace": SYSTEM_NAMESPACE, "name": "pg-admin"}},
+    }
+    apply_yaml(cluster, json.dumps(secret))
+    apply_yaml(cluster, json.dumps(server))
+    return "local"
+
+
+class OperatorProcess:
+    """The operator as a real process (`python -m odoo_operator`), so tests can kill and restart it."""
+
+    def __init__(self, cluster: LocalCluster, workdir: Path, env: dict[str, str] | None = None) -> None:
+        self.cluster = cluster
+        self.log_path = workdir / "operator.log"
+        self.env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "ODOO_OPERATOR_RETRY_MAX_SECONDS": "3",
+                    "ODOO_OPERATOR_SIZE_REFRESH_SECONDS": "2", "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "odoo_operator", "--liveness=http://127.0.0.1:0/healthz"],
+            stdout=log, stderr=log, env=self.env, cwd=REPO_ROOT,
+        )
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: LocalCluster, default_server: str) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(cluster, cluster.workdir)
+    proc.start()
+    yield proc
+    proc.stop()
+    if os.environ.get("ODOO_TEST_SHOW_OPERATOR_LOG"):
+        print(proc.log()[-20000:])
+
+
+@pytest.fixture
+def namespace(cluster: LocalCluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+
+
+def odoo_database(name: str, namespace: str, **spec: Any) -> str:
+    body = {"apiVersion": "odoo.dbmanager.io/v1alpha1", "kind": "OdooDatabase",
+            "metadata": {"name": name, "namespace": namespace}, "spec": {"version": "17.0", **spec}}
+    return yaml.safe_dump(body)

@@ -1,0 +1,117 @@
+"""The PostgreSQL layer against the real server the harness starts."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import psycopg
+import pytest
+
+from odoo_operator import pg
+
+pytestmark = pytest.mark.integration
+OWNER = {"managedBy": "odoo-db-operator", "namespace": "ns", "name": "shop"}
+
+
+@pytest.fixture
+def server(cluster) -> pg.ServerAddress:
+    p = cluster.postgres
+    return pg.ServerAddress("127.0.0.1", p.port, p.user, p.password, "disable", 5)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def test_unreachable_server_is_a_clear_temporary_error(cluster):
+    address = pg.ServerAddress("127.0.0.1", 1, "u", "secret-pw", "disable", 2)
+    with pytest.raises(pg.PostgresUnavailable) as info:
+        with pg.connect(address):
+            pass
+    assert "secret-pw" not in str(info.value) and "secret-pw" not in repr(address)
+
+
+def test_wrong_password_is_reported_without_the_password(server):
+    bad = pg.ServerAddress(server.host, server.port, server.user, "not-the-password", "disable", 2)
+    with pytest.raises(pg.PostgresUnavailable, match="password authentication failed"):
+        with pg.connect(bad):
+            pass
+
+
+def test_role_and_database_lifecycle_with_hostile_looking_names(server):
+    role = unique("odoo") + '"; DROP ROLE postgres; --'
+    dbname = unique("Shop.Test-1")
+    with pg.connect(server) as conn:
+        assert pg.ensure_role(conn, role, "pw-1", OWNER, reset_password=False) is True
+        assert pg.ensure_role(conn, role, "pw-1", OWNER, reset_password=False) is False
+        pg.create_database(conn, dbname, role, OWNER | {pg.MARKER_KEY: pg.MARKER_VALUE})
+        exists, marker = pg.database_marker(conn, dbname)
+        assert exists and pg.is_owned_by(marker, OWNER)
+        owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+        assert owner == (role,)
+        version, count = pg.server_info(conn)
+        assert version.startswith("15") and count >= 2
+        assert pg.database_size(conn, dbname) > 0
+    # The role can log in with its password and use its database.
+    with psycopg.connect(host=server.host, port=server.port, user=role, password="pw-1", dbname=dbname) as own:
+        own.execute("CREATE TABLE t (id int)")
+    with pg.connect(server) as conn:
+        assert pg.drop_database(conn, dbname) is True
+        pg.drop_role(conn, role, OWNER)
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None
+        assert pg.drop_database(conn, dbname) is False  # idempotent
+
+
+def test_other_roles_cannot_connect_to_a_tenant_database(server):
+    role, other, dbname = unique("odoo"), unique("odoo"), unique("db")
+    with pg.connect(server) as conn:
+        pg.ensure_role(conn, role, "pw", OWNER, reset_password=False)
+        pg.ensure_role(conn, other, "pw", OWNER | {"name": "other"}, reset_password=False)
+        pg.create_database(conn, dbname, role, OWNER | {pg.MARKER_KEY: pg.MARKER_VALUE})
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        psycopg.connect(host=server.host, port=server.port, user=other, password="pw", dbname=dbname)
+    with pg.connect(server) as conn:
+        pg.drop_database(conn, dbname)
+        pg.drop_role(conn, role, OWNER)
+        pg.drop_role(conn, other, OWNER | {"name": "other"})
+
+
+def test_existing_role_or_database_of_someone_else_is_never_taken_over(server):
+    role, dbname = unique("admin"), unique("foreign")
+    with pg.connect(server) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN PASSWORD \'theirs\'')
+        with pytest.raises(pg.OwnershipConflict):
+            pg.ensure_role(conn, role, "mine", OWNER, reset_password=True)
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+        exists, marker = pg.database_marker(conn, dbname)
+        assert exists and not pg.is_owned_by(marker, OWNER)
+        pg.drop_role(conn, role, OWNER)  # not ours: left alone
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() == (1,)
+        conn.execute(f'DROP DATABASE "{dbname}"')
+        conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_drop_terminates_open_connections(server):
+    role, dbname = unique("odoo"), unique("busy")
+    with pg.connect(server) as conn:
+        pg.ensure_role(conn, role, "pw", OWNER, reset_password=False)
+        pg.create_database(conn, dbname, role, OWNER | {pg.MARKER_KEY: pg.MARKER_VALUE})
+    holder = psycopg.connect(host=server.host, port=server.port, user=role, password="pw", dbname=dbname)
+    started = threading.Event()
+
+    def hold() -> None:
+        started.set()
+        try:
+            holder.execute("SELECT pg_sleep(30)")
+        except psycopg.Error:
+            pass
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    started.wait()
+    with pg.connect(server) as conn:
+        assert pg.drop_database(conn, dbname) is True
+        pg.drop_role(conn, role, OWNER)
+    thread.join(10)
+    assert not thread.is_alive()
