@@ -152,10 +152,7 @@ def test_crd_identity(filename: str) -> None:
 @pytest.mark.parametrize("filename", sorted(EXPECTED))
 def test_printer_columns(filename: str) -> None:
     [version] = load_crd(filename)["spec"]["versions"]
-    columns = [
-        (c["name"], c["jsonPath"], c["type"], c.get("priority", 0))
-        for c in version["additionalPrinterColumns"]
-    ]
+    columns = [(c["name"], c["jsonPath"], c["type"], c.get("priority", 0)) for c in version["additionalPrinterColumns"]]
     assert columns == HEAD_COLUMNS + EXPECTED[filename]["columns"] + TAIL_COLUMNS
 
 
@@ -166,9 +163,7 @@ def test_every_field_is_described_for_kubectl_explain(filename: str) -> None:
     undescribed = [
         path
         for path, node, _ in walk(schema)
-        if path.startswith((".spec", ".status"))
-        and not path.endswith(("[*]", "{*}"))
-        and not node.get("description")
+        if path.startswith((".spec", ".status")) and not path.endswith(("[*]", "{*}")) and not node.get("description")
     ]
     assert undescribed == []
 
@@ -280,7 +275,7 @@ def create(cluster: Any, obj: dict[str, Any], namespace: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def namespace(cluster: Any) -> Iterator[str]:
+def crd_namespace(cluster: Any) -> Iterator[str]:
     name = unique("crd-test")
     cluster.kubectl("create", "namespace", name)
     yield name
@@ -288,7 +283,7 @@ def namespace(cluster: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def created(cluster: Any, namespace: str) -> Iterator[list[dict[str, Any]]]:
+def created(cluster: Any, crd_namespace: str) -> Iterator[list[dict[str, Any]]]:
     """Objects a test really creates; removed afterwards (cluster-scoped ones are not in the namespace)."""
     objects: list[dict[str, Any]] = []
     yield objects
@@ -297,7 +292,7 @@ def created(cluster: Any, namespace: str) -> Iterator[list[dict[str, Any]]]:
             "delete",
             PLURALS[obj["kind"]],
             obj["metadata"]["name"],
-            *namespace_args(obj, namespace),
+            *namespace_args(obj, crd_namespace),
             "--wait=false",
             "--ignore-not-found",
             check=False,
@@ -357,9 +352,7 @@ ACCEPTED = [
     ),
     pytest.param(pgs(port=6432, sslMode="verify-full", default=True, maxDatabases=100), id="pgs-full"),
     pytest.param(odbb(), id="odbb-one-off"),
-    pytest.param(
-        odbb(schedule="@daily", format="dump", storage={"pvc": {"claimName": "backups"}}), id="odbb-pvc"
-    ),
+    pytest.param(odbb(schedule="@daily", format="dump", storage={"pvc": {"claimName": "backups"}}), id="odbb-pvc"),
     pytest.param(
         odbb(
             schedule="0 */6 * * MON-FRI",
@@ -376,19 +369,28 @@ ACCEPTED = [
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("obj", ACCEPTED)
-def test_good_objects_are_accepted(cluster: Any, namespace: str, obj: dict[str, Any]) -> None:
-    result = apply(cluster, obj, namespace)
+def test_good_objects_are_accepted(cluster: Any, crd_namespace: str, obj: dict[str, Any]) -> None:
+    result = apply(cluster, obj, crd_namespace)
     assert result.returncode == 0, result.stderr
 
 
 INVALID_DATABASE_NAME = "databaseName must be 2 to 63 characters long"
 RESERVED_DATABASE_NAME = "databaseName postgres, template0 and template1 are reserved"
-SET_DATABASE_NAME = "is used as the PostgreSQL database name when spec.databaseName is absent"
+
+
+def unusable_metadata_name(name: str) -> str:
+    return (
+        f'metadata.name: Invalid value: "{name}" is used as the PostgreSQL database name when '
+        "spec.databaseName is absent, and it is not a valid one (2 to 63 characters; postgres, template0 "
+        "and template1 are reserved): set spec.databaseName"
+    )
+
+
 BAD_DURATION = "expiresAfter must be a duration made of days (d), hours (h), minutes (m) and seconds (s)"
 BAD_CRON = "schedule must be a cron expression"
 BAD_TAG = "each tag becomes a label name, so it must be 1 to 63 lower-case letters"
 BAD_DOMAIN = "domain must be a lower-case fully qualified domain name (RFC 1123) with at least one dot"
-ONE_STORAGE = "storage needs exactly one of pvc or s3"
+ONE_STORAGE = "storage needs exactly one of pvc (a PersistentVolumeClaim) or s3"
 
 REFUSED = [
     pytest.param(odb(databaseName="-bad"), INVALID_DATABASE_NAME, id="databaseName-leading-dash"),
@@ -402,18 +404,16 @@ REFUSED = [
     pytest.param(odb(databaseName="postgres"), RESERVED_DATABASE_NAME, id="databaseName-postgres"),
     pytest.param(odb(databaseName="template1"), RESERVED_DATABASE_NAME, id="databaseName-template1"),
     pytest.param(odb(databaseName="Template0"), RESERVED_DATABASE_NAME, id="databaseName-Template0"),
-    pytest.param(odb("a" * 64), SET_DATABASE_NAME, id="metadata-name-64-chars"),
-    pytest.param(odb("a"), SET_DATABASE_NAME, id="metadata-name-one-char"),
-    pytest.param(odb("postgres"), SET_DATABASE_NAME, id="metadata-name-postgres"),
+    pytest.param(odb("a" * 64), unusable_metadata_name("a" * 64), id="metadata-name-64-chars"),
+    pytest.param(odb("a"), unusable_metadata_name("a"), id="metadata-name-one-char"),
+    pytest.param(odb("postgres"), unusable_metadata_name("postgres"), id="metadata-name-postgres"),
     pytest.param(odb(version="17"), 'version must be an Odoo major version such as "17.0"', id="version-17"),
     pytest.param(
         odb(hostname="Shop.Example.com"),
         "hostname must be a lower-case fully qualified domain name",
         id="hostname-uppercase",
     ),
-    pytest.param(
-        odb(server="Main_Server"), "server must be the name of a PostgresServer", id="server-invalid"
-    ),
+    pytest.param(odb(server="Main_Server"), "server must be the name of a PostgresServer", id="server-invalid"),
     pytest.param(
         odb(duplicateFrom={"name": "shop"}, restoreFrom={"backup": "shop-daily"}),
         "spec.duplicateFrom and spec.restoreFrom are mutually exclusive",
@@ -441,8 +441,8 @@ REFUSED = [
         id="config-cr",
     ),
     pytest.param(
-        odb(app={"config": {"Bad-Key": "1"}}),
-        "app.config keys must be odoo.conf option names",
+        odb(app={"config": {"limit_time_real": "1200", "Bad-Key": "1"}}),
+        'app.config key "Bad-Key" is not an odoo.conf option name: keys are 1 to 64 lower-case letters',
         id="config-key",
     ),
     pytest.param(odb(app={"replicas": 21}), "should be less than or equal to 20", id="replicas-21"),
@@ -456,9 +456,7 @@ REFUSED = [
     pytest.param(odbb(schedule="every day"), BAD_CRON, id="cron-words"),
     pytest.param(odbb(schedule="* * *"), BAD_CRON, id="cron-three-fields"),
     pytest.param(odbb(schedule="* * * * * *"), BAD_CRON, id="cron-six-fields"),
-    pytest.param(
-        odbb(storage={"pvc": {"claimName": "backups"}, "s3": S3}), ONE_STORAGE, id="odbb-pvc-and-s3"
-    ),
+    pytest.param(odbb(storage={"pvc": {"claimName": "backups"}, "s3": S3}), ONE_STORAGE, id="odbb-pvc-and-s3"),
     pytest.param(odbb(storage={}), ONE_STORAGE, id="odbb-no-storage-kind"),
     pytest.param(odbb(format="tar"), 'supported values: "zip", "dump"', id="odbb-format"),
     pytest.param(odm(domain="Shop.Example.com"), BAD_DOMAIN, id="domain-uppercase"),
@@ -478,9 +476,9 @@ REFUSED = [
 @pytest.mark.e2e
 @pytest.mark.parametrize(("obj", "message"), REFUSED)
 def test_bad_objects_are_refused_with_a_clear_message(
-    cluster: Any, namespace: str, obj: dict[str, Any], message: str
+    cluster: Any, crd_namespace: str, obj: dict[str, Any], message: str
 ) -> None:
-    result = apply(cluster, obj, namespace)
+    result = apply(cluster, obj, crd_namespace)
     assert result.returncode != 0, f"accepted: {json.dumps(obj)}"
     assert message in result.stderr
 
@@ -503,18 +501,14 @@ UPDATES = [
         DUPLICATE_IMMUTABLE,
         id="duplicateFrom-forTesting-changed",
     ),
-    pytest.param(
-        odb(), {"spec": {"duplicateFrom": {"name": "shop"}}}, DUPLICATE_IMMUTABLE, id="duplicateFrom-added"
-    ),
+    pytest.param(odb(), {"spec": {"duplicateFrom": {"name": "shop"}}}, DUPLICATE_IMMUTABLE, id="duplicateFrom-added"),
     pytest.param(
         odb(duplicateFrom={"name": "shop"}),
         {"spec": {"duplicateFrom": None}},
         DUPLICATE_IMMUTABLE,
         id="duplicateFrom-removed",
     ),
-    pytest.param(
-        odb(), {"spec": {"restoreFrom": {"backup": "shop-daily"}}}, RESTORE_IMMUTABLE, id="restoreFrom-added"
-    ),
+    pytest.param(odb(), {"spec": {"restoreFrom": {"backup": "shop-daily"}}}, RESTORE_IMMUTABLE, id="restoreFrom-added"),
     pytest.param(
         odb(restoreFrom={"backup": "shop-daily"}),
         {"spec": {"restoreFrom": {"artifact": "a1"}}},
@@ -543,12 +537,8 @@ UPDATES = [
         "spec.databaseRef is immutable",
         id="odbb-databaseRef-changed",
     ),
-    pytest.param(
-        odbb(), {"spec": {"schedule": "@hourly", "suspend": True}}, None, id="odbb-schedule-changed"
-    ),
-    pytest.param(
-        odm(), {"spec": {"domain": "other.example.com"}}, "spec.domain is immutable", id="odm-domain-changed"
-    ),
+    pytest.param(odbb(), {"spec": {"schedule": "@hourly", "suspend": True}}, None, id="odbb-schedule-changed"),
+    pytest.param(odm(), {"spec": {"domain": "other.example.com"}}, "spec.domain is immutable", id="odm-domain-changed"),
     pytest.param(odm(), {"spec": {"databaseRef": {"name": "other"}}}, None, id="odm-databaseRef-changed"),
 ]
 
@@ -557,7 +547,7 @@ UPDATES = [
 @pytest.mark.parametrize(("initial", "patch", "message"), UPDATES)
 def test_updates_respect_immutable_fields(
     cluster: Any,
-    namespace: str,
+    crd_namespace: str,
     created: list[dict[str, Any]],
     initial: dict[str, Any],
     patch: dict[str, Any],
@@ -565,14 +555,14 @@ def test_updates_respect_immutable_fields(
 ) -> None:
     obj = json.loads(json.dumps(initial))
     obj["metadata"]["name"] = unique(obj["metadata"]["name"])
-    create(cluster, obj, namespace)
+    create(cluster, obj, crd_namespace)
     created.append(obj)
     result = cluster.kubectl(
         "patch",
         PLURALS[obj["kind"]],
         obj["metadata"]["name"],
         "-n",
-        namespace,
+        crd_namespace,
         "--type=merge",
         "-p",
         json.dumps(patch),
@@ -586,9 +576,9 @@ def test_updates_respect_immutable_fields(
 
 
 @pytest.mark.e2e
-def test_defaults_are_filled_in_by_the_api_server(cluster: Any, namespace: str) -> None:
+def test_defaults_are_filled_in_by_the_api_server(cluster: Any, crd_namespace: str) -> None:
     def applied(obj: dict[str, Any]) -> dict[str, Any]:
-        result = apply(cluster, obj, namespace)
+        result = apply(cluster, obj, crd_namespace)
         assert result.returncode == 0, result.stderr
         spec: dict[str, Any] = json.loads(result.stdout)["spec"]
         return spec
@@ -665,7 +655,6 @@ STATUSES = [
             "availableUpgrade": "18.0",
             "step": "CopyFilestore",
         },
-        ["https://shop.odoo.example.com", "17.0"],
         id="OdooDatabase",
     ),
     pytest.param(
@@ -679,7 +668,6 @@ STATUSES = [
             "databaseCount": 7,
             "lastCheckTime": NOW,
         },
-        ["postgres.db.svc", "16.4", "7"],
         id="PostgresServer",
     ),
     pytest.param(
@@ -700,7 +688,6 @@ STATUSES = [
                 }
             ],
         },
-        ["shop", "@daily"],
         id="DatabaseBackup",
     ),
     pytest.param(
@@ -713,45 +700,64 @@ STATUSES = [
             "claim": "shop.example.com",
             "dnsRecord": {"type": "CNAME", "name": "shop.example.com", "value": "ingress.example.net"},
         },
-        ["shop.example.com", "https://shop.example.com"],
         id="DomainMapping",
     ),
 ]
 
 
+def column_text(obj: dict[str, Any], json_path: str) -> str:
+    """What `kubectl get` shows in a (non-date) printer column with this JSONPath."""
+    value: Any
+    if json_path.startswith(READY):
+        ready = [c for c in obj.get("status", {}).get("conditions", []) if c.get("type") == "Ready"]
+        value = ready[0].get(json_path.removeprefix(f"{READY}.")) if ready else None
+    else:
+        value = obj
+        for key in json_path.lstrip(".").split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+    return "<none>" if value is None else str(value)
+
+
 @pytest.mark.e2e
-@pytest.mark.parametrize(("initial", "status", "shown"), STATUSES)
+@pytest.mark.parametrize(("initial", "status"), STATUSES)
 def test_status_is_kept_and_shown_by_kubectl_get(
     cluster: Any,
-    namespace: str,
+    crd_namespace: str,
     created: list[dict[str, Any]],
     initial: dict[str, Any],
     status: dict[str, Any],
-    shown: list[str],
 ) -> None:
-    """Every status field the operator writes survives pruning, and the printer columns show them."""
+    """Every status field the operator writes survives pruning, and the printer columns show them.
+
+    An operator may be running in the same cluster and rewrite the status at any moment, so the patch
+    response (what was stored) is checked, and the table is compared with the object it was rendered
+    from (same resourceVersion before and after) rather than with the status written here.
+    """
     obj = json.loads(json.dumps(initial))
     obj["metadata"]["name"] = unique(obj["metadata"]["name"])
-    create(cluster, obj, namespace)
+    create(cluster, obj, crd_namespace)
     created.append(obj)
-    where = [PLURALS[obj["kind"]], obj["metadata"]["name"], *namespace_args(obj, namespace)]
-    cluster.kubectl(
-        "patch", *where, "--subresource=status", "--type=merge", "-p", json.dumps({"status": status})
+    where = [PLURALS[obj["kind"]], obj["metadata"]["name"], *namespace_args(obj, crd_namespace)]
+    replace_status = json.dumps([{"op": "add", "path": "/status", "value": status}])
+    patched = cluster.kubectl(
+        "patch", *where, "--subresource=status", "--type=json", "-p", replace_status, "-o", "json"
     )
+    assert json.loads(patched.stdout)["status"] == status
 
-    stored = json.loads(cluster.kubectl("get", *where, "-o", "json").stdout)
-    assert stored["status"] == status
-
-    table = cluster.kubectl("get", *where, "-o", "wide").stdout
+    for _ in range(10):
+        before = json.loads(cluster.kubectl("get", *where, "-o", "json").stdout)
+        table = cluster.kubectl("get", *where, "-o", "wide").stdout
+        after = json.loads(cluster.kubectl("get", *where, "-o", "json").stdout)
+        if before["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]:
+            break
+    else:
+        pytest.fail("the object kept changing while its table row was read")
     header, row = table.splitlines()
-    columns = [name.upper() for name, *_ in HEAD_COLUMNS]
-    columns += [name.upper() for name, *_ in EXPECTED[f"{PLURALS[obj['kind']]}.yaml"]["columns"]]
-    columns += [name.upper() for name, *_ in TAIL_COLUMNS]
-    for column in columns:
-        assert column in header
-    message = status["conditions"][0]["message"]
-    for value in ["False", "Provisioning", status["phase"], *shown, message]:
-        assert value in row.split(), f"{value!r} missing from {row!r}"
+    columns = HEAD_COLUMNS + EXPECTED[f"{PLURALS[obj['kind']]}.yaml"]["columns"] + TAIL_COLUMNS
+    for name, json_path, type_, _ in columns:
+        assert name.upper() in header
+        if type_ != "date":
+            assert column_text(before, json_path) in row, f"{name} ({json_path}) missing from {row!r}"
 
 
 @pytest.mark.e2e
@@ -768,6 +774,6 @@ def test_kubectl_explain_shows_the_descriptions(cluster: Any) -> None:
 
 
 @pytest.mark.e2e
-def test_short_names_and_category(cluster: Any, namespace: str) -> None:
+def test_short_names_and_category(cluster: Any, crd_namespace: str) -> None:
     for short_name in ["pgs", "odb", "odbb", "odm", "odoo"]:
-        cluster.kubectl("get", short_name, "-n", namespace)
+        cluster.kubectl("get", short_name, "-n", crd_namespace)
