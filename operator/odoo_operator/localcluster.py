@@ -171,6 +171,8 @@ class LocalCluster:
     workdir: Path
     bin_dir: Path = DEFAULT_BIN_DIR
     with_postgres: bool = True
+    # An existing cluster (kind, a real one): only PostgreSQL is started, the rest is used as is.
+    external_kubeconfig: Path | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     postgres: Postgres | None = None
 
@@ -184,7 +186,7 @@ class LocalCluster:
     # ---- paths --------------------------------------------------------------------------
     @property
     def kubeconfig(self) -> Path:
-        return self.workdir / "kubeconfig"
+        return self.external_kubeconfig or self.workdir / "kubeconfig"
 
     @property
     def server(self) -> str:
@@ -206,6 +208,8 @@ class LocalCluster:
             self.postgres = Postgres(self.workdir / "postgres")
             self.postgres.init()
             self.postgres.start()
+        if self.external_kubeconfig:
+            return self
         self._make_certificates()
         self._start_etcd()
         self._start_apiserver()
@@ -219,6 +223,9 @@ class LocalCluster:
             f"--cluster-signing-key-file={self.pki / 'ca.key'}",
             "--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port=0",
             "--concurrent-gc-syncs=20", "--kube-api-qps=200", "--kube-api-burst=400",
+            # kwok's node never misses a heartbeat for real; a starved 2-core machine must not
+            # make the node lifecycle controller mark it NotReady (pods would never be Ready again).
+            "--node-monitor-grace-period=1h",
         ])
         # Short back-off: kwok binds PVCs a moment before the scheduler's cache sees the volume.
         (self.workdir / "scheduler.yaml").write_text(yaml.safe_dump({
