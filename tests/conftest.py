@@ -19,7 +19,7 @@ import psycopg
 import pytest
 import yaml
 
-from odoo_operator.localcluster import REPO_ROOT, LocalCluster
+from odoo_operator.localcluster import REPO_ROOT, LocalCluster, free_port
 
 SYSTEM_NAMESPACE = "odoo-system"
 
@@ -47,6 +47,11 @@ def pg_dsn(cluster: LocalCluster) -> str:
 def pg_query(dsn: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         return conn.execute(query, params).fetchall()
+
+
+def pg_exec(dsn: str, statement: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(statement)
 
 
 def apply_yaml(cluster: LocalCluster, text: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -110,9 +115,9 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "odoo_operator", "--liveness=http://127.0.0.1:0/healthz"],
+            [sys.executable, "-m", "odoo_operator", f"--liveness=http://127.0.0.1:{free_port()}/healthz"],
             stdout=log, stderr=log, env=self.env, cwd=REPO_ROOT,
         )
 

@@ -10,7 +10,8 @@ import time
 import psycopg
 import pytest
 import yaml
-from conftest import condition, get_json, odoo_database, pg_query, wait_until
+
+from conftest import condition, get_json, odoo_database, pg_exec, pg_query, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -168,7 +169,7 @@ def test_retain_policy_keeps_the_postgresql_database(cluster, operator, namespac
 def test_database_dropped_behind_our_back_is_reported_not_recreated(cluster, operator, namespace, pg_dsn):
     cluster.kubectl("apply", "-f", "-", input=odoo_database("drift", namespace))
     wait_ready(cluster, "drift", namespace)
-    pg_query(pg_dsn, 'DROP DATABASE "drift" WITH (FORCE)')
+    pg_exec(pg_dsn, 'DROP DATABASE "drift" WITH (FORCE)')
     # Any change wakes the loop; the periodic resync would find it too.
     cluster.kubectl("patch", "odb", "drift", "-n", namespace, "--type=merge", "-p", '{"spec":{"tags":["x"]}}')
     obj = wait_reason(cluster, "drift", namespace, "DatabaseMissing")
