@@ -24,14 +24,15 @@ from .registry import Registry, Waker
 
 log = logging.getLogger("odoo_operator")
 T = TypeVar("T")
-STATUS_FIELDS_REPLACED = ("phase", "observedGeneration", "conditions")
+# Reasons retried with exponential back-off (1 s, 2 s, 4 s … up to RETRY_MAX_SECONDS).
+TRANSIENT_REASONS = frozenset({"ServerUnavailable", "KubernetesError", "ServerCredentialsMissing"})
 
 
 @dataclass
 class Runtime:
     ctx: Context
     executor: ThreadPoolExecutor
-
+    publisher: ThreadPoolExecutor  # status writes never queue behind reconciles
 
 _runtime: Runtime | None = None
 
@@ -75,12 +76,14 @@ def startup(settings: kopf.OperatorSettings) -> None:
         ctx=Context(kube=Kube(load_kube_config()), settings=operator_settings, registry=Registry()),
         executor=ThreadPoolExecutor(max_workers=operator_settings.max_concurrent_reconciles,
                                     thread_name_prefix="reconcile"),
+        publisher=ThreadPoolExecutor(max_workers=4, thread_name_prefix="publish"),
     )
 
 
 def cleanup() -> None:
     if _runtime is not None:
         _runtime.executor.shutdown(wait=False, cancel_futures=True)
+        _runtime.publisher.shutdown(wait=False, cancel_futures=True)
 
 
 # ---- OdooDatabase --------------------------------------------------------------------------
@@ -89,10 +92,10 @@ def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     return copy.deepcopy({key: body[key] for key in body})
 
 
-async def _in_thread(rt: Runtime, fn: Callable[..., T], *args: Any) -> T:
-    """Run blocking work in the reconcile pool, keeping kopf's context (Events need it)."""
+async def _in_thread(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking work in a thread pool, keeping kopf's context (Events need it)."""
     context = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(rt.executor, context.run, fn, *args)
+    return await asyncio.get_running_loop().run_in_executor(pool, context.run, fn, *args)
 
 
 async def database_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger) -> None:
@@ -104,19 +107,31 @@ async def database_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: ko
     rt.ctx.registry.register(key, waker)
     stop = asyncio.ensure_future(stopped.wait())
     failures = 0
+    published: dict[str, Any] | None = None  # we are the only writer of status: our last write is the truth
     try:
         while not stopped:
             waker.event.clear()
             snapshot = _snapshot(body)
             if snapshot["metadata"].get("deletionTimestamp"):
                 return
-            outcome = await _in_thread(rt, odoodatabase.reconcile, snapshot, rt.ctx)
-            await _in_thread(rt, publish, snapshot, outcome, rt.ctx)
-            if outcome.stalled.status == "False" and outcome.ready.status == "False" and outcome.retry_after:
-                failures = failures + 1 if outcome.reconciling.reason == "ServerUnavailable" else 0
-            else:
+            if published is not None:
+                snapshot["status"] = published
+            try:
+                outcome = await _in_thread(rt.executor, odoodatabase.reconcile, snapshot, rt.ctx)
+                published = await _in_thread(rt.publisher, publish, snapshot, outcome, rt.ctx)
+            except Exception as exc:  # never let one object's surprise stop its loop
+                logger.exception(f"reconcile failed, retrying: {exc}")
+                published = None
+                failures += 1
+                outcome = None
+            if outcome is not None and outcome.ready.status == "False" and outcome.stalled.status == "False" \
+                    and outcome.reconciling.reason in TRANSIENT_REASONS:
+                failures += 1
+            elif outcome is not None:
                 failures = 0
-            delay = rt.ctx.settings.resync_seconds if outcome.retry_after is None else outcome.retry_after
+            delay = rt.ctx.settings.resync_seconds
+            if outcome is not None and outcome.retry_after is not None:
+                delay = outcome.retry_after
             if failures:
                 delay = min(2.0 ** (failures - 1), rt.ctx.settings.retry_max_seconds)
             wake = asyncio.ensure_future(waker.event.wait())
@@ -127,7 +142,7 @@ async def database_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: ko
         rt.ctx.registry.unregister(key, waker)
 
 
-def publish(body: Mapping[str, Any], outcome: Outcome, ctx: Context) -> None:
+def publish(body: Mapping[str, Any], outcome: Outcome, ctx: Context) -> dict[str, Any]:
     """Write the status (only when it changed) and post an Event on every transition."""
     meta = body["metadata"]
     old = body.get("status") or {}
@@ -140,6 +155,7 @@ def publish(body: Mapping[str, Any], outcome: Outcome, ctx: Context) -> None:
     if changed:
         ctx.kube.patch_status("odoo.dbmanager.io/v1alpha1", "OdooDatabase", meta["name"], meta["namespace"], new)
     _post_transition_events(body, old, new, outcome)
+    return {**old, **new}
 
 
 def _post_transition_events(body: Mapping[str, Any], old: Mapping[str, Any], new: Mapping[str, Any],

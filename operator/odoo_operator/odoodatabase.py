@@ -290,7 +290,10 @@ class Reconciler:
         db = self.db
         self._refuse_when_deleting()
         # The admin password is generated once; an existing Secret is never overwritten.
-        self.kube.create(builders.build_admin_secret(db, _password()))
+        if self.ctx.registry.child("Secret", db.namespace, builders.admin_secret_name(db)) is None:
+            created = self.kube.create(builders.build_admin_secret(db, _password()))
+            if created:
+                self.ctx.registry.record_child("Secret", created, deleted=False)
         job = self.apply(builders.build_init_job(db))
         state = job_state(job)
         if state == "Failed":

@@ -7,6 +7,8 @@ watch events on the database or on any object it owns only wake that loop up.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import threading
 import time
 from collections.abc import Mapping
@@ -40,7 +42,36 @@ class Waker:
 class AppliedRecord:
     digest: str
     generation: int | None
-    resource_version: int
+    fingerprint: str
+
+
+def _fingerprint(obj: Mapping[str, Any]) -> str:
+    """What we own of a kind that has no metadata.generation; status-only writes don't change it."""
+    kind = obj.get("kind", "")
+    if kind in ("Secret", "ConfigMap"):
+        owned: Any = obj.get("data")
+    elif kind == "Service":
+        spec = obj.get("spec") or {}
+        owned = [spec.get("selector"), [(p.get("name"), p.get("port")) for p in spec.get("ports") or []]]
+    else:
+        owned = None  # e.g. a PVC: its spec is immutable once bound; only its existence matters
+    return hashlib.sha256(json.dumps(owned, sort_keys=True).encode()).hexdigest()
+
+
+_KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "labels", "deletionTimestamp")
+
+
+def _trim(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Only what the reconciler reads back: identity, status, Secret data, and the drift fingerprint."""
+    meta = obj.get("metadata") or {}
+    kept: dict[str, Any] = {"kind": obj.get("kind"),
+                            "metadata": {k: meta[k] for k in _KEPT_METADATA if k in meta},
+                            "fingerprint": _fingerprint(obj)}
+    if "status" in obj:
+        kept["status"] = obj["status"]
+    if obj.get("kind") == "Secret" and "data" in obj:
+        kept["data"] = obj["data"]
+    return kept
 
 
 class Registry:
@@ -85,7 +116,7 @@ class Registry:
                 self.children.pop(key, None)
                 self.applied.pop(key, None)
             elif _rv(body) >= _rv(self.children.get(key, {})):
-                self.children[key] = dict(body)
+                self.children[key] = _trim({"kind": kind, **body})
         owner = (meta.get("labels") or {}).get(DATABASE_LABEL)
         return (key[1], owner) if owner else None
 
@@ -103,14 +134,15 @@ class Registry:
         if record.generation is not None:
             # Someone else changed the spec (drift): apply again.
             return generation is not None and int(generation) > record.generation
-        return _rv(seen) > record.resource_version
+        return bool(seen.get("fingerprint") != record.fingerprint)
 
     def record_applied(self, key: ChildKey, digest: str, result: Mapping[str, Any]) -> None:
         generation = result.get("metadata", {}).get("generation")
+        trimmed = _trim(result)
         with self._lock:
-            self.applied[key] = AppliedRecord(digest, int(generation) if generation else None, _rv(result))
+            self.applied[key] = AppliedRecord(digest, int(generation) if generation else None, trimmed["fingerprint"])
             if _rv(result) >= _rv(self.children.get(key, {})):
-                self.children[key] = dict(result)
+                self.children[key] = trimmed
 
     def forget_database(self, namespace: str, name: str) -> None:
         with self._lock:
