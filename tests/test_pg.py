@@ -115,3 +115,16 @@ def test_drop_terminates_open_connections(server):
         pg.drop_role(conn, role, OWNER)
     thread.join(10)
     assert not thread.is_alive()
+
+
+def test_pool_reuses_connections_and_replaces_dead_ones(server):
+    pool = pg.ConnectionPool(max_idle_per_server=2)
+    with pool.connection(server) as conn:
+        first = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with pool.connection(server) as conn:
+        assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == first
+    with pg.connect(server) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+    with pool.connection(server) as conn:  # the dead idle connection is noticed and replaced
+        assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] != first
+    pool.close()

@@ -217,16 +217,18 @@ class Reconciler:
         if not initialized:
             initialized = self._run_init_job(address)
 
-        suspended = db.app.suspended
-        replicas = 0 if (suspended or not initialized) else db.app.replicas
-        deployment = self.apply(builders.build_deployment(
-            db, replicas, builders.credentials_fingerprint(db, password)))
         details = [Condition.true("DatabaseReady", "Created", f"database {db.database_name!r} on {server_name}")]
         if not initialized:
+            # The app starts only on an initialised database: its Deployment is created afterwards.
             details.append(Condition.false("Initialized", "Initializing",
                                            f"Job {builders.init_job_name(db)} is installing Odoo's base module"))
             return self._progressing("Initializing", "waiting for the init Job to install Odoo", details)
         details.append(Condition.true("Initialized", "Initialized", "Odoo's base module is installed"))
+
+        suspended = db.app.suspended
+        replicas = 0 if suspended else db.app.replicas
+        deployment = self.apply(builders.build_deployment(
+            db, replicas, builders.credentials_fingerprint(db, password)))
 
         if suspended:
             details.append(Condition.true("AppAvailable", "Suspended", "the app is scaled to 0 (spec.app.suspended)"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -41,10 +42,9 @@ class ServerAddress:
         return f"ServerAddress(host={self.host!r}, port={self.port}, user={self.user!r})"
 
 
-@contextlib.contextmanager
-def connect(server: ServerAddress, dbname: str = "postgres") -> Iterator[psycopg.Connection[Any]]:
+def _open(server: ServerAddress, dbname: str) -> psycopg.Connection[Any]:
     try:
-        conn = psycopg.connect(
+        return psycopg.connect(
             host=server.host,
             port=server.port,
             user=server.user,
@@ -54,15 +54,73 @@ def connect(server: ServerAddress, dbname: str = "postgres") -> Iterator[psycopg
             connect_timeout=server.connect_timeout,
             autocommit=True,
             application_name="odoo-db-operator",
+            options="-c statement_timeout=120s",
         )
     except psycopg.OperationalError as exc:
         raise PostgresUnavailable(_short(exc)) from None
-    try:
-        with conn:
-            conn.execute("SET statement_timeout = '120s'")
+
+
+class ConnectionPool:
+    """A few idle admin connections per server, reused across reconciles: a SCRAM handshake per
+    reconcile costs both sides more than the work itself when hundreds of databases are created."""
+
+    def __init__(self, max_idle_per_server: int = 4) -> None:
+        self.max_idle = max_idle_per_server
+        self._idle: dict[tuple[ServerAddress, str], list[psycopg.Connection[Any]]] = {}
+        self._lock = threading.Lock()
+
+    def _checkout(self, key: tuple[ServerAddress, str]) -> psycopg.Connection[Any] | None:
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                conn = idle.pop() if idle else None
+            if conn is None:
+                return None
+            try:
+                conn.execute("SELECT 1")  # an idle connection may have died with a server restart
+                return conn
+            except psycopg.Error:
+                conn.close()
+
+    def _checkin(self, key: tuple[ServerAddress, str], conn: psycopg.Connection[Any]) -> None:
+        if conn.closed or conn.broken:
+            return
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self.max_idle:
+                idle.append(conn)
+                return
+        conn.close()
+
+    @contextlib.contextmanager
+    def connection(self, server: ServerAddress, dbname: str = "postgres") -> Iterator[psycopg.Connection[Any]]:
+        key = (server, dbname)
+        conn = self._checkout(key) or _open(server, dbname)
+        try:
             yield conn
-    except psycopg.OperationalError as exc:
-        raise PostgresUnavailable(_short(exc)) from None
+        except psycopg.OperationalError as exc:
+            conn.close()
+            raise PostgresUnavailable(_short(exc)) from None
+        except BaseException:
+            conn.close()
+            raise
+        self._checkin(key, conn)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
+
+
+_pool = ConnectionPool()
+
+
+def connect(server: ServerAddress, dbname: str = "postgres") -> contextlib.AbstractContextManager[
+        psycopg.Connection[Any]]:
+    """An autocommit connection with the operator's timeouts, from the shared pool."""
+    return _pool.connection(server, dbname)
 
 
 def _short(exc: BaseException) -> str:
