@@ -108,6 +108,18 @@ def test_create_gives_a_ready_database_with_everything_it_owns(cluster, operator
     assert "Created" in reasons and "Initialized" in reasons and "Ready" in reasons
 
 
+def test_size_is_refreshed_periodically(cluster, operator, namespace):
+    cluster.kubectl("apply", "-f", "-", input=odoo_database("grow", namespace))
+    before = wait_ready(cluster, "grow", namespace)["status"]["sizeBytes"]
+    creds = secret_data(cluster, "grow-db", namespace)
+    with psycopg.connect(host=creds["host"], port=int(creds["port"]), user=creds["user"],
+                         password=creds["password"], dbname="grow", autocommit=True) as conn:
+        conn.execute("CREATE TABLE filler AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 20000) g")
+    # The tests run the operator with ODOO_OPERATOR_SIZE_REFRESH_SECONDS=2; no change to the object is needed.
+    wait_until(lambda: get_json(cluster, "odb", "grow", "-n", namespace)["status"]["sizeBytes"] > before + 5_000_000,
+               30, "sizeBytes to grow")
+
+
 def test_tags_follow_the_spec(cluster, operator, namespace):
     cluster.kubectl("apply", "-f", "-", input=odoo_database("tagged", namespace, tags=["a", "b"]))
     wait_ready(cluster, "tagged", namespace)

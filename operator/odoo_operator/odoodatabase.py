@@ -320,7 +320,7 @@ class Reconciler:
             stalled=Condition.false("Stalled", reason, ""),
             details=details,
             status=self.new_status,
-            retry_after=None,
+            retry_after=self.ctx.settings.size_refresh_seconds,  # sizeBytes stays fresh
         )
 
     def _progressing(self, reason: str, message: str, details: list[Condition]) -> Outcome:
