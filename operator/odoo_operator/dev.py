@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .localcluster import REPO_ROOT, LocalCluster
 
-DEV_DIR = REPO_ROOT / ".cache" / "dev"
+DEV_DIR = Path(os.environ.get("ODOO_DEV_DIR") or REPO_ROOT / ".cache" / "dev")
 SYSTEM_NAMESPACE = "odoo-system"
 
 

@@ -73,7 +73,8 @@ def _die_with_parent(uid: int | None = None, gid: int | None = None) -> Callable
             os.setgid(gid)
         if uid is not None:
             os.setuid(uid)
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        # SIGKILL, not SIGTERM: a kube-apiserver whose etcd is gone never finishes a graceful shutdown.
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
     return preexec
 
@@ -87,6 +88,7 @@ class Postgres:
     user: str = "postgres"
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     process: subprocess.Popen[bytes] | None = None
+    owns_dir: bool = False
 
     @property
     def datadir(self) -> Path:
@@ -104,6 +106,15 @@ class Postgres:
 
     def init(self) -> None:
         uid, gid = self._ids()
+        if uid is not None and gid is not None:
+            # As root the server runs as `postgres`, which may not traverse the caller's folders
+            # (a 0700 home or pytest's tmp): keep its files in a folder of its own, linked from workdir.
+            link = self.workdir
+            self.workdir = Path(tempfile.mkdtemp(prefix="odoo-pg-"))
+            self.owns_dir = True
+            link.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                link.symlink_to(self.workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         pwfile = self.workdir / "pwfile"
         pwfile.write_text(self.password + "\n")
@@ -146,6 +157,11 @@ class Postgres:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def remove(self) -> None:
+        self.stop()
+        if self.owns_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _tcp_open(port: int) -> bool:
@@ -203,7 +219,6 @@ class LocalCluster:
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> LocalCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.workdir.chmod(0o755)  # the postgres user must reach its data dir inside
         if self.with_postgres:
             self.postgres = Postgres(self.workdir / "postgres")
             self.postgres.init()
@@ -248,12 +263,12 @@ class LocalCluster:
             if proc.poll() is None:
                 proc.terminate()
                 try:
-                    proc.wait(10)
+                    proc.wait(5)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
         if self.postgres:
-            self.postgres.stop()
+            self.postgres.remove()
 
     def __enter__(self) -> LocalCluster:
         return self.start()
