@@ -224,6 +224,20 @@ def test_invalid_spec_is_stalled_with_observed_generation(cluster, operator, nam
     wait_ready(cluster, "nov", namespace)
 
 
+def test_failed_init_job_is_stalled_and_retried_when_the_job_is_deleted(cluster, operator, namespace):
+    # kwok fails Job Pods of this image (hack/kwok/stages.yaml); the real image's failure looks the same.
+    cluster.kubectl("apply", "-f", "-", input=odoo_database("broken", namespace, image="kwok.test/fail:1"))
+    obj = wait_reason(cluster, "broken", namespace, "InitFailed", timeout=90)
+    assert condition(obj, "Stalled")["status"] == "True"
+    assert "delete the Job to retry" in condition(obj, "Ready")["message"]
+    assert not get_json(cluster, "deployment", "broken", "-n", namespace)  # the app never starts uninitialised
+    assert ("Warning", "InitFailed") in {(t, r) for t, r, _ in events(cluster, namespace, "broken")}
+    cluster.kubectl("patch", "odb", "broken", "-n", namespace, "--type=json",
+                    "-p", '[{"op":"remove","path":"/spec/image"}]')
+    cluster.kubectl("delete", "job", "broken-init", "-n", namespace)
+    wait_ready(cluster, "broken", namespace)
+
+
 def test_schema_refuses_bad_input_before_the_operator_sees_it(cluster, operator, namespace):
     result = cluster.kubectl("apply", "-f", "-", check=False,
                              input=odoo_database("bad", namespace, databaseName="postgres"))

@@ -100,7 +100,7 @@ UPDATE iap_account SET account_token = 'dummy_value+disabled'
 """
 # -- payment/data/neutralize.sql ---------------------------------------------------------------------
 DISABLE_PAYMENT_PROVIDERS = """
-UPDATE payment_provider SET state = 'disabled' WHERE true
+UPDATE payment_provider SET state = 'disabled' WHERE state NOT IN ('test', 'disabled')
 """
 # -- delivery/data/neutralize.sql --------------------------------------------------------------------
 DISABLE_CARRIER_PRODUCTION = "UPDATE delivery_carrier SET prod_environment = false"

@@ -296,7 +296,15 @@ class Reconciler:
             created = self.kube.create(builders.build_admin_secret(db, _password()))
             if created:
                 self.ctx.registry.record_child("Secret", created, deleted=False)
-        job = self.apply(builders.build_init_job(db))
+        # Created once and never updated: a Job's template is immutable, and a failed Job stays
+        # for the user to inspect; deleting it retries with the current spec.
+        name = builders.init_job_name(db)
+        job = self.ctx.registry.child("Job", db.namespace, name) or self.kube.get("batch/v1", "Job", name, db.namespace)
+        if job is None:
+            self._refuse_when_deleting()
+            job = self.kube.create(builders.build_init_job(db)) or self.kube.get("batch/v1", "Job", name, db.namespace)
+            if job:
+                self.ctx.registry.record_child("Job", job, deleted=False)
         state = job_state(job)
         if state == "Failed":
             raise NotReady("InitFailed", f"Job {builders.init_job_name(db)} failed to initialise the database "
