@@ -364,8 +364,8 @@ def job_state(job: Mapping[str, Any] | None) -> str:
     return "Running"
 
 
-def job_failure(job: Mapping[str, Any]) -> str:
-    cond = get_condition(job.get("status"), "Failed")
+def job_failure(job: Mapping[str, Any] | None) -> str:
+    cond = get_condition((job or {}).get("status"), "Failed")
     return (cond or {}).get("message") or (cond or {}).get("reason") or "unknown reason"
 
 
