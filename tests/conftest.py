@@ -153,9 +153,28 @@ def namespace(cluster: LocalCluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", name)
     yield name
+    # PostgreSQL database names are server-wide: free them for the next test.
+    cluster.kubectl("delete", "odb", "--all", "-n", name, "--timeout=90s", check=False, timeout=120)
 
 
 def odoo_database(name: str, namespace: str, **spec: Any) -> str:
     body = {"apiVersion": "odoo.dbmanager.io/v1alpha1", "kind": "OdooDatabase",
             "metadata": {"name": name, "namespace": namespace}, "spec": {"version": "17.0", **spec}}
     return yaml.safe_dump(body)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failure, attach what a human would look at first: the objects, recent Events, the operator's log."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when in ("setup", "call") and report.failed and "cluster" in item.fixturenames:
+        cluster = item.funcargs.get("cluster")
+        if isinstance(cluster, LocalCluster):
+            odbs = cluster.kubectl("get", "odb", "-A", "-o", "wide", check=False).stdout
+            recent = cluster.kubectl("get", "events", "-A", "--sort-by=.lastTimestamp", check=False).stdout
+            report.sections.append(("odoo databases", odbs))
+            report.sections.append(("events", "\n".join(recent.splitlines()[-40:])))
+            log = cluster.workdir / "operator.log"
+            if log.exists():
+                report.sections.append(("operator log", "\n".join(log.read_text(errors="replace").splitlines()[-60:])))

@@ -128,3 +128,43 @@ def test_pool_reuses_connections_and_replaces_dead_ones(server):
     with pool.connection(server) as conn:  # the dead idle connection is noticed and replaced
         assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] != first
     pool.close()
+
+
+def test_copy_hands_objects_to_the_copys_role_and_never_the_source_database(server):
+    src_role, dst_role, src_db, dst_db = unique("odoo"), unique("odoo"), unique("src"), unique("dst")
+    src_owner = OWNER | {"name": "src"}
+    dst_owner = OWNER | {"name": "dst"}
+    with pg.connect(server) as conn:
+        pg.ensure_role(conn, src_role, "pw", src_owner, reset_password=False)
+        pg.ensure_role(conn, dst_role, "pw", dst_owner, reset_password=False)
+        pg.create_database(conn, src_db, src_role, src_owner | {pg.MARKER_KEY: pg.MARKER_VALUE})
+    with psycopg.connect(host=server.host, port=server.port, user=src_role, password="pw", dbname=src_db,
+                         autocommit=True) as own:
+        own.execute("CREATE SCHEMA extra")
+        own.execute('CREATE TABLE "Weird ""name""" (id serial PRIMARY KEY, v text)')
+        own.execute("CREATE SEQUENCE standalone_seq")
+        own.execute("CREATE VIEW v AS SELECT 1 AS one")
+        own.execute("CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql AS 'SELECT a'")
+        own.execute("INSERT INTO \"Weird \"\"name\"\"\" (v) VALUES ('x')")
+        held = psycopg.connect(host=server.host, port=server.port, user=src_role, password="pw", dbname=src_db)
+    with pg.connect(server) as conn:
+        terminated = pg.copy_database(conn, src_db, dst_db, dst_role, dst_owner | {pg.MARKER_KEY: pg.MARKER_VALUE})
+        assert terminated >= 1  # the open session was disconnected, as Odoo does
+    held.close()
+    with pg.connect(server, dst_db) as conn:
+        pg.reassign_owned(conn, src_role, dst_role)
+        owners = conn.execute(
+            "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname IN ('public', 'extra') AND relkind IN ('r', 'S', 'v')").fetchall()
+        assert owners == [(dst_role,)]
+        assert conn.execute("SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'f'").fetchone() == (
+            dst_role,)
+    with pg.connect(server) as conn:
+        assert pg.database_info(conn, src_db).owner == src_role  # the source database is still the source's
+        assert pg.database_info(conn, dst_db).owner == dst_role
+        for db in (src_db, dst_db):
+            pg.drop_database(conn, db)
+        pg.drop_role(conn, src_role, src_owner)
+        pg.drop_role(conn, dst_role, dst_owner)
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname IN (%s, %s)", (src_role, dst_role)
+                            ).fetchone() == (0,)

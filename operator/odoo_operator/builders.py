@@ -127,6 +127,9 @@ def build_filestore_pvc(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
     }
     if settings.storage_class:
         spec["storageClassName"] = settings.storage_class
+    if db.duplicate_from and settings.filestore_clone == "csi":
+        # A CSI clone of the source's filestore, made by the storage driver at provisioning time.
+        spec["dataSource"] = {"kind": "PersistentVolumeClaim", "name": f"{db.duplicate_from.name}-filestore"}
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -227,6 +230,45 @@ def build_init_job(db: OdooDatabase) -> dict[str, Any]:
                         "securityContext": _SECURITY_CONTEXT,
                     }],
                     "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def filestore_copy_job_name(db: OdooDatabase) -> str:
+    return f"{db.name}-filestore-copy"
+
+
+def build_filestore_copy_job(db: OdooDatabase, image: str) -> dict[str, Any]:
+    """Where the storage cannot clone volumes: copy the source's filestore files into the new PVC."""
+    assert db.duplicate_from is not None
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(db, filestore_copy_job_name(db), "filestore-copy"),
+        "spec": {
+            "backoffLimit": 2,
+            "template": {
+                "metadata": {"labels": labels(db, "filestore-copy")},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "securityContext": _POD_SECURITY_CONTEXT,
+                    "containers": [{
+                        "name": "copy",
+                        "image": image,
+                        "command": ["/bin/sh", "-c", "cp -a /source/. /target/"],
+                        "volumeMounts": [
+                            {"name": "source", "mountPath": "/source", "readOnly": True},
+                            {"name": "target", "mountPath": "/target"},
+                        ],
+                        "securityContext": _SECURITY_CONTEXT,
+                    }],
+                    "volumes": [
+                        {"name": "source", "persistentVolumeClaim": {
+                            "claimName": f"{db.duplicate_from.name}-filestore", "readOnly": True}},
+                        {"name": "target", "persistentVolumeClaim": {"claimName": filestore_pvc_name(db)}},
+                    ],
                 },
             },
         },

@@ -37,6 +37,9 @@ class Settings:
     pg_connect_timeout: int = 5
     retry_max_seconds: float = 30.0
     namespace: str | None = None
+    max_duplicates: int = 5
+    duplicate_expires_after: str = "15d"
+    filestore_clone: str = "csi"  # "csi": PVC dataSource clone; "copy": a Job copies the files
 
     @property
     def url_scheme(self) -> str:
@@ -65,4 +68,7 @@ class Settings:
             pg_connect_timeout=int(get("PG_CONNECT_TIMEOUT") or defaults.pg_connect_timeout),
             retry_max_seconds=float(get("RETRY_MAX_SECONDS") or defaults.retry_max_seconds),
             namespace=get("NAMESPACE"),
+            max_duplicates=int(get("MAX_DUPLICATES") or defaults.max_duplicates),
+            duplicate_expires_after=get("DUPLICATE_EXPIRES_AFTER") or defaults.duplicate_expires_after,
+            filestore_clone=get("FILESTORE_CLONE") or defaults.filestore_clone,
         )

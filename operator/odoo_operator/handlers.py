@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 
 import kopf
 import kubernetes
+import psycopg
 
 from . import odoodatabase, pg, postgresserver
 from .conditions import get_condition, merge_conditions
@@ -117,7 +118,7 @@ async def database_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: ko
             if published is not None:
                 snapshot["status"] = published
             try:
-                outcome = await _in_thread(rt.executor, odoodatabase.reconcile, snapshot, rt.ctx)
+                outcome = await _in_thread(rt.executor, odoodatabase.reconcile, snapshot, rt.ctx, body)
                 published = await _in_thread(rt.publisher, publish, snapshot, outcome, rt.ctx)
             except Exception as exc:  # never let one object's surprise stop its loop
                 logger.exception(f"reconcile failed, retrying: {exc}")
@@ -166,6 +167,12 @@ def _post_transition_events(body: Mapping[str, Any], old: Mapping[str, Any], new
     if new.get("initializedAt") and not old.get("initializedAt"):
         _event(body, "Normal", reason="Initialized", message="Odoo's base module installed; admin password in "
                   f"Secret {body['metadata']['name']}-admin")
+    for type_, reason, message in outcome.events:
+        _event(body, type_, reason, message)
+    if (get_condition(new, "Expiring") or {}).get("status") == "True" and \
+            (get_condition(old, "Expiring") or {}).get("status") != "True":
+        _event(body, "Warning", "ExpiringSoon", f"this database expires at {new.get('expiresAt')} and will then "
+               "be deleted; remove spec.expiresAfter or raise it to keep it")
     before = get_condition(old, "Ready") or {}
     if (before.get("status"), before.get("reason"), old.get("phase")) == (
             outcome.ready.status, outcome.ready.reason, outcome.phase):
@@ -191,14 +198,20 @@ def on_database_event(body: kopf.Body, type: str | None) -> None:
 def delete_database(body: kopf.Body, logger: kopf.Logger) -> None:
     rt = runtime()
     snapshot = _snapshot(body)
+    key = (snapshot["metadata"]["namespace"], snapshot["metadata"]["name"])
     try:
-        result = odoodatabase.delete(snapshot, rt.ctx)
+        with rt.ctx.registry.lock_for(key):  # waits for a reconcile still running in a thread
+            result = odoodatabase.delete(snapshot, rt.ctx)
     except pg.PostgresUnavailable as exc:
         _event(snapshot, "Warning", reason="DeleteRetrying", message=f"PostgreSQL is unreachable: {exc}; retrying")
         raise kopf.TemporaryError(f"PostgreSQL is unreachable: {exc}", delay=10) from None
     except NotReady as exc:
         _event(snapshot, "Warning", reason=exc.reason, message=f"cannot delete yet: {exc.message}")
         raise kopf.TemporaryError(exc.message, delay=30) from None
+    except psycopg.Error as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _event(snapshot, "Warning", reason="DeleteRetrying", message=f"PostgreSQL refused the drop: {message}")
+        raise kopf.TemporaryError(message, delay=10) from None
     rt.ctx.registry.forget_database(snapshot["metadata"]["namespace"], snapshot["metadata"]["name"])
     _event(snapshot, "Normal", reason="Deleted" if result.dropped else "Released", message=result.message)
     logger.info(result.message)

@@ -6,6 +6,7 @@ the CRD may be older than the operator, or edited, and everything past here trus
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ RESERVED_DATABASE_NAMES = frozenset({"postgres", "template0", "template1"})
 TAG_RE = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
 CONFIG_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 VERSION_RE = re.compile(r"^(saas~)?[0-9]{1,2}\.[0-9]$")
 TAG_LABEL_PREFIX = "tag.odoo.dbmanager.io/"
 DELETION_POLICIES = ("Delete", "Retain", "Snapshot")
@@ -52,6 +54,21 @@ def check_database_name(name: str, field_path: str = "spec.databaseName") -> str
     return name
 
 
+def parse_duration(text: str, field_path: str = "spec.expiresAfter") -> datetime.timedelta:
+    """`15d`, `36h`, `90m`, `45s`, or combinations in that order such as `1d12h`."""
+    match = DURATION_RE.match(text or "")
+    if not text or not match:
+        raise SpecError(f"{field_path} {text!r} is not a duration such as 15d, 36h, 90m, 45s or 1d12h")
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+@dataclass(frozen=True)
+class DuplicateFrom:
+    name: str
+    for_testing: bool = False
+
+
 @dataclass(frozen=True)
 class AppSpec:
     replicas: int = 1
@@ -76,6 +93,9 @@ class OdooDatabase:
     deletion_policy: str
     app: AppSpec
     subscription: str | None = None
+    duplicate_from: DuplicateFrom | None = None
+    expires_after: datetime.timedelta | None = None
+    creation_timestamp: str | None = None
 
     @property
     def role_name(self) -> str:
@@ -153,6 +173,19 @@ def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooData
     if policy == "Snapshot":
         raise SpecError("deletionPolicy Snapshot is not available yet (it arrives with backups); use Delete or Retain")
     subscription = (spec.get("subscription") or {}).get("code")
+    if spec.get("restoreFrom"):
+        raise SpecError("spec.restoreFrom is not available yet (restores arrive with backups); remove it")
+    duplicate_from = None
+    if spec.get("duplicateFrom"):
+        raw = spec["duplicateFrom"]
+        source = raw.get("name") if isinstance(raw, Mapping) else None
+        if not isinstance(source, str) or not source:
+            raise SpecError("spec.duplicateFrom.name must name an OdooDatabase in this namespace")
+        if source == name:
+            raise SpecError("spec.duplicateFrom.name cannot name the database itself")
+        duplicate_from = DuplicateFrom(source, bool(raw.get("forTesting", False)))
+    expires_raw = spec.get("expiresAfter") or (settings.duplicate_expires_after if duplicate_from else None)
+    expires_after = parse_duration(expires_raw) if expires_raw else None
     return OdooDatabase(
         name=name,
         namespace=meta["namespace"],
@@ -167,6 +200,9 @@ def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooData
         deletion_policy=policy,
         app=parse_app(spec.get("app")),
         subscription=subscription,
+        duplicate_from=duplicate_from,
+        expires_after=expires_after,
+        creation_timestamp=meta.get("creationTimestamp"),
     )
 
 

@@ -12,11 +12,11 @@ import datetime
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import API_VERSION, builders, pg
+from . import API_VERSION, builders, failpoints, neutralize, pg
 from .conditions import Condition, get_condition, now_iso
 from .config import Settings
 from .kube import Kube, KubeError
@@ -29,6 +29,21 @@ PHASE_READY = "Ready"
 PHASE_SUSPENDED = "Suspended"
 PHASE_FAILED = "Failed"
 PHASE_DELETING = "Deleting"
+PHASE_EXPIRED = "Expired"
+EXPIRY_WARNING = datetime.timedelta(days=1)
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _parse_time(text: str) -> datetime.datetime:
+    return datetime.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=datetime.UTC)
+
+
+def _format_time(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime(TIME_FORMAT)
 
 
 class NotReady(Exception):
@@ -55,6 +70,7 @@ class Outcome:
     status: dict[str, Any] = field(default_factory=dict)
     retry_after: float | None = None
     warning: bool = False
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
     def conditions(self) -> list[Condition]:
         return [self.ready, self.reconciling, self.stalled, *self.details]
@@ -85,19 +101,22 @@ def _digest(obj: Mapping[str, Any]) -> str:
 def _age_seconds(timestamp: str | None) -> float:
     if not timestamp:
         return float("inf")
-    then = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-    return (datetime.datetime.now(datetime.UTC) - then).total_seconds()
+    return (_now() - _parse_time(timestamp)).total_seconds()
 
 
 # ---- PostgresServer resolution ---------------------------------------------------------------
 
-def resolve_server_name(spec_server: str | None, status_server: str | None, registry: Registry) -> str:
+def resolve_server_name(spec_server: str | None, status_server: str | None, registry: Registry,
+                        refresh: Callable[[], None] | None = None) -> str:
     """The server a database lives on: recorded in status once created, else spec, else the default."""
     if status_server:
         return status_server
     if spec_server:
         return spec_server
     defaults = registry.default_servers()
+    if not defaults and refresh is not None:
+        refresh()  # just started: the PostgresServer watch may not have delivered them yet
+        defaults = registry.default_servers()
     if len(defaults) == 1:
         return defaults[0]
     if not defaults:
@@ -107,9 +126,17 @@ def resolve_server_name(spec_server: str | None, status_server: str | None, regi
                    "keep one or set spec.server", stalled=True, retry_after=60)
 
 
+def refresh_servers(ctx: Context) -> None:
+    for body in ctx.kube.list(API_VERSION, "PostgresServer"):
+        ctx.registry.record_server(body, deleted=False)
+
+
 def server_address(server_name: str, ctx: Context) -> tuple[pg.ServerAddress, str]:
     """Connection details (admin) of a server and its sslmode; NotReady if unusable."""
     server = ctx.registry.server(server_name)
+    if server is None:
+        refresh_servers(ctx)
+        server = ctx.registry.server(server_name)
     if server is None:
         raise NotReady("ServerNotFound", f"PostgresServer {server_name!r} does not exist; create it or fix "
                        "spec.server", retry_after=30)
@@ -132,12 +159,16 @@ def server_address(server_name: str, ctx: Context) -> tuple[pg.ServerAddress, st
 # ---- the steps ---------------------------------------------------------------------------------
 
 class Reconciler:
-    def __init__(self, body: Mapping[str, Any], ctx: Context) -> None:
+    def __init__(self, body: Mapping[str, Any], ctx: Context, live: Mapping[str, Any] | None = None) -> None:
         self.body = body
+        self.live = body if live is None else live  # kopf keeps this one current while we work
         self.ctx = ctx
         self.kube = ctx.kube
         self.status: Mapping[str, Any] = body.get("status") or {}
         self.new_status: dict[str, Any] = {}
+        self.events: list[tuple[str, str, str]] = []
+        self.expiring: Condition | None = None
+        self.wake_in: float | None = None  # the next expiry milestone
         self.db: OdooDatabase
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -153,7 +184,7 @@ class Reconciler:
 
     def _refuse_when_deleting(self) -> None:
         # Never (re)create children once the owner is being deleted (the live body says so).
-        if self.body.get("metadata", {}).get("deletionTimestamp"):
+        if (self.live.get("metadata") or {}).get("deletionTimestamp"):
             raise NotReady("Deleting", "the database is being deleted", phase=PHASE_DELETING, warning=False)
 
     def run(self) -> Outcome:
@@ -189,47 +220,65 @@ class Reconciler:
     def _converge(self) -> Outcome:
         db = self.db
         self._refuse_when_deleting()
-        server_name = resolve_server_name(db.server, self.status.get("server"), self.ctx.registry)
+        expiry = self._check_expiry()
+        if expiry is not None:
+            return expiry
+        source = self._duplicate_source() if db.duplicate_from else None
+        server_name = resolve_server_name(db.server, self.status.get("server") or (source or {}).get("server"),
+                                          self.ctx.registry, lambda: refresh_servers(self.ctx))
+        if source and source["server"] != server_name:
+            raise NotReady("InvalidSpec", f"a duplicate lives on its source's server {source['server']!r}; "
+                           "remove spec.server or set it to that server", stalled=True, phase=PHASE_FAILED)
         address, ssl_mode = server_address(server_name, self.ctx)
-        self.new_status.update({
-            "server": server_name,
-            "databaseName": db.database_name,
-            "roleName": db.role_name,
-            "hostname": db.hostname,
-            "url": builders.database_url(db, self.ctx.settings),
-            "version": db.version,
-        })
+        self.new_status.update({"server": server_name, "roleName": db.role_name, "version": db.version})
 
         password, secret_recreated = self._ensure_db_secret(address.host, address.port, ssl_mode)
         with pg.connect(address) as conn:
             pg.ensure_role(conn, db.role_name, password, db.owner_marker, reset_password=secret_recreated)
-            initialized = self._ensure_database(conn, server_name)
+            initialized = self._ensure_database(conn, server_name, source)
             if _age_seconds(self.status.get("sizeUpdatedAt")) >= self.ctx.settings.size_refresh_seconds:
                 size = pg.database_size(conn, db.database_name)
                 if size is not None:
                     self.new_status.update({"sizeBytes": size, "sizeUpdatedAt": now_iso()})
+        # The database is where spec says now (created, copied or renamed): name, host and URL follow.
+        self.new_status.update({
+            "databaseName": db.database_name,
+            "hostname": db.hostname,
+            "url": builders.database_url(db, self.ctx.settings),
+        })
 
         self.apply(builders.build_filestore_pvc(db, self.ctx.settings))
         self.apply(builders.build_config_map(db))
         self.apply(builders.build_service(db))
         self.apply(builders.build_ingress(db, self.ctx.settings))
 
-        if not initialized:
-            initialized = self._run_init_job(address)
-
         details = [Condition.true("DatabaseReady", "Created", f"database {db.database_name!r} on {server_name}")]
+        if self.expiring is not None:
+            details.append(self.expiring)
         if not initialized:
-            # The app starts only on an initialised database: its Deployment is created afterwards.
-            details.append(Condition.false("Initialized", "Initializing",
-                                           f"Job {builders.init_job_name(db)} is installing Odoo's base module"))
-            return self._progressing("Initializing", "waiting for the init Job to install Odoo", details)
-        details.append(Condition.true("Initialized", "Initialized", "Odoo's base module is installed"))
+            if db.duplicate_from:
+                initialized = self._finish_duplicate(address, source or {})
+            else:
+                initialized = self._run_init_job()
+        if not initialized:
+            # The app starts only on an initialised (or copied and neutralized) database.
+            if db.duplicate_from:
+                reason, doing = "Duplicating", "the copy is getting its filestore and a fresh identity"
+                waiting = "waiting for the copy's filestore and fresh identity"
+            else:
+                job = builders.init_job_name(db)
+                reason, doing = "Initializing", f"Job {job} is installing Odoo's base module"
+                waiting = f"waiting for Job {job} to install Odoo's base module"
+            details.append(Condition.false("Initialized", reason, doing))
+            return self._progressing(reason, waiting, details)
+        details.append(Condition.true("Initialized", "Initialized", "Odoo's base module is installed"
+                                      if not db.duplicate_from else "copied with a fresh identity"))
+        self.new_status["step"] = ""
 
         suspended = db.app.suspended
         replicas = 0 if suspended else db.app.replicas
         deployment = self.apply(builders.build_deployment(
             db, replicas, builders.credentials_fingerprint(db, password)))
-
         if suspended:
             details.append(Condition.true("AppAvailable", "Suspended", "the app is scaled to 0 (spec.app.suspended)"))
             return self._ready(PHASE_SUSPENDED, "Suspended", "suspended: data kept, app scaled to 0", details)
@@ -239,6 +288,105 @@ class Reconciler:
             return self._progressing("Progressing", f"waiting for the app: {why}", details)
         details.append(Condition.true("AppAvailable", "Available", f"{replicas} replica(s) available"))
         return self._ready(PHASE_READY, "Ready", f"Odoo {db.version} is serving {self.new_status['url']}", details)
+
+    # ---- expiry ----------------------------------------------------------------------------
+    def _check_expiry(self) -> Outcome | None:
+        """status.expiresAt is written once (creation + expiresAfter); past it the object is deleted
+        through the normal path, so its deletionPolicy applies. A day before: Expiring + an Event."""
+        db = self.db
+        self.expiring = None
+        expires_at = self.status.get("expiresAt")
+        if not expires_at and db.expires_after is not None:
+            created = _parse_time(db.creation_timestamp) if db.creation_timestamp else _now()
+            expires_at = _format_time(created + db.expires_after)
+        if not expires_at:
+            return None
+        self.new_status["expiresAt"] = expires_at
+        remaining = (_parse_time(expires_at) - _now()).total_seconds()
+        if remaining > 0:
+            soon = remaining <= EXPIRY_WARNING.total_seconds()
+            self.expiring = Condition("Expiring", "True" if soon else "False", "ExpiringSoon" if soon else "Scheduled",
+                                      f"this database expires at {expires_at} and will then be deleted")
+            self.wake_in = remaining if soon else remaining - EXPIRY_WARNING.total_seconds()
+            return None
+        try:
+            self.kube.delete(API_VERSION, "OdooDatabase", db.name, db.namespace)
+        except KubeError as exc:
+            raise NotReady("ExpiryDeleteFailed", f"expired at {expires_at} but could not be deleted: {exc.message}; "
+                           "retrying", retry_after=60) from None
+        self.events.append(("Normal", "Expired", f"expired at {expires_at}; deleting (deletionPolicy "
+                            f"{db.deletion_policy})"))
+        raise NotReady("Expired", f"expired at {expires_at}; being deleted", phase=PHASE_EXPIRED, warning=False)
+
+    # ---- duplicates ------------------------------------------------------------------------
+    def _duplicate_source(self) -> dict[str, Any]:
+        """The source of a duplicate, once it is usable; enforces the duplicates-per-source limit."""
+        db = self.db
+        assert db.duplicate_from is not None
+        name = db.duplicate_from.name
+        if self.status.get("createdAt"):  # already copied: only the source's facts are needed
+            return {"name": name, "server": self.status.get("server"),
+                    "databaseName": self.status.get("sourceDatabase"), "roleName": role_name(db.namespace, name)}
+        siblings = self.kube.list(API_VERSION, "OdooDatabase", db.namespace)
+        source = next((o for o in siblings if o["metadata"]["name"] == name), None)
+        if source is None or source["metadata"].get("deletionTimestamp"):
+            raise NotReady("SourceNotFound", f"OdooDatabase {name!r} (spec.duplicateFrom) does not exist in this "
+                           "namespace; create it or fix the name", retry_after=30)
+        source_status = source.get("status") or {}
+        if not source_status.get("initializedAt") or not source_status.get("databaseName"):
+            raise NotReady("SourceNotReady", f"OdooDatabase {name!r} is not initialised yet; the copy waits for it",
+                           retry_after=15, warning=False)
+        duplicates = sorted(
+            (o for o in siblings
+             if ((o.get("spec") or {}).get("duplicateFrom") or {}).get("name") == name
+             and not o["metadata"].get("deletionTimestamp")),
+            key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]))
+        rank = next(i for i, o in enumerate(duplicates) if o["metadata"]["uid"] == db.uid) \
+            if any(o["metadata"]["uid"] == db.uid for o in duplicates) else len(duplicates)
+        limit = self.ctx.settings.max_duplicates
+        if rank >= limit:
+            raise NotReady("DuplicateLimit", f"{name!r} already has {limit} duplicates, the most allowed; delete one "
+                           "of them (no database was created)", stalled=True, phase=PHASE_FAILED, retry_after=60)
+        return {"name": name, "server": source_status.get("server"), "databaseName": source_status["databaseName"],
+                "roleName": source_status.get("roleName") or role_name(db.namespace, name)}
+
+    def _finish_duplicate(self, address: pg.ServerAddress, source: Mapping[str, Any]) -> bool:
+        """Filestore copied, fresh identity, neutralized if for testing — then (only then) usable."""
+        db = self.db
+        assert db.duplicate_from is not None
+        if self.ctx.settings.filestore_clone == "copy" and not self._filestore_copied():
+            self.new_status["step"] = "CopyingFilestore"
+            return False
+        self.new_status["step"] = "Neutralizing" if db.duplicate_from.for_testing else "ResettingIdentity"
+        url = builders.database_url(db, self.ctx.settings)
+        with pg.connect(address, db.database_name) as conn:
+            pg.reassign_owned(conn, source.get("roleName") or role_name(db.namespace, db.duplicate_from.name),
+                              db.role_name)
+            neutralize.reset_identity(conn, url)
+            failpoints.hit("duplicate-before-neutralize")
+            steps = neutralize.neutralize(conn) if db.duplicate_from.for_testing else []
+        with pg.connect(address) as conn:
+            info = pg.database_info(conn, db.database_name)
+            pg.set_database_marker(conn, db.database_name, (info.marker or {}) | {
+                **db.owner_marker, pg.MARKER_KEY: pg.MARKER_VALUE, "initialized": True,
+                "neutralized": db.duplicate_from.for_testing})
+        self.new_status.update({"initializedAt": now_iso(), "neutralized": db.duplicate_from.for_testing})
+        if steps:
+            self.events.append(("Normal", "Neutralized", "test copy neutralized: " + ", ".join(steps) + " off"))
+        return True
+
+    def _filestore_copied(self) -> bool:
+        db = self.db
+        name = builders.filestore_copy_job_name(db)
+        job = self.ctx.registry.child("Job", db.namespace, name) or self.kube.get("batch/v1", "Job", name, db.namespace)
+        if job is None:
+            self._refuse_when_deleting()
+            job = self.kube.create(builders.build_filestore_copy_job(db, db.image))
+        state = job_state(job)
+        if state == "Failed":
+            raise NotReady("FilestoreCopyFailed", f"Job {name} failed to copy the filestore ({job_failure(job)}); "
+                           "delete the Job to retry", stalled=True, phase=PHASE_FAILED)
+        return state == "Complete"
 
     # ---- credentials ---------------------------------------------------------------------
     def _ensure_db_secret(self, host: str, port: int, ssl_mode: str) -> tuple[str, bool]:
@@ -256,39 +404,78 @@ class Reconciler:
         return password, recreated
 
     # ---- the PostgreSQL database -------------------------------------------------------------
-    def _ensure_database(self, conn: Any, server_name: str) -> bool:
-        """Create the database once; returns whether Odoo has been initialised in it."""
+    def _ensure_database(self, conn: Any, server_name: str, source: Mapping[str, Any] | None) -> bool:
+        """Create (or copy, or rename) the database; returns whether it is initialised."""
         db = self.db
-        exists, marker = pg.database_marker(conn, db.database_name)
-        if not exists:
+        current = self.status.get("databaseName")
+        target = pg.database_info(conn, db.database_name)
+        if current and current != db.database_name and self.status.get("createdAt"):
+            target = self._rename(conn, current, target)
+        if not target.exists:
             if self.status.get("createdAt"):
                 raise NotReady(
                     "DatabaseMissing",
-                    f"database {db.database_name!r} was created on {server_name} at {self.status['createdAt']} "
-                    "and no longer exists; it is not re-created empty. Restore it, or delete this OdooDatabase",
+                    f"database {db.database_name!r} was created on {server_name} at {self.status['createdAt']} and "
+                    "no longer exists; it is not re-created empty. Restore it, or delete this OdooDatabase",
                     stalled=True, phase=PHASE_FAILED)
-            server = self.ctx.registry.server(server_name)
-            if server and server.max_databases is not None:
-                _, count = pg.server_info(conn)
-                if count >= server.max_databases:
-                    raise NotReady("QuotaExceeded", f"PostgresServer {server_name} holds {count} databases, its "
-                                   f"maxDatabases is {server.max_databases}", retry_after=60)
-            pg.create_database(conn, db.database_name, db.role_name,
-                               db.owner_marker | {pg.MARKER_KEY: pg.MARKER_VALUE, "uid": db.uid})
+            self._check_quota(conn, server_name)
+            new_marker = db.owner_marker | {pg.MARKER_KEY: pg.MARKER_VALUE, "uid": db.uid}
+            if source is not None:
+                self.new_status["step"] = "Copying"
+                terminated = pg.copy_database(conn, source["databaseName"], db.database_name, db.role_name,
+                                              new_marker)
+                self.new_status.update({"source": f"duplicate of {source['name']}",
+                                        "sourceDatabase": source["databaseName"]})
+                failpoints.hit("duplicate-after-copy")
+                self.events.append(("Normal", "Copied", f"copied from {source['name']!r} (database "
+                                    f"{source['databaseName']!r}); its {terminated} session(s) were briefly "
+                                    "disconnected, as Odoo does"))
+            else:
+                pg.create_database(conn, db.database_name, db.role_name, new_marker)
             self.new_status["createdAt"] = now_iso()
             return False
-        if not pg.is_owned_by(marker, db.owner_marker):
+        if not target.owned_by(db.owner_marker, db.role_name):
             raise pg.OwnershipConflict(
                 f"database {db.database_name!r} already exists on {server_name} and belongs to something else")
+        marker: dict[str, Any] | None = target.marker
+        if marker is None:  # created by us, comment lost to a crash: write it now
+            marker = db.owner_marker | {pg.MARKER_KEY: pg.MARKER_VALUE, "uid": db.uid}
+            pg.set_database_marker(conn, db.database_name, marker)
         self.new_status["createdAt"] = self.status.get("createdAt") or now_iso()
-        initialized = bool(self.status.get("initializedAt")) or bool(marker and marker.get("initialized"))
-        if initialized and marker and not marker.get("initialized"):
+        initialized = bool(self.status.get("initializedAt")) or bool(marker.get("initialized"))
+        if initialized and not marker.get("initialized"):
             pg.set_database_marker(conn, db.database_name, marker | {"initialized": True})
         if initialized:
             self.new_status["initializedAt"] = self.status.get("initializedAt") or now_iso()
         return initialized
 
-    def _run_init_job(self, address: pg.ServerAddress) -> bool:
+    def _rename(self, conn: Any, current: str, target: pg.DatabaseInfo) -> pg.DatabaseInfo:
+        """spec.databaseName changed: ALTER DATABASE … RENAME, after terminating its sessions."""
+        db = self.db
+        old = pg.database_info(conn, current)
+        if not old.exists:
+            return target  # renamed before a crash (target exists), or missing (reported by the caller)
+        if not old.owned_by(db.owner_marker, db.role_name):
+            raise pg.OwnershipConflict(f"database {current!r} is not managed for this object")
+        if target.exists:
+            raise NotReady("NameConflict", f"cannot rename {current!r} to {db.database_name!r}: that name is taken on "
+                           "the server; choose another spec.databaseName (nothing was changed)",
+                           stalled=True, phase=PHASE_FAILED)
+        self.new_status["step"] = "Renaming"
+        terminated = pg.rename_database(conn, current, db.database_name)
+        self.events.append(("Normal", "Renamed", f"database renamed from {current!r} to {db.database_name!r} "
+                            f"({terminated} session(s) disconnected); filestore path and URL follow"))
+        return pg.database_info(conn, db.database_name)
+
+    def _check_quota(self, conn: Any, server_name: str) -> None:
+        server = self.ctx.registry.server(server_name)
+        if server and server.max_databases is not None:
+            _, count = pg.server_info(conn)
+            if count >= server.max_databases:
+                raise NotReady("QuotaExceeded", f"PostgresServer {server_name} holds {count} databases, its "
+                               f"maxDatabases is {server.max_databases}", retry_after=60)
+
+    def _run_init_job(self) -> bool:
         db = self.db
         self._refuse_when_deleting()
         # The admin password is generated once; an existing Secret is never overwritten.
@@ -307,11 +494,11 @@ class Reconciler:
                 self.ctx.registry.record_child("Job", job, deleted=False)
         state = job_state(job)
         if state == "Failed":
-            raise NotReady("InitFailed", f"Job {builders.init_job_name(db)} failed to initialise the database "
-                           f"({job_failure(job)}); fix the cause, then delete the Job to retry",
-                           stalled=True, phase=PHASE_FAILED)
+            raise NotReady("InitFailed", f"Job {name} failed to initialise the database ({job_failure(job)}); fix "
+                           "the cause, then delete the Job to retry", stalled=True, phase=PHASE_FAILED)
         if state != "Complete":
             return False
+        address, _ = server_address(self.new_status["server"], self.ctx)
         with pg.connect(address) as conn:
             _, marker = pg.database_marker(conn, db.database_name)
             pg.set_database_marker(conn, db.database_name, (marker or {}) | {
@@ -328,7 +515,8 @@ class Reconciler:
             stalled=Condition.false("Stalled", reason, ""),
             details=details,
             status=self.new_status,
-            retry_after=self.ctx.settings.size_refresh_seconds,  # sizeBytes stays fresh
+            retry_after=self._next_wake(self.ctx.settings.size_refresh_seconds),  # sizeBytes stays fresh
+            events=self.events,
         )
 
     def _progressing(self, reason: str, message: str, details: list[Condition]) -> Outcome:
@@ -339,7 +527,8 @@ class Reconciler:
             stalled=Condition.false("Stalled", reason, ""),
             details=details,
             status=self.new_status,
-            retry_after=30.0,  # child watch events normally wake us before this
+            retry_after=self._next_wake(30.0),  # child watch events normally wake us before this
+            events=self.events,
         )
 
     def _failed(self, exc: NotReady) -> Outcome:
@@ -352,9 +541,13 @@ class Reconciler:
                               exc.message if exc.stalled else ""),
             details=[],
             status=self.new_status,
-            retry_after=exc.retry_after,
+            retry_after=exc.retry_after if exc.retry_after is None else self._next_wake(exc.retry_after),
             warning=exc.warning,
+            events=self.events,
         )
+
+    def _next_wake(self, delay: float) -> float:
+        return delay if self.wake_in is None else max(1.0, min(delay, self.wake_in))
 
 
 def job_state(job: Mapping[str, Any] | None) -> str:
@@ -381,8 +574,11 @@ def deployment_available(deployment: Mapping[str, Any], replicas: int) -> tuple[
     return True, ""
 
 
-def reconcile(body: Mapping[str, Any], ctx: Context) -> Outcome:
-    return Reconciler(body, ctx).run()
+def reconcile(body: Mapping[str, Any], ctx: Context, live: Mapping[str, Any] | None = None) -> Outcome:
+    """One pass; holds the object's lock so a deletion never runs alongside it."""
+    meta = body["metadata"]
+    with ctx.registry.lock_for((meta["namespace"], meta["name"])):
+        return Reconciler(body, ctx, live).run()
 
 
 # ---- deletion ---------------------------------------------------------------------------------
@@ -414,12 +610,12 @@ def delete(body: Mapping[str, Any], ctx: Context) -> DeletionResult:
     owner = {"managedBy": pg.MARKER_VALUE, "namespace": namespace, "name": name}
     role = role_name(namespace, name)
     with pg.connect(address) as conn:
-        exists, marker = pg.database_marker(conn, database_name)
-        if exists and not pg.is_owned_by(marker, owner):
+        info = pg.database_info(conn, database_name)
+        if info.exists and not info.owned_by(owner, role):
             message = f"database {database_name!r} on {server_name} is not ours; left untouched"
             pg.drop_role(conn, role, owner)
             return DeletionResult(False, message)
-        dropped = pg.drop_database(conn, database_name) if exists else False
+        dropped = pg.drop_database(conn, database_name) if info.exists else False
         pg.drop_role(conn, role, owner)
     if dropped:
         return DeletionResult(True, f"database {database_name!r} and its role dropped from {server_name}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -95,7 +96,9 @@ class ConnectionPool:
     @contextlib.contextmanager
     def connection(self, server: ServerAddress, dbname: str = "postgres") -> Iterator[psycopg.Connection[Any]]:
         key = (server, dbname)
-        conn = self._checkout(key) or _open(server, dbname)
+        # Only connections to the maintenance database are kept: an idle connection to a tenant
+        # database would block CREATE DATABASE … TEMPLATE and ALTER DATABASE … RENAME.
+        conn = (self._checkout(key) if dbname == "postgres" else None) or _open(server, dbname)
         try:
             yield conn
         except psycopg.OperationalError as exc:
@@ -104,7 +107,10 @@ class ConnectionPool:
         except BaseException:
             conn.close()
             raise
-        self._checkin(key, conn)
+        if dbname == "postgres":
+            self._checkin(key, conn)
+        else:
+            conn.close()
 
     def close(self) -> None:
         with self._lock:
@@ -151,14 +157,126 @@ def _same_owner(marker: dict[str, Any] | None, owner: dict[str, str]) -> bool:
     return marker is not None and all(marker.get(k) == v for k, v in owner.items())
 
 
-def database_marker(conn: psycopg.Connection[Any], dbname: str) -> tuple[bool, dict[str, Any] | None]:
-    """(exists, marker) for a database; the marker is our JSON comment, if any."""
+@dataclass(frozen=True)
+class DatabaseInfo:
+    exists: bool
+    marker: dict[str, Any] | None = None
+    owner: str | None = None
+
+    def owned_by(self, owner: dict[str, str], role: str) -> bool:
+        """Ours if our comment says so, or — when a crash came between CREATE DATABASE and COMMENT —
+        if it has no comment and belongs to our own role (created only by us, marked as ours)."""
+        if self.marker is not None:
+            return _same_owner(self.marker, owner)
+        return self.owner == role
+
+
+def database_info(conn: psycopg.Connection[Any], dbname: str) -> DatabaseInfo:
     row = conn.execute(
-        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (dbname,)
+        "SELECT shobj_description(oid, 'pg_database'), pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+        (dbname,),
     ).fetchone()
     if row is None:
-        return False, None
-    return True, _parse_marker(row[0])
+        return DatabaseInfo(False)
+    return DatabaseInfo(True, _parse_marker(row[0]), row[1])
+
+
+def database_marker(conn: psycopg.Connection[Any], dbname: str) -> tuple[bool, dict[str, Any] | None]:
+    """(exists, marker) for a database; the marker is our JSON comment, if any."""
+    info = database_info(conn, dbname)
+    return info.exists, info.marker
+
+
+def terminate_connections(conn: psycopg.Connection[Any], dbname: str) -> int:
+    """Disconnect every session of a database (as Odoo does before duplicating or renaming)."""
+    rows = conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        (dbname,),
+    ).fetchall()
+    return len(rows)
+
+
+def copy_database(conn: psycopg.Connection[Any], source: str, target: str, owner_role: str,
+                  marker: dict[str, Any], attempts: int = 5) -> int:
+    """CREATE DATABASE target TEMPLATE source (FILE_COPY: fastest for large databases), after
+    terminating the source's sessions; retried while the app reconnects in between.
+    Returns how many sessions were terminated."""
+    terminated = 0
+    for attempt in range(attempts):
+        terminated += terminate_connections(conn, source)
+        try:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} WITH TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
+                    sql.Identifier(target), sql.Identifier(source), sql.Identifier(owner_role)
+                )
+            )
+            break
+        except psycopg.errors.ObjectInUse:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    set_database_marker(conn, target, marker)
+    conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(target)))
+    return terminated
+
+
+_REASSIGN_IN_DATABASE = """
+DO $reassign$
+DECLARE
+    r record;
+    src oid := (SELECT oid FROM pg_roles WHERE rolname = {source});
+    dst text := {target};
+BEGIN
+    IF src IS NULL THEN
+        RETURN;
+    END IF;
+    FOR r IN SELECT nspname FROM pg_namespace WHERE nspowner = src LOOP
+        EXECUTE format('ALTER SCHEMA %I OWNER TO %I', r.nspname, dst);
+    END LOOP;
+    FOR r IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c
+             WHERE c.relowner = src AND c.relkind IN ('r', 'p', 'f', 'v', 'm') LOOP
+        EXECUTE format('ALTER %s %s OWNER TO %I',
+                       CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                      WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, r.rel, dst);
+    END LOOP;
+    -- Sequences owned by a column moved with their table above; the rest now.
+    FOR r IN SELECT c.oid::regclass AS rel FROM pg_class c WHERE c.relowner = src AND c.relkind = 'S' LOOP
+        EXECUTE format('ALTER SEQUENCE %s OWNER TO %I', r.rel, dst);
+    END LOOP;
+    FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_proc p WHERE p.proowner = src LOOP
+        EXECUTE format('ALTER ROUTINE %s OWNER TO %I', r.fn, dst);
+    END LOOP;
+    FOR r IN SELECT t.oid::regtype AS typ FROM pg_type t
+             WHERE t.typowner = src AND t.typtype IN ('d', 'e', 'r', 'm') LOOP
+        EXECUTE format('ALTER TYPE %s OWNER TO %I', r.typ, dst);
+    END LOOP;
+END
+$reassign$
+"""
+
+
+def reassign_owned(conn_to_target: psycopg.Connection[Any], from_role: str, to_role: str) -> None:
+    """Inside a copied database, hand the source role's objects to the copy's own role.
+
+    Not `REASSIGN OWNED`: it also moves shared objects, i.e. it would give the *source database*
+    itself to the copy's role. Object names are quoted by PostgreSQL (regclass, regprocedure, %I)."""
+    conn_to_target.execute(
+        sql.SQL(_REASSIGN_IN_DATABASE).format(source=sql.Literal(from_role), target=sql.Literal(to_role))
+    )
+
+
+def rename_database(conn: psycopg.Connection[Any], old: str, new: str, attempts: int = 5) -> int:
+    terminated = 0
+    for attempt in range(attempts):
+        terminated += terminate_connections(conn, old)
+        try:
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new)))
+            return terminated
+        except psycopg.errors.ObjectInUse:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return terminated
 
 
 def set_database_marker(conn: psycopg.Connection[Any], dbname: str, marker: dict[str, Any]) -> None:

@@ -83,6 +83,12 @@ class Registry:
         self.applied: dict[ChildKey, AppliedRecord] = {}
         self.wakers: dict[Key, Waker] = {}
         self.credentials: dict[Key, tuple[float, str, str]] = {}
+        self.locks: dict[Key, threading.Lock] = {}
+
+    def lock_for(self, key: Key) -> threading.Lock:
+        """Serialises a reconcile and a deletion of the same object (threads cannot be cancelled)."""
+        with self._lock:
+            return self.locks.setdefault(key, threading.Lock())
 
     # ---- PostgresServers ------------------------------------------------------------------
     def record_server(self, body: Mapping[str, Any], deleted: bool) -> None:
@@ -146,6 +152,7 @@ class Registry:
 
     def forget_database(self, namespace: str, name: str) -> None:
         with self._lock:
+            self.locks.pop((namespace, name), None)
             owned = [key for key, obj in self.children.items()
                      if key[1] == namespace and (obj["metadata"].get("labels") or {}).get(DATABASE_LABEL) == name]
             for key in owned:
