@@ -186,3 +186,21 @@ def test_operator_killed_mid_duplicate_never_leaves_a_live_unneutralized_copy(cl
         assert params(conn)["database.is_neutralized"] == "true"
         assert conn.execute("SELECT count(*) FROM ir_cron WHERE active").fetchone() == (1,)
         assert conn.execute("SELECT count(*) FROM res_partner").fetchone() == (500,)
+
+
+def test_filestore_copy_job_where_volumes_cannot_be_cloned(cluster, operator, namespace, source):
+    operator.kill()
+    operator.env["ODOO_OPERATOR_FILESTORE_CLONE"] = "copy"
+    try:
+        operator.start()
+        cluster.kubectl("apply", "-f", "-", input=odoo_database("copied", namespace, duplicateFrom={"name": source}))
+        wait_ready(cluster, "copied", namespace)
+    finally:
+        operator.kill()
+        del operator.env["ODOO_OPERATOR_FILESTORE_CLONE"]
+        operator.start()
+    assert "dataSource" not in get_json(cluster, "pvc", "copied-filestore", "-n", namespace)["spec"]
+    job = get_json(cluster, "job", "copied-filestore-copy", "-n", namespace)
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert claims == {"source": "prod-filestore", "target": "copied-filestore"}
+    assert job["status"]["succeeded"] == 1

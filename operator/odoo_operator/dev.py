@@ -46,6 +46,8 @@ def main() -> None:
               flush=True)
         cluster.start()
         cluster.install_crds()
+        # The admission policy (protected delete) and the admin/editor/viewer roles.
+        cluster.kubectl("apply", "-f", str(REPO_ROOT / "manifests"))
         apply_default_server(cluster)
         kubectl = Path(sys.executable).parent / "kubectl"
         print(f"""
