@@ -423,11 +423,7 @@ REFUSED = [
     pytest.param(odb(expiresAfter="h"), BAD_DURATION, id="expiresAfter-h"),
     pytest.param(odb(expiresAfter=""), BAD_DURATION, id="expiresAfter-empty"),
     pytest.param(odb(expiresAfter="12h1d"), BAD_DURATION, id="expiresAfter-wrong-order"),
-    pytest.param(
-        odb(deletionPolicy="Snapshot"),
-        "deletionPolicy Snapshot is not available yet (it arrives with backups); use Delete or Retain",
-        id="deletionPolicy-Snapshot",
-    ),
+    pytest.param(odb(deletionPolicy="Forever"), "Unsupported value", id="deletionPolicy-unknown"),
     pytest.param(odb(tags=["Prod"]), BAD_TAG, id="tag-uppercase"),
     pytest.param(odb(tags=["-x"]), BAD_TAG, id="tag-leading-dash"),
     pytest.param(

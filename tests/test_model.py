@@ -65,9 +65,17 @@ def test_app_config_cannot_override_operator_keys_or_inject_lines(config, messag
         parse_odoo_database(body(app={"config": config}), SETTINGS)
 
 
-def test_snapshot_policy_is_reported_not_treated_as_delete():
-    with pytest.raises(SpecError, match="Snapshot is not available yet"):
-        parse_odoo_database(body(deletionPolicy="Snapshot"), SETTINGS)
+def test_backup_defaults_follow_odoo_sla_and_can_be_turned_off():
+    db = parse_odoo_database(body(), SETTINGS)
+    assert db.backup is not None and db.backup.schedule == "@daily"
+    assert (db.backup.retention.keep_daily, db.backup.retention.keep_weekly, db.backup.retention.keep_monthly) == (
+        7, 4, 3)
+    assert db.backup.storage.url("ns", "shop") == "file:///backups/ns/shop"
+    assert parse_odoo_database(body(backup={"enabled": False}), SETTINGS).backup is None
+    s3 = parse_odoo_database(body(backup={"storage": {"s3": {"bucket": "b", "prefix": "odoo"}}}), SETTINGS)
+    assert s3.backup.storage.url("ns", "shop") == "s3://b/odoo/ns/shop"
+    with pytest.raises(SpecError, match="cron"):
+        parse_odoo_database(body(backup={"schedule": "every day"}), SETTINGS)
 
 
 def test_replicas_bounds():

@@ -195,13 +195,13 @@ def _volumes(db: OdooDatabase) -> tuple[list[dict[str, Any]], list[dict[str, Any
     return volumes, mounts
 
 
-_SECURITY_CONTEXT = {
+CONTAINER_SECURITY_CONTEXT = {
     "allowPrivilegeEscalation": False,
     "capabilities": {"drop": ["ALL"]},
     "runAsNonRoot": True,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
-_POD_SECURITY_CONTEXT = {"runAsUser": 101, "runAsGroup": 101, "fsGroup": 101, "runAsNonRoot": True}
+POD_SECURITY_CONTEXT = {"runAsUser": 101, "runAsGroup": 101, "fsGroup": 101, "runAsNonRoot": True}
 
 
 def build_init_job(db: OdooDatabase) -> dict[str, Any]:
@@ -220,14 +220,14 @@ def build_init_job(db: OdooDatabase) -> dict[str, Any]:
                 "metadata": {"labels": labels(db, "init")},
                 "spec": {
                     "restartPolicy": "Never",
-                    "securityContext": _POD_SECURITY_CONTEXT,
+                    "securityContext": POD_SECURITY_CONTEXT,
                     "containers": [{
                         "name": "init",
                         "image": db.image,
                         "command": ["/bin/bash", "-c", INIT_SCRIPT],
                         "env": env,
                         "volumeMounts": mounts,
-                        "securityContext": _SECURITY_CONTEXT,
+                        "securityContext": CONTAINER_SECURITY_CONTEXT,
                     }],
                     "volumes": volumes,
                 },
@@ -253,7 +253,7 @@ def build_filestore_copy_job(db: OdooDatabase, image: str) -> dict[str, Any]:
                 "metadata": {"labels": labels(db, "filestore-copy")},
                 "spec": {
                     "restartPolicy": "Never",
-                    "securityContext": _POD_SECURITY_CONTEXT,
+                    "securityContext": POD_SECURITY_CONTEXT,
                     "containers": [{
                         "name": "copy",
                         "image": image,
@@ -262,7 +262,7 @@ def build_filestore_copy_job(db: OdooDatabase, image: str) -> dict[str, Any]:
                             {"name": "source", "mountPath": "/source", "readOnly": True},
                             {"name": "target", "mountPath": "/target"},
                         ],
-                        "securityContext": _SECURITY_CONTEXT,
+                        "securityContext": CONTAINER_SECURITY_CONTEXT,
                     }],
                     "volumes": [
                         {"name": "source", "persistentVolumeClaim": {
@@ -298,7 +298,7 @@ def build_deployment(db: OdooDatabase, replicas: int, credentials_hash: str) -> 
             "periodSeconds": 20,
         },
         "volumeMounts": mounts,
-        "securityContext": _SECURITY_CONTEXT,
+        "securityContext": CONTAINER_SECURITY_CONTEXT,
     }
     if db.app.resources:
         container["resources"] = dict(db.app.resources)
@@ -318,7 +318,7 @@ def build_deployment(db: OdooDatabase, replicas: int, credentials_hash: str) -> 
                     },
                 },
                 "spec": {
-                    "securityContext": _POD_SECURITY_CONTEXT,
+                    "securityContext": POD_SECURITY_CONTEXT,
                     "containers": [container],
                     "volumes": volumes,
                 },

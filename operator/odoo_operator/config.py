@@ -40,6 +40,9 @@ class Settings:
     max_duplicates: int = 5
     duplicate_expires_after: str = "15d"
     filestore_clone: str = "csi"  # "csi": PVC dataSource clone; "copy": a Job copies the files
+    operator_image: str = "odoo-db-operator:0.1.0"  # runs the backup and restore Jobs
+    backup_pvc: str = "odoo-backups"  # default backup storage: this PVC in the database's namespace
+    backup_pvc_size: str = "20Gi"
 
     @property
     def url_scheme(self) -> str:
@@ -71,4 +74,7 @@ class Settings:
             max_duplicates=int(get("MAX_DUPLICATES") or defaults.max_duplicates),
             duplicate_expires_after=get("DUPLICATE_EXPIRES_AFTER") or defaults.duplicate_expires_after,
             filestore_clone=get("FILESTORE_CLONE") or defaults.filestore_clone,
+            operator_image=get("IMAGE") or defaults.operator_image,
+            backup_pvc=get("BACKUP_PVC") or defaults.backup_pvc,
+            backup_pvc_size=get("BACKUP_PVC_SIZE") or defaults.backup_pvc_size,
         )

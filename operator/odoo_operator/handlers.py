@@ -15,8 +15,9 @@ import kopf
 import kubernetes
 import psycopg
 
-from . import odoodatabase, pg, postgresserver
-from .conditions import get_condition, merge_conditions
+from . import API_VERSION, databasebackup, odoodatabase, pg, postgresserver
+from .backup_builders import BACKUP_LABEL
+from .conditions import Condition, get_condition, merge_conditions
 from .config import Settings
 from .kube import Kube
 from .model import TAG_LABEL_PREFIX
@@ -100,26 +101,43 @@ async def _in_thread(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any)
 
 
 async def database_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger) -> None:
-    """One loop per OdooDatabase: reconcile, publish, then sleep until woken, a retry or a resync."""
-    rt = runtime()
-    loop = asyncio.get_running_loop()
+    """One loop per OdooDatabase. We are the only writer of its status: our last write is the truth."""
     key = (body.metadata.namespace or "", body.metadata.name or "")
-    waker = Waker(loop)
+    await object_loop(body, stopped, logger, key, odoodatabase.reconcile, "OdooDatabase", trust_own_status=True)
+
+
+async def backup_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger) -> None:
+    """One loop per DatabaseBackup. Its Jobs write artifacts into its status too: read it live."""
+    key = backup_key(body.metadata.namespace or "", body.metadata.name or "")
+    await object_loop(body, stopped, logger, key, databasebackup.reconcile, "DatabaseBackup",
+                      trust_own_status=False)
+
+
+def backup_key(namespace: str, name: str) -> tuple[str, str]:
+    return namespace, f"backup/{name}"
+
+
+async def object_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, key: tuple[str, str],
+                      reconcile: Callable[..., Outcome], kind: str, trust_own_status: bool) -> None:
+    """Reconcile, publish, then sleep until woken (a watch event on the object or its children),
+    a retry (exponential back-off for transient failures) or the periodic resync."""
+    rt = runtime()
+    waker = Waker(asyncio.get_running_loop())
     rt.ctx.registry.register(key, waker)
     stop = asyncio.ensure_future(stopped.wait())
     failures = 0
-    published: dict[str, Any] | None = None  # we are the only writer of status: our last write is the truth
+    published: dict[str, Any] | None = None
     try:
         while not stopped:
             waker.event.clear()
             snapshot = _snapshot(body)
             if snapshot["metadata"].get("deletionTimestamp"):
                 return
-            if published is not None:
+            if published is not None and trust_own_status:
                 snapshot["status"] = published
             try:
-                outcome = await _in_thread(rt.executor, odoodatabase.reconcile, snapshot, rt.ctx, body)
-                published = await _in_thread(rt.publisher, publish, snapshot, outcome, rt.ctx)
+                outcome = await _in_thread(rt.executor, reconcile, snapshot, rt.ctx, body)
+                published = await _in_thread(rt.publisher, publish, snapshot, outcome, rt.ctx, kind)
             except Exception as exc:  # never let one object's surprise stop its loop
                 logger.exception(f"reconcile failed, retrying: {exc}")
                 published = None
@@ -143,7 +161,7 @@ async def database_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: ko
         rt.ctx.registry.unregister(key, waker)
 
 
-def publish(body: Mapping[str, Any], outcome: Outcome, ctx: Context) -> dict[str, Any]:
+def publish(body: Mapping[str, Any], outcome: Outcome, ctx: Context, kind: str = "OdooDatabase") -> dict[str, Any]:
     """Write the status (only when it changed) and post an Event on every transition."""
     meta = body["metadata"]
     old = body.get("status") or {}
@@ -154,7 +172,7 @@ def publish(body: Mapping[str, Any], outcome: Outcome, ctx: Context) -> dict[str
     new["conditions"] = merge_conditions(old.get("conditions"), outcome.conditions(), generation)
     changed = {k: v for k, v in new.items() if old.get(k) != v}
     if changed:
-        ctx.kube.patch_status("odoo.dbmanager.io/v1alpha1", "OdooDatabase", meta["name"], meta["namespace"], new)
+        ctx.kube.patch_status(API_VERSION, kind, meta["name"], meta["namespace"], new)
     _post_transition_events(body, old, new, outcome)
     return {**old, **new}
 
@@ -206,8 +224,10 @@ def delete_database(body: kopf.Body, logger: kopf.Logger) -> None:
         _event(snapshot, "Warning", reason="DeleteRetrying", message=f"PostgreSQL is unreachable: {exc}; retrying")
         raise kopf.TemporaryError(f"PostgreSQL is unreachable: {exc}", delay=10) from None
     except NotReady as exc:
-        _event(snapshot, "Warning", reason=exc.reason, message=f"cannot delete yet: {exc.message}")
-        raise kopf.TemporaryError(exc.message, delay=30) from None
+        if exc.warning:
+            _event(snapshot, "Warning", reason=exc.reason, message=f"cannot delete yet: {exc.message}")
+        _report_deleting(snapshot, exc, rt.ctx)
+        raise kopf.TemporaryError(exc.message, delay=exc.retry_after or 30) from None
     except psycopg.Error as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         _event(snapshot, "Warning", reason="DeleteRetrying", message=f"PostgreSQL refused the drop: {message}")
@@ -217,6 +237,20 @@ def delete_database(body: kopf.Body, logger: kopf.Logger) -> None:
     logger.info(result.message)
 
 
+def _report_deleting(body: Mapping[str, Any], exc: NotReady, ctx: Context) -> None:
+    """While a deletion waits (final backup running or failed), the status says why."""
+    status = body.get("status") or {}
+    generation = int(body["metadata"].get("generation") or 0)
+    conditions = merge_conditions(status.get("conditions"), [
+        Condition.false("Ready", exc.reason, exc.message),
+        Condition("Reconciling", "False" if exc.stalled else "True", exc.reason, "" if exc.stalled else exc.message),
+        Condition("Stalled", "True" if exc.stalled else "False", exc.reason, exc.message if exc.stalled else ""),
+    ], generation)
+    if conditions != status.get("conditions"):
+        ctx.kube.patch_status(API_VERSION, "OdooDatabase", body["metadata"]["name"], body["metadata"]["namespace"],
+                              {"phase": "Deleting", "conditions": conditions})
+
+
 # ---- children and servers ---------------------------------------------------------------------
 
 def on_child_event(kind: str, body: kopf.Body, type: str | None) -> None:
@@ -224,6 +258,23 @@ def on_child_event(kind: str, body: kopf.Body, type: str | None) -> None:
     owner = rt.ctx.registry.record_child(kind, body, deleted=type == "DELETED")
     if owner:
         rt.ctx.registry.wake(owner)
+    backup = (body.metadata.labels or {}).get(BACKUP_LABEL)
+    if backup:
+        rt.ctx.registry.wake(backup_key(body.metadata.namespace or "", backup))
+
+
+def on_backup_event(body: kopf.Body, type: str | None) -> None:
+    """Wake a backup's loop when its spec changed or one of its Jobs reported into its status."""
+    status = body.get("status") or {}
+    token = (body.metadata.get("generation"), status.get("lastSuccessfulTime"),
+             (status.get("lastFailure") or {}).get("time"), body.metadata.get("deletionTimestamp"))
+    key = backup_key(body.metadata.namespace or "", body.metadata.name or "")
+    registry = runtime().ctx.registry
+    owner = registry.record_child("DatabaseBackup", body, deleted=type == "DELETED")
+    if registry.changed_token(key, token):
+        registry.wake(key)
+        if owner:
+            registry.wake(owner)  # its OdooDatabase shows status.lastBackup
 
 
 def on_server_event(body: kopf.Body, type: str | None) -> None:

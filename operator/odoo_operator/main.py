@@ -16,6 +16,7 @@ CHILD_KINDS = {
     "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),
     "Deployment": ("apps/v1", "deployments"),
     "Job": ("batch/v1", "jobs"),
+    "CronJob": ("batch/v1", "cronjobs"),
     "Ingress": ("networking.k8s.io/v1", "ingresses"),
 }
 
@@ -43,6 +44,16 @@ def odoo_database_event(body: kopf.Body, type: str | None, **_: Any) -> None:
 @kopf.on.delete(GROUP, VERSION, "odoodatabases")
 def odoo_database_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     handlers.delete_database(body, logger)
+
+
+@kopf.daemon(GROUP, VERSION, "databasebackups", cancellation_timeout=60)
+async def database_backup(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any) -> None:
+    await handlers.backup_loop(body, stopped, logger)
+
+
+@kopf.on.event(GROUP, VERSION, "databasebackups")
+def database_backup_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+    handlers.on_backup_event(body, type)
 
 
 @kopf.on.event(GROUP, VERSION, "postgresservers")

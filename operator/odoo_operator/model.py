@@ -70,6 +70,112 @@ class DuplicateFrom:
 
 
 @dataclass(frozen=True)
+class RestoreFrom:
+    backup: str
+    artifact: str | None = None
+    neutralize: bool = False
+
+
+@dataclass(frozen=True)
+class Retention:
+    keep_last: int = 0
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    keep_monthly: int = 3
+
+
+@dataclass(frozen=True)
+class Storage:
+    pvc_claim: str | None = None
+    s3_bucket: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_prefix: str = ""
+    s3_credentials_secret: str | None = None
+
+    def url(self, namespace: str, database: str) -> str:
+        if self.s3_bucket:
+            prefix = "/".join(p for p in (self.s3_prefix.strip("/"), namespace, database) if p)
+            return f"s3://{self.s3_bucket}/{prefix}"
+        return f"file:///backups/{namespace}/{database}"
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """spec.backup of an OdooDatabase: the owned DatabaseBackup <name>-daily."""
+    schedule: str
+    retention: Retention
+    storage: Storage
+
+
+SCHEDULE_RE = re.compile(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$")
+
+
+def parse_retention(raw: Any) -> Retention:
+    raw = raw or {}
+    return Retention(**{field: _int(raw.get(key), f"retention.{key}", 0, 10000, getattr(Retention(), field))
+                        for field, key in (("keep_last", "keepLast"), ("keep_daily", "keepDaily"),
+                                           ("keep_weekly", "keepWeekly"), ("keep_monthly", "keepMonthly"))})
+
+
+def parse_storage(raw: Any, settings: Settings) -> Storage:
+    raw = raw or {}
+    if raw.get("s3"):
+        s3 = raw["s3"]
+        if not s3.get("bucket"):
+            raise SpecError("storage.s3.bucket is required")
+        return Storage(s3_bucket=s3["bucket"], s3_endpoint=s3.get("endpoint"), s3_region=s3.get("region"),
+                       s3_prefix=s3.get("prefix") or "",
+                       s3_credentials_secret=(s3.get("credentialsSecret") or {}).get("name"))
+    claim = (raw.get("pvc") or {}).get("claimName") or settings.backup_pvc
+    return Storage(pvc_claim=claim)
+
+
+def parse_backup_settings(raw: Any, settings: Settings) -> BackupSettings | None:
+    raw = raw or {}
+    if raw.get("enabled") is False:
+        return None
+    schedule = raw.get("schedule") or "@daily"
+    if not SCHEDULE_RE.match(schedule):
+        raise SpecError(f"spec.backup.schedule {schedule!r} is not a cron expression or @daily-style macro")
+    return BackupSettings(schedule, parse_retention(raw.get("retention")), parse_storage(raw.get("storage"), settings))
+
+
+@dataclass(frozen=True)
+class DatabaseBackup:
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    database: str
+    schedule: str | None
+    format: str
+    storage: Storage
+    retention: Retention
+    suspend: bool
+
+
+def parse_database_backup(body: Mapping[str, Any], settings: Settings) -> DatabaseBackup:
+    meta = body.get("metadata", {})
+    spec = body.get("spec") or {}
+    database = (spec.get("databaseRef") or {}).get("name")
+    if not database:
+        raise SpecError("spec.databaseRef.name must name an OdooDatabase in this namespace")
+    schedule = spec.get("schedule") or None
+    if schedule and not SCHEDULE_RE.match(schedule):
+        raise SpecError(f"spec.schedule {schedule!r} is not a cron expression or @daily-style macro")
+    fmt = spec.get("format") or "zip"
+    if fmt not in ("zip", "dump"):
+        raise SpecError("spec.format must be zip or dump")
+    return DatabaseBackup(
+        name=meta["name"], namespace=meta["namespace"], uid=meta.get("uid", ""),
+        generation=int(meta.get("generation") or 0), database=database, schedule=schedule, format=fmt,
+        storage=parse_storage(spec.get("storage"), settings), retention=parse_retention(spec.get("retention")),
+        suspend=bool(spec.get("suspend", False)),
+    )
+
+
+@dataclass(frozen=True)
 class AppSpec:
     replicas: int = 1
     workers: int = 0
@@ -96,6 +202,8 @@ class OdooDatabase:
     duplicate_from: DuplicateFrom | None = None
     expires_after: datetime.timedelta | None = None
     creation_timestamp: str | None = None
+    restore_from: RestoreFrom | None = None
+    backup: BackupSettings | None = None
 
     @property
     def role_name(self) -> str:
@@ -170,11 +278,14 @@ def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooData
     policy = spec.get("deletionPolicy") or "Delete"
     if policy not in DELETION_POLICIES:
         raise SpecError(f"spec.deletionPolicy {policy!r} must be one of {', '.join(DELETION_POLICIES)}")
-    if policy == "Snapshot":
-        raise SpecError("deletionPolicy Snapshot is not available yet (it arrives with backups); use Delete or Retain")
     subscription = (spec.get("subscription") or {}).get("code")
+    restore_from = None
     if spec.get("restoreFrom"):
-        raise SpecError("spec.restoreFrom is not available yet (restores arrive with backups); remove it")
+        raw_restore = spec["restoreFrom"]
+        if not isinstance(raw_restore, Mapping) or not raw_restore.get("backup"):
+            raise SpecError("spec.restoreFrom.backup must name a DatabaseBackup in this namespace")
+        restore_from = RestoreFrom(str(raw_restore["backup"]), raw_restore.get("artifact") or None,
+                                   bool(raw_restore.get("neutralize", False)))
     duplicate_from = None
     if spec.get("duplicateFrom"):
         raw = spec["duplicateFrom"]
@@ -203,6 +314,8 @@ def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooData
         duplicate_from=duplicate_from,
         expires_after=expires_after,
         creation_timestamp=meta.get("creationTimestamp"),
+        restore_from=restore_from,
+        backup=parse_backup_settings(spec.get("backup"), settings),
     )
 
 

@@ -16,11 +16,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import API_VERSION, builders, failpoints, neutralize, pg
+from . import API_VERSION, backup_builders, builders, failpoints, neutralize, pg
 from .conditions import Condition, get_condition, now_iso
 from .config import Settings
 from .kube import Kube, KubeError
-from .model import TAG_LABEL_PREFIX, OdooDatabase, SpecError, parse_odoo_database, role_name
+from .model import (
+    TAG_LABEL_PREFIX,
+    OdooDatabase,
+    SpecError,
+    parse_backup_settings,
+    parse_database_backup,
+    parse_odoo_database,
+    role_name,
+)
 from .registry import Registry
 
 PHASE_PENDING = "Pending"
@@ -224,6 +232,7 @@ class Reconciler:
         if expiry is not None:
             return expiry
         source = self._duplicate_source() if db.duplicate_from else None
+        restore = self._restore_source() if db.restore_from and not self.status.get("initializedAt") else None
         server_name = resolve_server_name(db.server, self.status.get("server") or (source or {}).get("server"),
                                           self.ctx.registry, lambda: refresh_servers(self.ctx))
         if source and source["server"] != server_name:
@@ -258,6 +267,8 @@ class Reconciler:
         if not initialized:
             if db.duplicate_from:
                 initialized = self._finish_duplicate(address, source or {})
+            elif restore is not None:
+                initialized = self._run_restore(address, restore)
             else:
                 initialized = self._run_init_job()
         if not initialized:
@@ -265,6 +276,10 @@ class Reconciler:
             if db.duplicate_from:
                 reason, doing = "Duplicating", "the copy is getting its filestore and a fresh identity"
                 waiting = "waiting for the copy's filestore and fresh identity"
+            elif db.restore_from:
+                job = backup_builders.restore_job_name(db)
+                reason, doing = "Restoring", f"Job {job} is loading the backup"
+                waiting = f"waiting for Job {job} to load the backup"
             else:
                 job = builders.init_job_name(db)
                 reason, doing = "Initializing", f"Job {job} is installing Odoo's base module"
@@ -274,6 +289,7 @@ class Reconciler:
         details.append(Condition.true("Initialized", "Initialized", "Odoo's base module is installed"
                                       if not db.duplicate_from else "copied with a fresh identity"))
         self.new_status["step"] = ""
+        self._ensure_daily_backup()
 
         suspended = db.app.suspended
         replicas = 0 if suspended else db.app.replicas
@@ -387,6 +403,73 @@ class Reconciler:
             raise NotReady("FilestoreCopyFailed", f"Job {name} failed to copy the filestore ({job_failure(job)}); "
                            "delete the Job to retry", stalled=True, phase=PHASE_FAILED)
         return state == "Complete"
+
+    # ---- backups and restores ------------------------------------------------------------------
+    def _ensure_daily_backup(self) -> None:
+        """spec.backup (on by default): an owned DatabaseBackup <name>-daily; off: removed."""
+        db = self.db
+        name = backup_builders.daily_backup_name(db)
+        existing = self.ctx.registry.child("DatabaseBackup", db.namespace, name)
+        if db.backup is None:
+            if existing is not None:
+                self.kube.delete(API_VERSION, "DatabaseBackup", name, db.namespace)
+            return
+        self.apply(backup_builders.build_daily_backup(db))
+        last = ((existing or {}).get("status") or {}).get("lastSuccessfulTime")
+        if last:
+            self.new_status["lastBackup"] = last
+
+    def _restore_source(self) -> dict[str, Any]:
+        """The DatabaseBackup and artifact to restore from; checked before anything is created."""
+        db = self.db
+        assert db.restore_from is not None
+        name = db.restore_from.backup
+        backup = self.kube.get(API_VERSION, "DatabaseBackup", name, db.namespace)
+        if backup is None:
+            raise NotReady("BackupNotFound", f"DatabaseBackup {name!r} (spec.restoreFrom) does not exist in this "
+                           "namespace", retry_after=30)
+        artifacts = (backup.get("status") or {}).get("artifacts") or []
+        wanted = db.restore_from.artifact
+        artifact = next((a for a in artifacts if a.get("id") == wanted), None) if wanted else (
+            max(artifacts, key=lambda a: a.get("time") or "") if artifacts else None)
+        if artifact is None:
+            what = f"artifact {wanted!r}" if wanted else "any artifact"
+            raise NotReady("ArtifactNotFound", f"DatabaseBackup {name!r} has no {what}; see its status.artifacts",
+                           stalled=bool(wanted), retry_after=30, phase=PHASE_FAILED if wanted else PHASE_PENDING)
+        parsed = parse_database_backup(backup, self.ctx.settings)
+        return {"backup": name, "artifact": artifact["id"], "storage": parsed.storage,
+                "sourceDatabase": parsed.database}
+
+    def _run_restore(self, address: pg.ServerAddress, restore: Mapping[str, Any]) -> bool:
+        db = self.db
+        assert db.restore_from is not None
+        name = backup_builders.restore_job_name(db)
+        job = self.ctx.registry.child("Job", db.namespace, name) or self.kube.get("batch/v1", "Job", name, db.namespace)
+        if job is None:
+            self._refuse_when_deleting()
+            job = self.kube.create(backup_builders.build_restore_job(
+                db, restore["storage"], restore["sourceDatabase"], restore["artifact"], self.ctx.settings))
+        self.new_status["step"] = "Restoring"
+        state = job_state(job)
+        if state == "Failed":
+            raise NotReady("RestoreFailed", f"Job {name} failed to restore {restore['backup']}/{restore['artifact']} "
+                           f"({job_failure(job)}); the database was left empty. Fix the cause, then delete the Job "
+                           "to retry", stalled=True, phase=PHASE_FAILED)
+        if state != "Complete":
+            return False
+        url = builders.database_url(db, self.ctx.settings)
+        with pg.connect(address, db.database_name) as conn:
+            neutralize.reset_identity(conn, url)
+            steps = neutralize.neutralize(conn) if db.restore_from.neutralize else []
+        with pg.connect(address) as conn:
+            info = pg.database_info(conn, db.database_name)
+            pg.set_database_marker(conn, db.database_name, (info.marker or {}) | {
+                **db.owner_marker, pg.MARKER_KEY: pg.MARKER_VALUE, "initialized": True})
+        self.new_status.update({"initializedAt": now_iso(), "neutralized": db.restore_from.neutralize,
+                                "source": f"restored from {restore['backup']}/{restore['artifact']}"})
+        self.events.append(("Normal", "Restored", f"restored from {restore['backup']}/{restore['artifact']} with a "
+                            "fresh identity" + (f"; neutralized: {', '.join(steps)} off" if steps else "")))
+        return True
 
     # ---- credentials ---------------------------------------------------------------------
     def _ensure_db_secret(self, host: str, port: int, ssl_mode: str) -> tuple[str, bool]:
@@ -583,6 +666,39 @@ def reconcile(body: Mapping[str, Any], ctx: Context, live: Mapping[str, Any] | N
 
 # ---- deletion ---------------------------------------------------------------------------------
 
+def _final_backup(body: Mapping[str, Any], database_name: str, ctx: Context) -> None:
+    """deletionPolicy Snapshot: a final backup must succeed before the drop; NotReady until then."""
+    meta = body["metadata"]
+    try:
+        db = parse_odoo_database(body, ctx.settings)
+    except SpecError as exc:
+        raise NotReady("FinalBackupFailed", f"cannot take the final backup: {exc}; the database is not dropped",
+                       stalled=True, retry_after=60) from None
+    name = backup_builders.final_backup_job_name(db.name)
+    job = ctx.kube.get("batch/v1", "Job", name, db.namespace)
+    if job is None:
+        settings = db.backup or parse_backup_settings({}, ctx.settings)
+        assert settings is not None
+        for obj in backup_builders.build_reporter_rbac(db.namespace):
+            ctx.kube.apply(obj)
+        if settings.storage.pvc_claim == ctx.settings.backup_pvc and ctx.kube.get(
+                "v1", "PersistentVolumeClaim", settings.storage.pvc_claim, db.namespace) is None:
+            ctx.kube.create(backup_builders.build_backup_pvc(db.namespace, ctx.settings))
+        ctx.kube.create(backup_builders.build_final_backup_job(db, database_name, settings.storage,
+                                                               settings.retention, ctx.settings))
+        raise NotReady("FinalBackup", f"taking the final backup (Job {name}) before dropping {database_name!r}",
+                       retry_after=5, warning=False, phase=PHASE_DELETING)
+    state = job_state(job)
+    if state == "Failed":
+        raise NotReady("FinalBackupFailed", f"the final backup (Job {name}) failed: {job_failure(job)}; the database "
+                       f"{database_name!r} is NOT dropped. Fix the cause and delete the Job to retry, or change "
+                       "spec.deletionPolicy to Delete or Retain", stalled=True, retry_after=60, phase=PHASE_DELETING)
+    if state != "Complete":
+        raise NotReady("FinalBackup", f"taking the final backup (Job {name}) before dropping {database_name!r}",
+                       retry_after=5, warning=False, phase=PHASE_DELETING)
+    ctx.kube.delete("batch/v1", "Job", name, meta["namespace"])
+
+
 @dataclass
 class DeletionResult:
     dropped: bool
@@ -597,6 +713,9 @@ def delete(body: Mapping[str, Any], ctx: Context) -> DeletionResult:
     policy = spec.get("deletionPolicy") or "Delete"
     name, namespace = meta["name"], meta["namespace"]
     database_name = status.get("databaseName") or spec.get("databaseName") or name
+    if policy == "Snapshot" and status.get("createdAt"):
+        _final_backup(body, database_name, ctx)
+        policy = "Delete"
     if policy != "Delete":
         # Retain (and anything not understood, so data is never dropped by mistake).
         return DeletionResult(False, f"database {database_name!r} retained (deletionPolicy {policy})")

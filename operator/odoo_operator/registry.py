@@ -84,6 +84,14 @@ class Registry:
         self.wakers: dict[Key, Waker] = {}
         self.credentials: dict[Key, tuple[float, str, str]] = {}
         self.locks: dict[Key, threading.Lock] = {}
+        self.tokens: dict[Key, Any] = {}
+
+    def changed_token(self, key: Key, token: Any) -> bool:
+        """True when `token` differs from the last one seen for `key` (and remembers it)."""
+        with self._lock:
+            changed = self.tokens.get(key) != token
+            self.tokens[key] = token
+            return changed
 
     def lock_for(self, key: Key) -> threading.Lock:
         """Serialises a reconcile and a deletion of the same object (threads cannot be cancelled)."""

@@ -1,0 +1,231 @@
+"""Pure builders of the objects behind backups and restores: Jobs and CronJobs that run the
+operator's own image (`python -m odoo_operator.backup …`), the daily DatabaseBackup of a database,
+the default backup PVC and the ServiceAccount the Jobs report with. No I/O here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import API_VERSION
+from .builders import (
+    CONTAINER_SECURITY_CONTEXT,
+    DATABASE_LABEL,
+    MANAGED_BY,
+    POD_SECURITY_CONTEXT,
+    db_secret_name,
+    filestore_pvc_name,
+    owner_reference,
+)
+from .config import Settings
+from .model import DatabaseBackup, OdooDatabase, Retention, Storage
+
+BACKUP_LABEL = "odoo.dbmanager.io/backup"
+REPORTER = "odoo-backup"
+FILESTORE_MOUNT = "/filestore"
+BACKUPS_MOUNT = "/backups"
+
+
+def daily_backup_name(db: OdooDatabase) -> str:
+    return f"{db.name}-daily"
+
+
+def restore_job_name(db: OdooDatabase) -> str:
+    return f"{db.name}-restore"
+
+
+def final_backup_job_name(db_name: str) -> str:
+    return f"{db_name}-final-backup"
+
+
+def _labels(component: str, database: str, backup: str | None = None) -> dict[str, str]:
+    labels = {
+        "app.kubernetes.io/name": "odoo",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        DATABASE_LABEL: database,
+    }
+    if backup:
+        labels[BACKUP_LABEL] = backup
+    return labels
+
+
+def _backup_owner(backup: DatabaseBackup) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "DatabaseBackup", "name": backup.name, "uid": backup.uid,
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def build_daily_backup(db: OdooDatabase) -> dict[str, Any]:
+    assert db.backup is not None
+    storage: dict[str, Any]
+    s = db.backup.storage
+    if s.s3_bucket:
+        s3: dict[str, Any] = {"bucket": s.s3_bucket, "prefix": s.s3_prefix}
+        if s.s3_endpoint:
+            s3["endpoint"] = s.s3_endpoint
+        if s.s3_region:
+            s3["region"] = s.s3_region
+        if s.s3_credentials_secret:
+            s3["credentialsSecret"] = {"name": s.s3_credentials_secret}
+        storage = {"s3": s3}
+    else:
+        storage = {"pvc": {"claimName": s.pvc_claim}}
+    r = db.backup.retention
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "DatabaseBackup",
+        "metadata": {"name": daily_backup_name(db), "namespace": db.namespace,
+                     "labels": _labels("backup", db.name), "ownerReferences": [owner_reference(db)]},
+        "spec": {
+            "databaseRef": {"name": db.name},
+            "schedule": db.backup.schedule,
+            "format": "zip",
+            "storage": storage,
+            "retention": {"keepLast": r.keep_last, "keepDaily": r.keep_daily, "keepWeekly": r.keep_weekly,
+                          "keepMonthly": r.keep_monthly},
+        },
+    }
+
+
+def build_backup_pvc(namespace: str, settings: Settings) -> dict[str, Any]:
+    """Backups outlive their databases: this PVC is owned by nothing."""
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": settings.backup_pvc_size}}}
+    if settings.storage_class:
+        spec["storageClassName"] = settings.storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": settings.backup_pvc, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": MANAGED_BY,
+                                    "app.kubernetes.io/component": "backup-storage"}},
+            "spec": spec}
+
+
+def build_reporter_rbac(namespace: str) -> list[dict[str, Any]]:
+    """The Jobs' identity: it may only write the status of DatabaseBackups in its namespace."""
+    meta = {"name": REPORTER, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": dict(meta)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": dict(meta),
+         "rules": [{"apiGroups": ["odoo.dbmanager.io"], "resources": ["databasebackups/status"],
+                    "verbs": ["get", "patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": dict(meta),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": REPORTER},
+         "subjects": [{"kind": "ServiceAccount", "name": REPORTER, "namespace": namespace}]},
+    ]
+
+
+def _connection_env(db: OdooDatabase) -> list[dict[str, Any]]:
+    def from_secret(env: str, key: str) -> dict[str, Any]:
+        return {"name": env, "valueFrom": {"secretKeyRef": {"name": db_secret_name(db), "key": key}}}
+
+    return [from_secret("PGHOST", "host"), from_secret("PGPORT", "port"), from_secret("PGUSER", "user"),
+            from_secret("PGPASSWORD", "password"), from_secret("PGSSLMODE", "sslmode")]
+
+
+def _storage_env_and_volumes(storage: Storage) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
+                                                            list[dict[str, Any]]]:
+    if storage.s3_bucket:
+        env: list[dict[str, Any]] = []
+        if storage.s3_endpoint:
+            env.append({"name": "S3_ENDPOINT", "value": storage.s3_endpoint})
+        if storage.s3_region:
+            env.append({"name": "AWS_REGION", "value": storage.s3_region})
+        if storage.s3_credentials_secret:
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                env.append({"name": key, "valueFrom": {"secretKeyRef": {
+                    "name": storage.s3_credentials_secret, "key": key}}})
+        return env, [], []
+    volume = {"name": "backups", "persistentVolumeClaim": {"claimName": storage.pvc_claim}}
+    return [], [volume], [{"name": "backups", "mountPath": BACKUPS_MOUNT}]
+
+
+def _retention_args(r: Retention) -> list[str]:
+    return ["--keep-last", str(r.keep_last), "--keep-daily", str(r.keep_daily),
+            "--keep-weekly", str(r.keep_weekly), "--keep-monthly", str(r.keep_monthly)]
+
+
+def _pod_spec(db: OdooDatabase, storage: Storage, args: list[str], image: str, filestore_read_only: bool,
+              extra_env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    env, volumes, mounts = _storage_env_and_volumes(storage)
+    volumes = [{"name": "filestore", "persistentVolumeClaim": {"claimName": filestore_pvc_name(db),
+                                                               "readOnly": filestore_read_only}}] + volumes
+    mounts = [{"name": "filestore", "mountPath": FILESTORE_MOUNT, "readOnly": filestore_read_only}] + mounts
+    return {
+        "restartPolicy": "Never",
+        "serviceAccountName": REPORTER,
+        "securityContext": POD_SECURITY_CONTEXT,
+        "containers": [{
+            "name": "backup",
+            "image": image,
+            "command": ["python", "-m", "odoo_operator.backup"],
+            "args": args,
+            "env": _connection_env(db) + env + (extra_env or []),
+            "volumeMounts": mounts,
+            "securityContext": {**CONTAINER_SECURITY_CONTEXT, "readOnlyRootFilesystem": True},
+        }],
+        "volumes": volumes,
+    }
+
+
+def backup_args(db: OdooDatabase, database_name: str, fmt: str, storage: Storage, retention: Retention,
+                report: str | None) -> list[str]:
+    args = ["create", "--format", fmt, "--database", database_name, "--odoo-version", db.version,
+            "--filestore", FILESTORE_MOUNT, "--storage", storage.url(db.namespace, db.name),
+            *_retention_args(retention)]
+    return args + (["--report", report] if report else [])
+
+
+def _job(name: str, namespace: str, labels: dict[str, str], owner: dict[str, Any] | None,
+         pod_spec: dict[str, Any], backoff_limit: int = 0) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
+    if owner:
+        metadata["ownerReferences"] = [owner]
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata,
+            "spec": {"backoffLimit": backoff_limit, "template": {"metadata": {"labels": labels}, "spec": pod_spec}}}
+
+
+def build_backup_job(backup: DatabaseBackup, db: OdooDatabase, database_name: str, settings: Settings
+                     ) -> dict[str, Any]:
+    args = backup_args(db, database_name, backup.format, backup.storage, backup.retention,
+                       f"{backup.namespace}/{backup.name}")
+    labels = _labels("backup", db.name, backup.name)
+    return _job(backup.name, backup.namespace, labels, _backup_owner(backup),
+                _pod_spec(db, backup.storage, args, settings.operator_image, True))
+
+
+def build_backup_cronjob(backup: DatabaseBackup, db: OdooDatabase, database_name: str, settings: Settings
+                         ) -> dict[str, Any]:
+    job = build_backup_job(backup, db, database_name, settings)
+    labels = job["metadata"]["labels"]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": backup.name, "namespace": backup.namespace, "labels": labels,
+                     "ownerReferences": [_backup_owner(backup)]},
+        "spec": {
+            "schedule": backup.schedule,
+            "suspend": backup.suspend,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 3600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"metadata": {"labels": labels}, "spec": job["spec"]},
+        },
+    }
+
+
+def build_final_backup_job(db: OdooDatabase, database_name: str, storage: Storage, retention: Retention,
+                           settings: Settings) -> dict[str, Any]:
+    """deletionPolicy Snapshot: owned by nothing, since its database is being deleted."""
+    args = backup_args(db, database_name, "zip", storage, retention, None)
+    return _job(final_backup_job_name(db.name), db.namespace, _labels("final-backup", db.name), None,
+                _pod_spec(db, storage, args, settings.operator_image, True))
+
+
+def build_restore_job(db: OdooDatabase, storage: Storage, source_database: str, artifact: str, settings: Settings
+                      ) -> dict[str, Any]:
+    """Loads an artifact of `source_database`'s backups into this (new, empty) database and filestore."""
+    args = ["restore", "--storage", storage.url(db.namespace, source_database), "--artifact", artifact,
+            "--database", db.database_name, "--filestore", FILESTORE_MOUNT]
+    return _job(restore_job_name(db), db.namespace, _labels("restore", db.name), owner_reference(db),
+                _pod_spec(db, storage, args, settings.operator_image, False))
+

@@ -1,0 +1,148 @@
+"""Converging one DatabaseBackup: a Job now (no schedule) or a CronJob, plus what they need.
+
+The Job runs `python -m odoo_operator.backup create … --report <ns>/<name>`: it streams the backup to
+the storage, prunes by retention, and writes the resulting artifact list (or its failure) into this
+object's status itself (see backup_report.py). Here the operator only reads it back, with the Job's
+state, into conditions and Events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from . import API_VERSION, backup_builders
+from .conditions import Condition
+from .kube import KubeError
+from .model import DatabaseBackup, SpecError, parse_database_backup, parse_odoo_database
+from .odoodatabase import Context, NotReady, Outcome, job_failure, job_state
+
+PHASE_PENDING = "Pending"
+
+
+class BackupReconciler:
+    def __init__(self, body: Mapping[str, Any], ctx: Context, live: Mapping[str, Any] | None = None) -> None:
+        self.body = body
+        self.live = body if live is None else live
+        self.ctx = ctx
+        self.kube = ctx.kube
+        self.status: Mapping[str, Any] = body.get("status") or {}
+        self.new_status: dict[str, Any] = {}
+        self.backup: DatabaseBackup
+
+    def run(self) -> Outcome:
+        try:
+            self.backup = parse_database_backup(self.body, self.ctx.settings)
+            return self._converge()
+        except SpecError as exc:
+            return _failed(NotReady("InvalidSpec", str(exc), stalled=True, phase="Failed"), self.new_status)
+        except NotReady as exc:
+            return _failed(exc, self.new_status)
+        except KubeError as exc:
+            return _failed(NotReady("KubernetesError", f"the API server refused a change: {exc.message}",
+                                    retry_after=self.ctx.settings.retry_max_seconds), self.new_status)
+
+    def _apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        if (self.live.get("metadata") or {}).get("deletionTimestamp"):
+            raise NotReady("Deleting", "the backup is being deleted", phase="Deleting", warning=False)
+        return self.kube.apply(obj)
+
+    def _converge(self) -> Outcome:
+        backup = self.backup
+        db_body = self.kube.get(API_VERSION, "OdooDatabase", backup.database, backup.namespace)
+        if db_body is None:
+            raise NotReady("DatabaseNotFound", f"OdooDatabase {backup.database!r} (spec.databaseRef) does not exist "
+                           "in this namespace", retry_after=30)
+        db_status = db_body.get("status") or {}
+        if not db_status.get("initializedAt") or not db_status.get("databaseName"):
+            raise NotReady("DatabaseNotReady", f"OdooDatabase {backup.database!r} is not initialised yet; backups "
+                           "start once it is", retry_after=30, warning=False)
+        try:
+            db = parse_odoo_database(db_body, self.ctx.settings)
+        except SpecError as exc:
+            raise NotReady("DatabaseInvalid", f"OdooDatabase {backup.database!r}: {exc}", retry_after=60) from None
+        for obj in backup_builders.build_reporter_rbac(backup.namespace):
+            self._apply(obj)
+        if backup.storage.pvc_claim == self.ctx.settings.backup_pvc:
+            if self.kube.get("v1", "PersistentVolumeClaim", backup.storage.pvc_claim, backup.namespace) is None:
+                self.kube.create(backup_builders.build_backup_pvc(backup.namespace, self.ctx.settings))
+        database_name = db_status["databaseName"]
+        if backup.schedule:
+            cron = self._apply(backup_builders.build_backup_cronjob(backup, db, database_name, self.ctx.settings))
+            last = (cron.get("status") or {}).get("lastScheduleTime")
+            if last:
+                self.new_status["lastScheduleTime"] = last
+            return self._scheduled_outcome()
+        job = self.kube.get("batch/v1", "Job", backup.name, backup.namespace)
+        if job is None:
+            job = self.kube.create(backup_builders.build_backup_job(backup, db, database_name, self.ctx.settings))
+            self.new_status["lastScheduleTime"] = (job or {}).get("metadata", {}).get("creationTimestamp")
+        return self._one_shot_outcome(job or {})
+
+    def _latest(self) -> tuple[str | None, dict[str, Any]]:
+        last_success = self.status.get("lastSuccessfulTime")
+        failure = self.status.get("lastFailure") or {}
+        return last_success, failure
+
+    def _scheduled_outcome(self) -> Outcome:
+        last_success, failure = self._latest()
+        if self.backup.suspend:
+            return _ready("Suspended", "Suspended", "scheduled backups are suspended (spec.suspend)", self.new_status)
+        if failure.get("time") and (not last_success or failure["time"] > last_success):
+            return _failed(NotReady("BackupFailed", f"the last backup failed at {failure['time']}: "
+                                    f"{failure.get('message', '')}; the next scheduled run retries, earlier "
+                                    "artifacts are kept", retry_after=None), self.new_status)
+        message = f"scheduled ({self.backup.schedule})"
+        if last_success:
+            message += f"; last success {last_success}, {len(self.status.get('artifacts') or [])} artifact(s) kept"
+        return _ready("Scheduled", "Scheduled", message, self.new_status)
+
+    def _one_shot_outcome(self, job: Mapping[str, Any]) -> Outcome:
+        state = job_state(job)
+        last_success, failure = self._latest()
+        if state == "Complete" and last_success:
+            artifacts = self.status.get("artifacts") or []
+            newest = artifacts[0] if artifacts else {}
+            return _ready("Succeeded", "Succeeded", f"backup {newest.get('id', '')} taken "
+                          f"({newest.get('sizeBytes', 0)} bytes)", self.new_status)
+        if state == "Failed":
+            why = failure.get("message") or job_failure(job)
+            return _failed(NotReady("BackupFailed", f"the backup failed: {why}; delete this DatabaseBackup and "
+                                    "create it again to retry", stalled=True, phase="Failed"), self.new_status)
+        return Outcome(
+            phase="Running",
+            ready=Condition.false("Ready", "BackingUp", f"Job {self.backup.name} is taking the backup"),
+            reconciling=Condition.true("Reconciling", "BackingUp", f"Job {self.backup.name} is taking the backup"),
+            stalled=Condition.false("Stalled", "BackingUp"),
+            status=self.new_status,
+            retry_after=60,
+        )
+
+
+def _ready(phase: str, reason: str, message: str, status: dict[str, Any]) -> Outcome:
+    return Outcome(
+        phase=phase,
+        ready=Condition.true("Ready", reason, message),
+        reconciling=Condition.false("Reconciling", reason),
+        stalled=Condition.false("Stalled", reason),
+        status=status,
+        retry_after=None,
+    )
+
+
+def _failed(exc: NotReady, status: dict[str, Any]) -> Outcome:
+    return Outcome(
+        phase=exc.phase if exc.phase != "Pending" else PHASE_PENDING,
+        ready=Condition.false("Ready", exc.reason, exc.message),
+        reconciling=Condition("Reconciling", "False" if exc.stalled else "True", exc.reason,
+                              "" if exc.stalled else exc.message),
+        stalled=Condition("Stalled", "True" if exc.stalled else "False", exc.reason,
+                          exc.message if exc.stalled else ""),
+        status=status,
+        retry_after=exc.retry_after,
+        warning=exc.warning,
+    )
+
+
+def reconcile(body: Mapping[str, Any], ctx: Context, live: Mapping[str, Any] | None = None) -> Outcome:
+    return BackupReconciler(body, ctx, live).run()
