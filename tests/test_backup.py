@@ -1,0 +1,584 @@
+"""Backups and restores against the real PostgreSQL the harness starts, and a real S3-protocol server (moto)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import types
+import urllib.request
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from conftest import pg_exec, pg_query
+from odoo_operator import backup
+from odoo_operator.backup import BackupError, FileStorage, create_backup, open_storage, restore_backup, restore_file
+from odoo_operator.localcluster import REPO_ROOT, LocalCluster
+
+pytestmark = pytest.mark.integration
+
+FIXTURE = Path(__file__).parent / "fixtures" / "odoo_schema.sql"
+MODULES = [("base", "17.0.1.3", "installed"), ("web", "17.0.1.0", "installed"), ("mail", "17.0.1.15", "installed"),
+           ("sale", "17.0.1.2", "uninstalled"), ("crm", None, "uninstallable")]
+INSTALLED = {"base": "17.0.1.3", "web": "17.0.1.0", "mail": "17.0.1.15"}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pg_env(cluster: LocalCluster) -> dict[str, str]:
+    """The libpq variables a backup Job gets."""
+    assert cluster.postgres is not None
+    p = cluster.postgres
+    return {"PGHOST": "127.0.0.1", "PGPORT": str(p.port), "PGUSER": p.user, "PGPASSWORD": p.password,
+            "PGSSLMODE": "disable"}
+
+
+@pytest.fixture(scope="module")
+def admin_dsn(cluster: LocalCluster) -> str:
+    assert cluster.postgres is not None
+    return cluster.postgres.dsn
+
+
+def dsn_of(admin_dsn: str, database: str) -> str:
+    return admin_dsn.replace("dbname=postgres", f"dbname={database}")
+
+
+@pytest.fixture(scope="module")
+def databases(admin_dsn: str) -> Iterator[Callable[..., str]]:
+    """Create databases (empty, as Odoo's restore does, or from a template); all dropped at the end."""
+    made: list[str] = []
+
+    def make(prefix: str = "bk", template: str = "template0") -> str:
+        name = unique(prefix)
+        pg_exec(admin_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        pg_exec(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def source(admin_dsn: str, databases: Callable[..., str]) -> str:
+    """An Odoo-like database: Odoo's real tables and rows, installed modules, awkward values."""
+    name = databases("bk_src", "template1")
+    with psycopg.connect(dsn_of(admin_dsn, name), autocommit=True) as conn:
+        conn.execute(FIXTURE.read_text())
+        conn.execute("CREATE TABLE ir_module_module (id serial PRIMARY KEY, name varchar NOT NULL, "
+                     "latest_version varchar, state varchar)")
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO ir_module_module (name, latest_version, state) VALUES (%s, %s, %s)", MODULES)
+        conn.execute("CREATE TABLE res_partner (id serial PRIMARY KEY, name varchar NOT NULL, comment text, "
+                     "signature bytea, credit numeric(12, 2), active bool)")
+        conn.execute("""INSERT INTO res_partner (name, comment, signature, credit, active)
+                        SELECT 'Partner ' || g, CASE WHEN g % 7 = 0 THEN NULL
+                               ELSE E'line 1\\nline 2\\ttab \\\\ backslash ünïcödé ' || g END,
+                               decode(md5(g::text), 'hex'), g * 1.25, g % 3 <> 0
+                        FROM generate_series(1, 2000) g""")
+    return name
+
+
+def sha1_layout(root: Path, contents: list[bytes]) -> dict[str, bytes]:
+    """Files as Odoo stores attachments: <sha1[:2]>/<sha1>. Returns {relative path: content}."""
+    files = {}
+    for content in contents:
+        sha = hashlib.sha1(content).hexdigest()
+        path = root / sha[:2] / sha
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        files[f"{sha[:2]}/{sha}"] = content
+    return files
+
+
+@pytest.fixture(scope="module")
+def filestore(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, bytes]]:
+    root = tmp_path_factory.mktemp("filestore") / "bk_src"
+    contents = [b"%PDF-1.4 invoice " + bytes([n]) * 100 for n in range(5)] + [os.urandom(300_000), b"x"]
+    return root, sha1_layout(root, contents)
+
+
+def snapshot(admin_dsn: str, database: str) -> dict[str, list[tuple[Any, ...]]]:
+    dsn = dsn_of(admin_dsn, database)
+    tables = [row[0] for row in pg_query(dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                                              "ORDER BY tablename")]
+    return {t: pg_query(dsn, f'SELECT * FROM public."{t}" ORDER BY 1') for t in tables}  # noqa: S608
+
+
+def table_count(admin_dsn: str, database: str) -> int:
+    rows = pg_query(dsn_of(admin_dsn, database),
+                    "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
+    return int(rows[0][0])
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, dict[str, Any], str]:
+    result = subprocess.run([sys.executable, "-m", "odoo_operator.backup", *args], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})}, cwd=REPO_ROOT, timeout=timeout)
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, f"expected one JSON line, got {result.stdout!r}; stderr: {result.stderr[-2000:]}"
+    return result.returncode, json.loads(lines[0]), result.stderr
+
+
+# --- the zip format, as Odoo reads it ----------------------------------------------------------
+
+def test_zip_backup_is_odoo_s_format_and_restores_identically(tmp_path, admin_dsn, pg_env, source, filestore,
+                                                               databases):
+    fs_root, files = filestore
+    storage = FileStorage(tmp_path / "backups")
+
+    artifact = create_backup(storage, source, fmt="zip", odoo_version="17.0", filestore=fs_root, pg_env=pg_env)
+
+    path = tmp_path / "backups" / f"{source}-{artifact.id}.zip"
+    assert re.fullmatch(r"\d{8}T\d{6}Z", artifact.id)
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, path.name + ".json"]  # no .partial left
+    assert artifact.size_bytes == path.stat().st_size
+    assert artifact.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert artifact.location == path.as_uri()
+    sidecar = json.loads((path.parent / (path.name + ".json")).read_text())
+    assert sidecar == {"id": artifact.id, "time": artifact.status()["time"], "sizeBytes": artifact.size_bytes,
+                       "sha256": artifact.sha256, "format": "zip", "db_name": source, "location": path.as_uri()}
+
+    with zipfile.ZipFile(path) as archive:
+        names = [info.filename for info in archive.infolist()]
+        assert names[0] == "dump.sql"  # Odoo writes it first; streaming readers rely on it
+        assert sorted(names) == sorted(["dump.sql", "manifest.json", *(f"filestore/{rel}" for rel in files)])
+        for rel, content in files.items():
+            assert archive.read(f"filestore/{rel}") == content
+        manifest = json.loads(archive.read("manifest.json"))
+        dump_sql = archive.read("dump.sql").decode()
+    server_version = int(pg_query(admin_dsn, "SHOW server_version_num")[0][0])
+    assert manifest == {"odoo_dump": "1", "db_name": source, "version": "17.0",
+                        "version_info": [17, 0, 0, "final", 0, ""], "major_version": "17.0",
+                        "pg_version": f"{server_version // 10000}.0", "modules": INSTALLED}
+    assert "CREATE TABLE public.res_partner" in dump_sql
+    assert "OWNER TO" not in dump_sql  # --no-owner: restorable by any role
+
+    # Odoo's own restore_db: extract dump.sql + filestore/, `psql -f dump.sql`, move filestore/ in place.
+    odoo_db = databases("bk_odoo")
+    extracted = tmp_path / "odoo-restore"
+    with zipfile.ZipFile(path) as archive:
+        assert zipfile.is_zipfile(path)
+        archive.extractall(extracted, ["dump.sql"] + [n for n in archive.namelist() if n.startswith("filestore/")])
+    psql = subprocess.run(["psql", "-q", f"--dbname={odoo_db}", "-f", str(extracted / "dump.sql")],
+                          env={**os.environ, **pg_env}, capture_output=True, text=True)
+    assert psql.returncode == 0 and "ERROR" not in psql.stderr, psql.stderr
+    assert snapshot(admin_dsn, odoo_db) == snapshot(admin_dsn, source)
+    assert tree(extracted / "filestore") == files
+
+    # Ours: streamed from the storage into an existing empty database and a new filestore directory.
+    target = databases("bk_restored")
+    target_fs = tmp_path / "restored-filestore" / target
+    restored = restore_backup(storage, artifact.id, target, target_fs, pg_env=pg_env)
+    assert restored == artifact
+    assert snapshot(admin_dsn, target) == snapshot(admin_dsn, source)
+    assert tree(target_fs) == files
+
+
+def test_dump_format_round_trip(tmp_path, admin_dsn, pg_env, source, databases):
+    storage = FileStorage(tmp_path)
+    artifact = create_backup(storage, source, fmt="dump", pg_env=pg_env)
+    path = tmp_path / f"{source}-{artifact.id}.dump"
+    assert path.read_bytes()[:5] == b"PGDMP"
+    assert artifact.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+    target = databases("bk_dump")
+    restore_backup(storage, f"{source}-{artifact.id}", target, None, pg_env=pg_env)  # by name works too
+    assert snapshot(admin_dsn, target) == snapshot(admin_dsn, source)
+
+
+def test_restore_refuses_a_database_that_is_not_empty(tmp_path, pg_env, source, filestore):
+    storage = FileStorage(tmp_path)
+    artifact = create_backup(storage, source, fmt="dump", pg_env=pg_env)
+    with pytest.raises(BackupError, match="is not empty"):
+        restore_backup(storage, artifact.id, source, None, pg_env=pg_env)
+
+
+# --- refusing bad input ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def good_zip(tmp_path_factory, pg_env, source, filestore) -> Path:
+    storage = FileStorage(tmp_path_factory.mktemp("good"))
+    artifact = create_backup(storage, source, filestore=filestore[0], pg_env=pg_env)
+    return storage.root / artifact.name
+
+
+def dump_sql_data_offset(path: Path) -> tuple[int, int]:
+    """Where dump.sql's compressed bytes start, and how many there are."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("dump.sql")
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset + 26)
+        name_length, extra_length = int.from_bytes(handle.read(2), "little"), int.from_bytes(handle.read(2), "little")
+    return info.header_offset + 30 + name_length + extra_length, info.compress_size
+
+
+def corrupted_copy(good: Path, where: Path) -> Path:
+    data = bytearray(good.read_bytes())
+    start, size = dump_sql_data_offset(good)
+    for offset in range(start + size // 2, start + size // 2 + 64):
+        data[offset] ^= 0x5A
+    where.write_bytes(bytes(data))
+    return where
+
+
+def test_truncated_and_corrupt_zips_are_refused_before_anything_is_loaded(tmp_path, admin_dsn, pg_env, good_zip,
+                                                                           databases):
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(good_zip.read_bytes()[: good_zip.stat().st_size * 2 // 3])
+    corrupt = corrupted_copy(good_zip, tmp_path / "corrupt.zip")
+    garbage = tmp_path / "garbage.zip"
+    garbage.write_bytes(b"this is not a zip at all\n" * 100)
+
+    for bad in (truncated, corrupt, garbage):
+        target = databases("bk_bad")
+        with pytest.raises(BackupError, match=rf"^{bad.name} is not a valid Odoo backup: "):
+            restore_file(bad, target, tmp_path / "fs" / target, pg_env=pg_env)
+        assert table_count(admin_dsn, target) == 0
+        assert not (tmp_path / "fs" / target).exists()
+
+
+def test_corruption_found_while_streaming_rolls_the_load_back(tmp_path, admin_dsn, pg_env, databases):
+    """Even when the CRC pre-check is skipped (sha256 already verified), a damaged dump.sql never half-loads.
+    Here the first megabyte is complete, valid SQL and the damage only shows at the end of the entry (bad
+    CRC): closing psql's stdin then would make it COMMIT that megabyte; it must be killed instead."""
+    head = b"CREATE TABLE half_loaded (x int);\nINSERT INTO half_loaded VALUES (1);\n"
+    padding = backup.CHUNK - len(head)
+    first_chunk = head + b"-" * (padding - 1) + b"\n"  # one long SQL comment up to the chunk boundary
+    sql = first_chunk + b"CREATE TABLE after (y int);\n" * 1000
+    path = tmp_path / "stored.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("dump.sql", sql)
+    data = bytearray(path.read_bytes())
+    start, _ = dump_sql_data_offset(path)
+    data[start + len(head) + 10] = ord("+")  # inside the comment: same SQL, wrong CRC
+    path.write_bytes(bytes(data))
+
+    target = databases("bk_stream")
+    with pytest.raises(BackupError, match="stored.zip is not a valid Odoo backup: Bad CRC-32"):
+        restore_file(path, target, tmp_path / "fs", pg_env=pg_env, verified=True)
+    assert table_count(admin_dsn, target) == 0
+
+
+def test_an_artifact_that_no_longer_matches_its_sidecar_is_refused(tmp_path, admin_dsn, pg_env, source, databases):
+    storage = FileStorage(tmp_path)
+    artifact = create_backup(storage, source, filestore=tmp_path / "no-filestore", pg_env=pg_env)
+    path = tmp_path / artifact.name
+    path.write_bytes(path.read_bytes()[:-100])
+    target = databases("bk_sidecar")
+    with pytest.raises(BackupError, match=rf"^{artifact.name} is not a valid Odoo backup: its sha256 .* recorded"):
+        restore_backup(storage, artifact.id, target, tmp_path / "fs", pg_env=pg_env)
+    assert table_count(admin_dsn, target) == 0
+
+
+def write_zip(path: Path, entries: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_zip_layout_rules(tmp_path, admin_dsn, pg_env, databases):
+    sql = b"CREATE TABLE t (x int);\nINSERT INTO t VALUES (1), (2);\n"
+
+    no_dump = write_zip(tmp_path / "no-dump.zip", {"manifest.json": b"{}", "filestore/ab/abc": b"x"})
+    target = databases("bk_layout")
+    with pytest.raises(BackupError, match="no-dump.zip is not a valid Odoo backup: it has no dump.sql"):
+        restore_file(no_dump, target, tmp_path / "fs1", pg_env=pg_env)
+
+    escaping = write_zip(tmp_path / "escape.zip", {"dump.sql": sql, "filestore/../../etc/evil": b"x"})
+    with pytest.raises(BackupError, match="unsafe path 'filestore/../../etc/evil'"):
+        restore_file(escaping, target, tmp_path / "fs2", pg_env=pg_env)
+    absolute = write_zip(tmp_path / "absolute.zip", {"dump.sql": sql, "filestore//etc/evil": b"x"})
+    with pytest.raises(BackupError, match="unsafe path"):
+        restore_file(absolute, target, tmp_path / "fs3", pg_env=pg_env)
+    assert table_count(admin_dsn, target) == 0
+
+    # Odoo accepts a zip without manifest.json and ignores extra files: so do we.
+    minimal = write_zip(tmp_path / "minimal.zip", {"dump.sql": sql, "README.txt": b"hello",
+                                                   "filestore/ab/abcdef": b"attachment"})
+    restore_file(minimal, target, tmp_path / "fs4", pg_env=pg_env)
+    assert pg_query(dsn_of(admin_dsn, target), "SELECT x FROM t ORDER BY x") == [(1,), (2,)]
+    assert tree(tmp_path / "fs4") == {"ab/abcdef": b"attachment"}
+
+
+def test_an_sql_error_stops_the_restore_and_leaves_the_database_empty(tmp_path, admin_dsn, pg_env, databases):
+    broken = write_zip(tmp_path / "broken.zip", {"dump.sql": b"CREATE TABLE a (x int);\nINSERT INTO a VALUES (1);\n"
+                                                             b"SELECT no_such_function();\nCREATE TABLE b (y int);\n"})
+    target = databases("bk_sqlerr")
+    with pytest.raises(BackupError, match=r"psql loading dump.sql of broken.zip failed .*no_such_function"):
+        restore_file(broken, target, tmp_path / "fs", pg_env=pg_env)
+    assert table_count(admin_dsn, target) == 0
+    assert not (tmp_path / "fs").exists()  # the filestore comes after a successful load
+
+
+# --- failures while backing up -----------------------------------------------------------------
+
+def test_a_missing_database_fails_cleanly_and_leaves_nothing(tmp_path, pg_env):
+    storage = FileStorage(tmp_path / "backups")
+    with pytest.raises(BackupError, match=r"pg_dump of 'no_such_db' failed \(exit 1\): .*does not exist"):
+        create_backup(storage, "no_such_db", filestore=tmp_path, pg_env=pg_env)
+    assert list((tmp_path / "backups").iterdir()) == []
+
+    code, out, stderr = cli("create", "--database", "no_such_db", "--filestore", str(tmp_path),
+                            "--storage", (tmp_path / "backups").as_uri(), env=pg_env)
+    assert code == 1 and out["ok"] is False and "does not exist" in out["error"]
+    assert list((tmp_path / "backups").iterdir()) == []
+    assert pg_env["PGPASSWORD"] not in stderr + json.dumps(out)
+
+
+@pytest.fixture(scope="module")
+def big_db(admin_dsn: str, databases: Callable[..., str]) -> str:
+    """~200 MB on disk, hard to compress (hex digests), so pg_dump takes a while and the zip is large."""
+    name = databases("bk_big", "template1")
+    pg_exec(dsn_of(admin_dsn, name),
+            "CREATE TABLE big AS SELECT g AS id, md5(g::text) || md5((g * 31)::text) AS a, "
+            "md5((g * 17)::text) || md5((g * 13)::text) AS b FROM generate_series(1, 1400000) g")
+    return name
+
+
+def test_memory_stays_flat_on_a_200_mb_database(tmp_path, admin_dsn, pg_env, big_db, capsys):
+    size = int(pg_query(dsn_of(admin_dsn, big_db), "SELECT pg_database_size(current_database())")[0][0])
+    assert size > 190e6
+    runner = ("import json, resource, subprocess, sys\n"
+              "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+              "print(json.dumps({'rc': r.returncode, 'out': r.stdout, 'err': r.stderr,"
+              " 'maxrss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))\n")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", runner, sys.executable, "-m", "odoo_operator.backup", "create",
+                             "--database", big_db, "--filestore", str(tmp_path / "none"),
+                             "--storage", (tmp_path / "b").as_uri()],
+                            capture_output=True, text=True, env={**os.environ, **pg_env}, cwd=REPO_ROOT, timeout=300)
+    elapsed = time.monotonic() - started
+    report = json.loads(result.stdout)
+    assert report["rc"] == 0, report["err"][-3000:]
+    out = json.loads(report["out"])
+    peak_mb = report["maxrss_kb"] / 1024
+    speed = re.search(r"\(([\d.]+) MB/s of SQL\)", report["err"])
+    with capsys.disabled():
+        print(f"\n200 MB backup: peak RSS {peak_mb:.0f} MB, {elapsed:.1f} s wall, "
+              f"{speed.group(1) if speed else '?'} MB/s of SQL, artifact {out['artifact']['sizeBytes'] / 1e6:.0f} MB")
+    assert peak_mb < 100
+    assert out["artifact"]["sizeBytes"] > 50e6
+
+
+def test_a_database_dropped_mid_backup_fails_cleanly(tmp_path, admin_dsn, pg_env, big_db, databases):
+    victim = databases("bk_victim", big_db)
+    storage_dir = tmp_path / "backups"
+    proc = subprocess.Popen([sys.executable, "-m", "odoo_operator.backup", "create", "--database", victim,
+                             "--filestore", str(tmp_path), "--storage", storage_dir.as_uri()],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **pg_env}, cwd=REPO_ROOT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        copying = pg_query(admin_dsn, "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND application_name = %s "
+                                      "AND query ILIKE 'COPY%%'", victim, backup.APPLICATION_NAME)
+        if copying:
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    else:
+        pytest.fail("pg_dump never started copying")
+    assert any(p.name.endswith(".partial") for p in storage_dir.iterdir())  # it was writing
+    pg_exec(admin_dsn, f'DROP DATABASE "{victim}" WITH (FORCE)')
+    stdout, stderr = proc.communicate(timeout=60)
+
+    assert proc.returncode == 1, stderr
+    out = json.loads(stdout)
+    assert out["ok"] is False and out["error"].startswith(f"pg_dump of '{victim}' failed"), out
+    assert list(storage_dir.iterdir()) == []  # no artifact, no .partial, no sidecar
+
+
+def test_a_stale_partial_is_removed_by_the_next_run(tmp_path, pg_env, source):
+    storage = FileStorage(tmp_path)
+    stale = tmp_path / f"{source}-20200101T000000Z.zip.partial"
+    stale.write_bytes(b"half a backup")
+    other = tmp_path / "otherdb-20200101T000000Z.zip.partial"
+    other.write_bytes(b"not ours")
+    artifact = create_backup(storage, source, fmt="dump", pg_env=pg_env)
+    assert not stale.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([artifact.name, artifact.name + ".json", other.name])
+
+
+# --- the command line: retention, report -------------------------------------------------------
+
+def fake_artifact(root: Path, db_name: str, ident: str) -> None:
+    data = f"old backup {ident}".encode()
+    name = f"{db_name}-{ident}.dump"
+    (root / name).write_bytes(data)
+    moment = f"{ident[0:4]}-{ident[4:6]}-{ident[6:8]}T{ident[9:11]}:{ident[11:13]}:{ident[13:15]}Z"
+    (root / (name + ".json")).write_text(json.dumps({
+        "id": ident, "time": moment, "sizeBytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+        "format": "dump", "db_name": db_name, "location": (root / name).as_uri()}))
+
+
+def test_cli_create_applies_retention_and_prints_one_json_line(tmp_path, pg_env, source):
+    root = tmp_path / "backups"
+    root.mkdir()
+    old = [f"202401{d:02d}T020000Z" for d in range(1, 11)]
+    for ident in old:
+        fake_artifact(root, source, ident)
+    fake_artifact(root, "otherdb", "20240101T020000Z")
+
+    code, out, stderr = cli("create", "--format", "dump", "--database", source, "--storage", root.as_uri(),
+                            "--keep-daily", "3", "--keep-weekly", "0", "--keep-monthly", "0", env=pg_env)
+
+    assert code == 0, stderr
+    new = out["artifact"]
+    assert out["ok"] is True and set(new) == {"id", "time", "sizeBytes", "sha256", "location"}
+    assert [a["id"] for a in out["artifacts"]] == [new["id"], "20240110T020000Z", "20240109T020000Z"]
+    assert sorted(out["pruned"]) == old[:8]
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        [f"{source}-{i}.dump{ext}" for i in (new["id"], *old[8:]) for ext in ("", ".json")]
+        + ["otherdb-20240101T020000Z.dump", "otherdb-20240101T020000Z.dump.json"])  # other databases untouched
+    assert pg_env["PGPASSWORD"] not in stderr
+
+    code, listing, _ = cli("list", "--storage", root.as_uri())
+    assert code == 0 and [a["id"] for a in listing["artifacts"]][:3] == [new["id"], old[9], old[8]]
+
+    code, out, _ = cli("presign", "--storage", root.as_uri(), "--artifact", new["id"])
+    assert code == 1 and "needs S3 storage" in out["error"]
+
+
+def test_cli_reports_success_and_failure(tmp_path, pg_env, source, monkeypatch, capsys):
+    reports: list[tuple[str, str, dict[str, Any]]] = []
+    module = types.ModuleType("odoo_operator.backup_report")
+    module.report = lambda ns, name, result: reports.append((ns, name, result))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "odoo_operator.backup_report", module)
+    for var, value in pg_env.items():
+        monkeypatch.setenv(var, value)
+    storage = (tmp_path / "b").as_uri()
+
+    for database, expected_code in ((source, 0), ("no_such_db", 1)):
+        with pytest.raises(SystemExit) as exited:
+            backup.main(["create", "--format", "dump", "--database", database, "--storage", storage,
+                         "--report", "shop/shop-daily"])
+        assert exited.value.code == expected_code
+        printed = json.loads(capsys.readouterr().out.strip())
+        assert reports[-1] == ("shop", "shop-daily", printed)
+    assert reports[0][2]["ok"] is True and reports[1][2]["ok"] is False
+
+
+# --- S3 ----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTESTBACKUPS")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret-key")
+    bucket = f"backups-{uuid.uuid4().hex[:8]}"
+    urllib.request.urlopen(urllib.request.Request(f"{s3_endpoint}/{bucket}", method="PUT"), timeout=10).close()
+    return bucket
+
+
+def test_s3_round_trip_with_multipart_upload_presigned_url_and_restore(tmp_path, admin_dsn, pg_env, source,
+                                                                        s3_endpoint, s3_bucket, databases):
+    fs_root = tmp_path / "filestore"
+    files = sha1_layout(fs_root, [os.urandom(12 << 20), b"small attachment"])  # > 2 parts of 5 MiB
+    storage = open_storage(f"s3://{s3_bucket}/prod/shop", s3_endpoint=s3_endpoint, part_size=5 << 20)
+    assert isinstance(storage, backup.S3Storage)
+
+    artifact = create_backup(storage, source, filestore=fs_root, pg_env=pg_env)
+
+    assert artifact.location == f"s3://{s3_bucket}/prod/shop/{source}-{artifact.id}.zip"
+    assert artifact.size_bytes > 12 << 20
+    assert storage.list() == [artifact]
+    assert sorted(storage.client.list_keys("prod/")) == sorted(
+        [f"prod/shop/{artifact.name}", f"prod/shop/{artifact.name}.json"])
+    assert storage.client.list_multipart("prod/") == []
+
+    url = storage.presigned_url(artifact.id, 120)
+    with urllib.request.urlopen(url, timeout=30) as response:
+        downloaded = response.read()
+    assert hashlib.sha256(downloaded).hexdigest() == artifact.sha256
+    with zipfile.ZipFile(io.BytesIO(downloaded)) as archive:
+        assert archive.infolist()[0].filename == "dump.sql"
+        assert json.loads(archive.read("manifest.json"))["modules"] == INSTALLED
+
+    target = databases("bk_s3")
+    restore_backup(storage, artifact.id, target, tmp_path / "restored", pg_env=pg_env)
+    assert snapshot(admin_dsn, target) == snapshot(admin_dsn, source)
+    assert tree(tmp_path / "restored") == files
+
+    code, listing, _ = cli("list", "--storage", f"s3://{s3_bucket}/prod/shop", "--s3-endpoint", s3_endpoint,
+                           env={"AWS_ACCESS_KEY_ID": "AKIDTESTBACKUPS", "AWS_SECRET_ACCESS_KEY": "test-secret-key"})
+    assert code == 0 and [a["id"] for a in listing["artifacts"]] == [artifact.id]
+
+    storage.delete(artifact)
+    assert list(storage.client.list_keys("prod/")) == [] and storage.list() == []
+
+
+def test_s3_failed_backup_leaves_no_object_and_no_pending_upload(tmp_path, pg_env, s3_endpoint, s3_bucket):
+    storage = open_storage(f"s3://{s3_bucket}/p", s3_endpoint=s3_endpoint)
+    assert isinstance(storage, backup.S3Storage)
+    with pytest.raises(BackupError, match="does not exist"):
+        create_backup(storage, "no_such_db", filestore=tmp_path, pg_env=pg_env)
+    assert list(storage.client.list_keys("")) == []
+    assert storage.client.list_multipart("") == []
+
+
+def test_s3_signature_matches_aws_published_examples():
+    """The examples of the S3 SigV4 documentation (header and presigned forms)."""
+    signer = backup.S3Signer("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-east-1")
+    headers = signer.sign("GET", "examplebucket.s3.amazonaws.com", "/test.txt", {}, backup.EMPTY_SHA256,
+                          "20130524T000000Z", {"Range": "bytes=0-9"})
+    assert headers["authorization"].endswith(
+        "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,"
+        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
+    query = signer.presign("GET", "examplebucket.s3.amazonaws.com", "/test.txt", 86400, "20130524T000000Z")
+    assert "X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404" in query
+    assert "wJalrXUtnFEMI" not in repr(signer)
+
+
+def test_odoo_release_fields():
+    assert backup.odoo_release("17.0") == ("17.0", [17, 0, 0, "final", 0, ""], "17.0")
+    assert backup.odoo_release("saas~17.2") == ("saas~17.2", ["saas~17", 2, 0, "final", 0, ""], "saas~17.2")
+    assert backup.odoo_release("18.0+e") == ("18.0+e", [18, 0, 0, "final", 0, "+e"], "18.0")
+    with pytest.raises(BackupError):
+        backup.odoo_release("latest")
+    assert backup._server_version_string(150018) == "15.0" and backup._server_version_string(90624) == "9.6"
+
+
+def test_storage_urls(monkeypatch):
+    assert isinstance(open_storage("file:///backups/shop"), FileStorage)
+    with pytest.raises(BackupError, match="file:///path or s3://bucket/prefix"):
+        open_storage("ftp://x/y")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    with pytest.raises(BackupError, match="AWS_ACCESS_KEY_ID"):
+        open_storage("s3://bucket/prefix")
+
+
+def test_a_zip_needs_a_filestore_directory_both_ways(tmp_path, pg_env, source, good_zip):
+    with pytest.raises(BackupError, match="filestore"):
+        create_backup(FileStorage(tmp_path), source, fmt="zip", filestore=None, pg_env=pg_env)
+    with pytest.raises(BackupError, match="filestore"):
+        restore_file(good_zip, "anything", None, pg_env=pg_env)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_two_backups_in_the_same_second_get_different_ids(tmp_path, pg_env, source):
+    storage = FileStorage(tmp_path)
+    moment = datetime.now(UTC)
+    first = create_backup(storage, source, fmt="dump", pg_env=pg_env, now=moment)
+    second = create_backup(storage, source, fmt="dump", pg_env=pg_env, now=moment)
+    assert first.id != second.id
+    assert storage.list() == [second, first]
