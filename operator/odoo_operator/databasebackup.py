@@ -15,7 +15,7 @@ from . import API_VERSION, backup_builders
 from .conditions import Condition
 from .kube import KubeError
 from .model import DatabaseBackup, SpecError, parse_database_backup, parse_odoo_database
-from .odoodatabase import Context, NotReady, Outcome, job_failure, job_state
+from .odoodatabase import Context, NotReady, Outcome, _digest, job_failure, job_state
 
 PHASE_PENDING = "Pending"
 
@@ -47,6 +47,16 @@ class BackupReconciler:
             raise NotReady("Deleting", "the backup is being deleted", phase="Deleting", warning=False)
         return self.kube.apply(obj)
 
+    def _apply_cached(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Apply unless the registry (fed by the watch) knows it is already as desired."""
+        key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+        digest = _digest(obj)
+        if not self.ctx.registry.needs_apply(key, digest):
+            return self.ctx.registry.child(*key) or {}
+        result = self._apply(obj)
+        self.ctx.registry.record_applied(key, digest, result)
+        return result
+
     def _converge(self) -> Outcome:
         backup = self.backup
         db_body = self.kube.get(API_VERSION, "OdooDatabase", backup.database, backup.namespace)
@@ -61,14 +71,11 @@ class BackupReconciler:
             db = parse_odoo_database(db_body, self.ctx.settings)
         except SpecError as exc:
             raise NotReady("DatabaseInvalid", f"OdooDatabase {backup.database!r}: {exc}", retry_after=60) from None
-        for obj in backup_builders.build_reporter_rbac(backup.namespace):
-            self._apply(obj)
-        if backup.storage.pvc_claim == self.ctx.settings.backup_pvc:
-            if self.kube.get("v1", "PersistentVolumeClaim", backup.storage.pvc_claim, backup.namespace) is None:
-                self.kube.create(backup_builders.build_backup_pvc(backup.namespace, self.ctx.settings))
+        ensure_namespace_backup_support(self.ctx, backup.namespace, backup.storage.pvc_claim)
         database_name = db_status["databaseName"]
         if backup.schedule:
-            cron = self._apply(backup_builders.build_backup_cronjob(backup, db, database_name, self.ctx.settings))
+            cron = self._apply_cached(backup_builders.build_backup_cronjob(backup, db, database_name,
+                                                                           self.ctx.settings))
             last = (cron.get("status") or {}).get("lastScheduleTime")
             if last:
                 self.new_status["lastScheduleTime"] = last
@@ -117,6 +124,25 @@ class BackupReconciler:
             status=self.new_status,
             retry_after=60,
         )
+
+
+def ensure_namespace_backup_support(ctx: Context, namespace: str, claim: str | None) -> None:
+    """Once per namespace and operator run: the reporting ServiceAccount/Role/RoleBinding and, when the
+    default storage is used, the backup PVC (created only if missing, owned by nothing)."""
+    if ctx.registry.changed_token(("backup-rbac", namespace), True):
+        try:
+            for obj in backup_builders.build_reporter_rbac(namespace):
+                ctx.kube.apply(obj)
+        except Exception:
+            ctx.registry.tokens.pop(("backup-rbac", namespace), None)
+            raise
+    if claim == ctx.settings.backup_pvc and ctx.registry.changed_token(("backup-pvc", namespace), True):
+        try:
+            if ctx.kube.get("v1", "PersistentVolumeClaim", claim, namespace) is None:
+                ctx.kube.create(backup_builders.build_backup_pvc(namespace, ctx.settings))
+        except Exception:
+            ctx.registry.tokens.pop(("backup-pvc", namespace), None)
+            raise
 
 
 def _ready(phase: str, reason: str, message: str, status: dict[str, Any]) -> Outcome:

@@ -182,9 +182,12 @@ def _post_transition_events(body: Mapping[str, Any], old: Mapping[str, Any], new
     if new.get("createdAt") and not old.get("createdAt"):
         _event(body, "Normal", reason="Created", message=f"PostgreSQL database {new.get('databaseName')!r} created "
                   f"on {new.get('server')}")
-    if new.get("initializedAt") and not old.get("initializedAt"):
-        _event(body, "Normal", reason="Initialized", message="Odoo's base module installed; admin password in "
-                  f"Secret {body['metadata']['name']}-admin")
+    if new.get("initializedAt") and not old.get("initializedAt") and body.get("kind") == "OdooDatabase":
+        # Its daily backup waits for this moment: wake it instead of letting it poll.
+        runtime().ctx.registry.wake(backup_key(body["metadata"]["namespace"], f"{body['metadata']['name']}-daily"))
+        message = (f"initialised: {new['source']}" if new.get("source") else
+                   f"Odoo's base module installed; admin password in Secret {body['metadata']['name']}-admin")
+        _event(body, "Normal", reason="Initialized", message=message)
     for type_, reason, message in outcome.events:
         _event(body, type_, reason, message)
     if (get_condition(new, "Expiring") or {}).get("status") == "True" and \

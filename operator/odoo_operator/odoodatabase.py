@@ -289,12 +289,15 @@ class Reconciler:
         details.append(Condition.true("Initialized", "Initialized", "Odoo's base module is installed"
                                       if not db.duplicate_from else "copied with a fresh identity"))
         self.new_status["step"] = ""
-        self._ensure_daily_backup()
 
         suspended = db.app.suspended
         replicas = 0 if suspended else db.app.replicas
         deployment = self.apply(builders.build_deployment(
             db, replicas, builders.credentials_fingerprint(db, password)))
+        # The daily backup comes once the app is up (or deliberately down): during a burst of creations
+        # it does not compete with the databases still being provisioned.
+        if suspended or deployment_available(deployment, replicas)[0]:
+            self._ensure_daily_backup()
         if suspended:
             details.append(Condition.true("AppAvailable", "Suspended", "the app is scaled to 0 (spec.app.suspended)"))
             return self._ready(PHASE_SUSPENDED, "Suspended", "suspended: data kept, app scaled to 0", details)
