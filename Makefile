@@ -57,6 +57,7 @@ e2e-kind: ## the same end-to-end suite on a kind cluster (needs Docker and kind)
 bench: ## benchmarks (not part of `make test`); results in BENCHMARKS.md
 	$(PY) bench/bench_create.py --count 200 --output BENCHMARKS.md
 	$(PY) bench/bench_duplicate.py --output BENCHMARKS.md
+	$(PY) bench/bench_backup.py --output BENCHMARKS.md
 
 clean:
 	rm -rf .cache/dev .pytest_cache .mypy_cache .ruff_cache
