@@ -21,7 +21,6 @@ listed with their Ready condition). Targets (60 s, 150 MB) are reported, never a
 from __future__ import annotations
 
 import argparse
-import base64
 import collections
 import contextlib
 import datetime
@@ -52,6 +51,7 @@ with contextlib.suppress(ValueError):
     sys.path.remove(str(REPO_ROOT / "operator"))
 sys.path.insert(0, str(REPO_ROOT / "operator"))
 
+from odoo_operator.dev import apply_default_server  # noqa: E402
 from odoo_operator.localcluster import PG_BIN_DIR, LocalCluster, free_port  # noqa: E402
 
 GROUP, VERSION = "odoo.dbmanager.io", "v1alpha1"
@@ -494,23 +494,8 @@ class AuditedCluster(LocalCluster):
 # ---- setup steps ---------------------------------------------------------------------------------------------
 
 def create_default_server(cluster: LocalCluster) -> None:
-    """The harness's PostgreSQL as the default PostgresServer, admin Secret in odoo-system (as tests/conftest.py)."""
-    assert cluster.postgres is not None
-    pg = cluster.postgres
-    secret = {
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "pg-admin", "namespace": SYSTEM_NAMESPACE},
-        "data": {"username": base64.b64encode(pg.user.encode()).decode(),
-                 "password": base64.b64encode(pg.password.encode()).decode()},
-    }
-    server = {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "PostgresServer",
-        "metadata": {"name": SERVER_NAME},
-        "spec": {"host": "127.0.0.1", "port": pg.port, "default": True, "sslMode": "disable",
-                 "adminSecretRef": {"namespace": SYSTEM_NAMESPACE, "name": "pg-admin"}},
-    }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(server))
+    """The harness's PostgreSQL as the default PostgresServer (the same set-up as `make dev` and the tests)."""
+    apply_default_server(cluster)
 
 
 def start_operator(cluster: LocalCluster, log_path: Path, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:

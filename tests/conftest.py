@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -20,6 +19,7 @@ import psycopg
 import pytest
 import yaml
 
+from odoo_operator.dev import apply_default_server
 from odoo_operator.localcluster import REPO_ROOT, LocalCluster, free_port
 
 SYSTEM_NAMESPACE = "odoo-system"
@@ -86,23 +86,8 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def default_server(cluster: LocalCluster) -> str:
-    """The harness's PostgreSQL as the default PostgresServer, admin Secret in odoo-system."""
-    assert cluster.postgres is not None
-    pg = cluster.postgres
-    secret = {
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "pg-admin", "namespace": SYSTEM_NAMESPACE},
-        "data": {"username": base64.b64encode(pg.user.encode()).decode(),
-                 "password": base64.b64encode(pg.password.encode()).decode()},
-    }
-    server = {
-        "apiVersion": "odoo.dbmanager.io/v1alpha1", "kind": "PostgresServer",
-        "metadata": {"name": "local"},
-        "spec": {"host": "127.0.0.1", "port": pg.port, "default": True, "sslMode": "disable",
-                 "adminSecretRef": {"namespace": SYSTEM_NAMESPACE, "name": "pg-admin"}},
-    }
-    apply_yaml(cluster, json.dumps(secret))
-    apply_yaml(cluster, json.dumps(server))
+    """The harness's PostgreSQL as the default PostgresServer (the same set-up `make dev` makes)."""
+    apply_default_server(cluster)
     return "local"
 
 

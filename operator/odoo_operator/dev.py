@@ -18,9 +18,10 @@ SYSTEM_NAMESPACE = "odoo-system"
 
 
 def apply_default_server(cluster: LocalCluster) -> None:
+    """The cluster's PostgreSQL as the default PostgresServer `local`, admin Secret in odoo-system."""
     assert cluster.postgres is not None
     pg = cluster.postgres
-    cluster.kubectl("create", "namespace", SYSTEM_NAMESPACE)
+    cluster.kubectl("create", "namespace", SYSTEM_NAMESPACE, check=False)
     secret = {
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "postgres-admin", "namespace": SYSTEM_NAMESPACE},

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Settings
+from .retention import Retention
 
 DATABASE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 RESERVED_DATABASE_NAMES = frozenset({"postgres", "template0", "template1"})
@@ -74,14 +75,6 @@ class RestoreFrom:
     backup: str
     artifact: str | None = None
     neutralize: bool = False
-
-
-@dataclass(frozen=True)
-class Retention:
-    keep_last: int = 0
-    keep_daily: int = 7
-    keep_weekly: int = 4
-    keep_monthly: int = 3
 
 
 @dataclass(frozen=True)
