@@ -102,13 +102,3 @@ def _set_pod_outcome(cluster: LocalCluster, namespace: str, job_name: str, exit_
     cluster.kubectl("patch", "pod", pod["metadata"]["name"], "-n", namespace, "--subresource=status",
                     "--type=merge", "-p", json.dumps(status))
 
-
-def wait_job(cluster: LocalCluster, namespace: str, job_name: str, state: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = _get(cluster, "job", job_name, "-n", namespace)
-        for cond in (job.get("status") or {}).get("conditions") or []:
-            if cond["type"] == state and cond["status"] == "True":
-                return job
-        time.sleep(0.3)
-    raise AssertionError(f"Job {namespace}/{job_name} did not become {state}")

@@ -46,8 +46,8 @@ def test_role_and_database_lifecycle_with_hostile_looking_names(server):
         assert pg.ensure_role(conn, role, "pw-1", OWNER, reset_password=False) is True
         assert pg.ensure_role(conn, role, "pw-1", OWNER, reset_password=False) is False
         pg.create_database(conn, dbname, role, OWNER | {pg.MARKER_KEY: pg.MARKER_VALUE})
-        exists, marker = pg.database_marker(conn, dbname)
-        assert exists and pg.is_owned_by(marker, OWNER)
+        info = pg.database_info(conn, dbname)
+        assert info.exists and info.owned_by(OWNER, role)
         owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
         assert owner == (role,)
         version, count = pg.server_info(conn)
@@ -84,8 +84,8 @@ def test_existing_role_or_database_of_someone_else_is_never_taken_over(server):
         with pytest.raises(pg.OwnershipConflict):
             pg.ensure_role(conn, role, "mine", OWNER, reset_password=True)
         conn.execute(f'CREATE DATABASE "{dbname}"')
-        exists, marker = pg.database_marker(conn, dbname)
-        assert exists and not pg.is_owned_by(marker, OWNER)
+        info = pg.database_info(conn, dbname)
+        assert info.exists and not info.owned_by(OWNER, role)
         pg.drop_role(conn, role, OWNER)  # not ours: left alone
         assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() == (1,)
         conn.execute(f'DROP DATABASE "{dbname}"')

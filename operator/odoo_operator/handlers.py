@@ -24,7 +24,6 @@ from .model import TAG_LABEL_PREFIX
 from .odoodatabase import Context, NotReady, Outcome
 from .registry import Registry, Waker
 
-log = logging.getLogger("odoo_operator")
 T = TypeVar("T")
 # Reasons retried with exponential back-off (1 s, 2 s, 4 s … up to RETRY_MAX_SECONDS).
 TRANSIENT_REASONS = frozenset({"ServerUnavailable", "KubernetesError", "ServerCredentialsMissing"})

@@ -346,7 +346,3 @@ def drop_role(conn: psycopg.Connection[Any], role: str, owner: dict[str, str]) -
 def database_size(conn: psycopg.Connection[Any], dbname: str) -> int | None:
     row = conn.execute("SELECT pg_database_size(datname) FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
     return int(row[0]) if row else None
-
-
-def is_owned_by(marker: dict[str, Any] | None, owner: dict[str, str]) -> bool:
-    return _same_owner(marker, owner)
