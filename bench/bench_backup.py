@@ -73,7 +73,14 @@ sys.path.insert(0, str(REPO_ROOT / "operator"))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 import psycopg  # noqa: E402
-from bench_create import cpu_snapshot, log, machine_cpu, machine_info, table, write_section  # noqa: E402
+from bench_create import (  # noqa: E402
+    cpu_snapshot,
+    log,
+    machine_cpu,
+    machine_info,
+    publish_summary,
+    table,
+)
 from bench_duplicate import MB, TableFacts, fill  # noqa: E402
 from psycopg import sql  # noqa: E402
 
@@ -795,14 +802,7 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         log(f"failed; files kept in {workdir}")
         raise
-    summary = report(result, args)
-    print()
-    print(summary)
-    if args.output:
-        output = Path(args.output)
-        output = output if output.is_absolute() else REPO_ROOT / output
-        write_section(output, args.section, summary)
-        log(f"wrote the {args.section} section of {output}")
+    publish_summary(report(result, args), args.output, args.section)
     failed = [what for what, ok, _ in result.checks if not ok]
     if args.keep or args.workdir is not None or failed:
         log(f"files kept in {workdir}")

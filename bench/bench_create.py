@@ -597,6 +597,17 @@ def proc_meminfo_kb(key: str) -> int:
     return 0
 
 
+def publish_summary(summary: str, output: str | None, section: str) -> None:
+    """Print a benchmark's Markdown summary and, with --output, write it as that file's section."""
+    print()
+    print(summary)
+    if output:
+        path = Path(output)
+        path = path if path.is_absolute() else REPO_ROOT / path
+        write_section(path, section, summary)
+        log(f"wrote the {section} section of {path}")
+
+
 def write_section(path: Path, name: str, section: str) -> None:
     """Replace the text between <!-- name:start --> and <!-- name:end --> (append the block if absent)."""
     start_marker, end_marker = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -1104,14 +1115,7 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         log(f"failed; logs kept in {workdir}")
         raise
-    summary = report(result, args)
-    print()
-    print(summary)
-    if args.output:
-        output = Path(args.output)
-        output = output if output.is_absolute() else REPO_ROOT / output
-        write_section(output, args.section, summary)
-        log(f"wrote the {args.section} section of {output}")
+    publish_summary(report(result, args), args.output, args.section)
     if result.stuck:
         print(f"{len(result.stuck)} OdooDatabase(s) not Ready after {args.timeout:.0f}s:", file=sys.stderr)
         for name, phase, ready in result.stuck:

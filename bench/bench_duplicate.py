@@ -76,11 +76,11 @@ from bench_create import (  # noqa: E402
     log,
     machine_cpu,
     machine_info,
+    publish_summary,
     start_operator,
     stop_process,
     table,
     wait_for,
-    write_section,
 )
 from psycopg import sql  # noqa: E402
 
@@ -958,14 +958,7 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         log(f"failed; logs kept in {workdir}")
         raise
-    summary = report(result, args)
-    print()
-    print(summary)
-    if args.output:
-        output = Path(args.output)
-        output = output if output.is_absolute() else REPO_ROOT / output
-        write_section(output, args.section, summary)
-        log(f"wrote the {args.section} section of {output}")
+    publish_summary(report(result, args), args.output, args.section)
     if result.failure:
         print(result.failure, file=sys.stderr)
         log(f"logs kept in {workdir}")
