@@ -28,6 +28,17 @@ class Condition:
         return cls(type_, "False", reason, message)
 
 
+def summary(state: str, reason: str, message: str = "") -> tuple[Condition, Condition, Condition]:
+    """Ready, Reconciling, Stalled as kstatus reads them. state: "ready" (work done), "progressing"
+    (work under way or being retried) or "stalled" (a human is needed)."""
+    return (
+        Condition("Ready", "True" if state == "ready" else "False", reason, message),
+        Condition("Reconciling", "True" if state == "progressing" else "False", reason,
+                  message if state == "progressing" else ""),
+        Condition("Stalled", "True" if state == "stalled" else "False", reason, message if state == "stalled" else ""),
+    )
+
+
 def merge_conditions(
     previous: Iterable[Mapping[str, Any]] | None, desired: Iterable[Condition], generation: int
 ) -> list[dict[str, Any]]:

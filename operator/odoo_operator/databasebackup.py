@@ -12,12 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import API_VERSION, backup_builders
-from .conditions import Condition
+from .conditions import summary
 from .kube import KubeError
 from .model import DatabaseBackup, SpecError, parse_database_backup, parse_odoo_database
-from .odoodatabase import Context, NotReady, Outcome, _digest, job_failure, job_state
-
-PHASE_PENDING = "Pending"
+from .odoodatabase import Context, NotReady, Outcome, _digest, failed_outcome, job_failure, job_state
 
 
 class BackupReconciler:
@@ -117,10 +115,7 @@ class BackupReconciler:
             return _failed(NotReady("BackupFailed", f"the backup failed: {why}; delete this DatabaseBackup and "
                                     "create it again to retry", stalled=True, phase="Failed"), self.new_status)
         return Outcome(
-            phase="Running",
-            ready=Condition.false("Ready", "BackingUp", f"Job {self.backup.name} is taking the backup"),
-            reconciling=Condition.true("Reconciling", "BackingUp", f"Job {self.backup.name} is taking the backup"),
-            stalled=Condition.false("Stalled", "BackingUp"),
+            "Running", *summary("progressing", "BackingUp", f"Job {self.backup.name} is taking the backup"),
             status=self.new_status,
             retry_after=60,
         )
@@ -146,28 +141,11 @@ def ensure_namespace_backup_support(ctx: Context, namespace: str, claim: str | N
 
 
 def _ready(phase: str, reason: str, message: str, status: dict[str, Any]) -> Outcome:
-    return Outcome(
-        phase=phase,
-        ready=Condition.true("Ready", reason, message),
-        reconciling=Condition.false("Reconciling", reason),
-        stalled=Condition.false("Stalled", reason),
-        status=status,
-        retry_after=None,
-    )
+    return Outcome(phase, *summary("ready", reason, message), status=status, retry_after=None)
 
 
 def _failed(exc: NotReady, status: dict[str, Any]) -> Outcome:
-    return Outcome(
-        phase=exc.phase if exc.phase != "Pending" else PHASE_PENDING,
-        ready=Condition.false("Ready", exc.reason, exc.message),
-        reconciling=Condition("Reconciling", "False" if exc.stalled else "True", exc.reason,
-                              "" if exc.stalled else exc.message),
-        stalled=Condition("Stalled", "True" if exc.stalled else "False", exc.reason,
-                          exc.message if exc.stalled else ""),
-        status=status,
-        retry_after=exc.retry_after,
-        warning=exc.warning,
-    )
+    return failed_outcome(exc, status)
 
 
 def reconcile(body: Mapping[str, Any], ctx: Context, live: Mapping[str, Any] | None = None) -> Outcome:

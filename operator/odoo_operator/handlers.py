@@ -17,7 +17,7 @@ import psycopg
 
 from . import API_VERSION, databasebackup, odoodatabase, pg, postgresserver
 from .backup_builders import BACKUP_LABEL
-from .conditions import Condition, get_condition, merge_conditions
+from .conditions import get_condition, merge_conditions, summary
 from .config import Settings
 from .kube import Kube
 from .model import TAG_LABEL_PREFIX
@@ -243,11 +243,8 @@ def _report_deleting(body: Mapping[str, Any], exc: NotReady, ctx: Context) -> No
     """While a deletion waits (final backup running or failed), the status says why."""
     status = body.get("status") or {}
     generation = int(body["metadata"].get("generation") or 0)
-    conditions = merge_conditions(status.get("conditions"), [
-        Condition.false("Ready", exc.reason, exc.message),
-        Condition("Reconciling", "False" if exc.stalled else "True", exc.reason, "" if exc.stalled else exc.message),
-        Condition("Stalled", "True" if exc.stalled else "False", exc.reason, exc.message if exc.stalled else ""),
-    ], generation)
+    conditions = merge_conditions(status.get("conditions"), summary(
+        "stalled" if exc.stalled else "progressing", exc.reason, exc.message), generation)
     if conditions != status.get("conditions"):
         ctx.kube.patch_status(API_VERSION, "OdooDatabase", body["metadata"]["name"], body["metadata"]["namespace"],
                               {"phase": "Deleting", "conditions": conditions})

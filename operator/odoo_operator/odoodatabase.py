@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import API_VERSION, backup_builders, builders, failpoints, neutralize, pg
-from .conditions import Condition, get_condition, now_iso
+from .conditions import Condition, get_condition, now_iso, summary
 from .config import Settings
 from .kube import Kube, KubeError
 from .model import (
@@ -594,46 +594,31 @@ class Reconciler:
 
     # ---- outcomes ------------------------------------------------------------------------
     def _ready(self, phase: str, reason: str, message: str, details: list[Condition]) -> Outcome:
-        return Outcome(
-            phase=phase,
-            ready=Condition.true("Ready", reason, message),
-            reconciling=Condition.false("Reconciling", reason, ""),
-            stalled=Condition.false("Stalled", reason, ""),
-            details=details,
-            status=self.new_status,
-            retry_after=self._next_wake(self.ctx.settings.size_refresh_seconds),  # sizeBytes stays fresh
-            events=self.events,
-        )
+        ready, reconciling, stalled = summary("ready", reason, message)
+        return Outcome(phase, ready, reconciling, stalled, details=details, status=self.new_status,
+                       retry_after=self._next_wake(self.ctx.settings.size_refresh_seconds),  # sizeBytes stays fresh
+                       events=self.events)
 
     def _progressing(self, reason: str, message: str, details: list[Condition]) -> Outcome:
-        return Outcome(
-            phase=PHASE_PROVISIONING,
-            ready=Condition.false("Ready", reason, message),
-            reconciling=Condition.true("Reconciling", reason, message),
-            stalled=Condition.false("Stalled", reason, ""),
-            details=details,
-            status=self.new_status,
-            retry_after=self._next_wake(30.0),  # child watch events normally wake us before this
-            events=self.events,
-        )
+        ready, reconciling, stalled = summary("progressing", reason, message)
+        return Outcome(PHASE_PROVISIONING, ready, reconciling, stalled, details=details, status=self.new_status,
+                       retry_after=self._next_wake(30.0),  # child watch events normally wake us before this
+                       events=self.events)
 
     def _failed(self, exc: NotReady) -> Outcome:
-        return Outcome(
-            phase=exc.phase,
-            ready=Condition.false("Ready", exc.reason, exc.message),
-            reconciling=Condition("Reconciling", "False" if exc.stalled else "True", exc.reason,
-                                  "" if exc.stalled else exc.message),
-            stalled=Condition("Stalled", "True" if exc.stalled else "False", exc.reason,
-                              exc.message if exc.stalled else ""),
-            details=[],
-            status=self.new_status,
-            retry_after=exc.retry_after if exc.retry_after is None else self._next_wake(exc.retry_after),
-            warning=exc.warning,
-            events=self.events,
-        )
+        return failed_outcome(exc, self.new_status, self.events,
+                              exc.retry_after if exc.retry_after is None else self._next_wake(exc.retry_after))
 
     def _next_wake(self, delay: float) -> float:
         return delay if self.wake_in is None else max(1.0, min(delay, self.wake_in))
+
+
+def failed_outcome(exc: NotReady, status: dict[str, Any], events: list[tuple[str, str, str]] | None = None,
+                   retry_after: float | None = None) -> Outcome:
+    ready, reconciling, stalled = summary("stalled" if exc.stalled else "progressing", exc.reason, exc.message)
+    return Outcome(exc.phase, ready, reconciling, stalled, status=status,
+                   retry_after=exc.retry_after if retry_after is None else retry_after, warning=exc.warning,
+                   events=events if events is not None else [])
 
 
 def job_state(job: Mapping[str, Any] | None) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import pg
-from .conditions import Condition, now_iso
+from .conditions import Condition, now_iso, summary
 from .model import SpecError, parse_postgres_server
 from .odoodatabase import Context, NotReady, server_address
 
@@ -35,24 +35,12 @@ def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[C
     if server.default and len(defaults) > 1:
         return status, _stalled("MultipleDefaults", f"several servers are marked default: {', '.join(defaults)}; "
                                 "keep one")
-    return status, [
-        Condition.true("Ready", "Reachable", message),
-        Condition.false("Reconciling", "Reachable"),
-        Condition.false("Stalled", "Reachable"),
-    ]
+    return status, list(summary("ready", "Reachable", message))
 
 
 def _not_ready(reason: str, message: str) -> list[Condition]:
-    return [
-        Condition.false("Ready", reason, message),
-        Condition.true("Reconciling", reason, "retrying"),
-        Condition.false("Stalled", reason),
-    ]
+    return list(summary("progressing", reason, message))
 
 
 def _stalled(reason: str, message: str) -> list[Condition]:
-    return [
-        Condition.false("Ready", reason, message),
-        Condition.false("Reconciling", reason),
-        Condition.true("Stalled", reason, message),
-    ]
+    return list(summary("stalled", reason, message))
