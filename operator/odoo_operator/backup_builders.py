@@ -149,6 +149,9 @@ def _pod_spec(db: OdooDatabase, storage: Storage, args: list[str], image: str, f
     volumes = [{"name": "filestore", "persistentVolumeClaim": {"claimName": filestore_pvc_name(db),
                                                                "readOnly": filestore_read_only}}] + volumes
     mounts = [{"name": "filestore", "mountPath": FILESTORE_MOUNT, "readOnly": filestore_read_only}] + mounts
+    # The root filesystem is read-only: pg_dump's stderr and a restore's downloaded artifact go to /tmp.
+    volumes.append({"name": "tmp", "emptyDir": {}})
+    mounts.append({"name": "tmp", "mountPath": "/tmp"})
     return {
         "restartPolicy": "Never",
         "serviceAccountName": REPORTER,

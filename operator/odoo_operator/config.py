@@ -22,6 +22,12 @@ def _parse_images(raw: str) -> dict[str, str]:
     return {version.strip(): image.strip() for version, image in pairs}
 
 
+def _bool(raw: str | None, default: bool) -> bool:
+    if raw is None:
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
 @dataclass(frozen=True)
 class Settings:
     base_domain: str = "odoo.localhost"
@@ -43,6 +49,20 @@ class Settings:
     operator_image: str = "odoo-db-operator:0.1.0"  # runs the backup and restore Jobs
     backup_pvc: str = "odoo-backups"  # default backup storage: this PVC in the database's namespace
     backup_pvc_size: str = "20Gi"
+    gateway: str | None = None  # "namespace/name[/section]": DomainMappings become HTTPRoutes on this Gateway
+    allow_wildcard_domains: bool = False
+    dns_check: bool = True  # DomainMapping's DNSConfigured condition (never blocking)
+    dns_server: str | None = None  # "host[:port]" asked for DNSConfigured; default: /etc/resolv.conf's first
+    # Leader election with a coordination.k8s.io Lease (leader.py); off: one process, no Lease.
+    leader_election: bool = False
+    lease_name: str = "odoo-db-operator"
+    lease_namespace: str | None = None  # default: the service account's namespace, else odoo-system
+    lease_duration: float = 10.0
+    renew_deadline: float = 7.0
+    retry_period: float = 2.0
+    pod_name: str | None = None  # the Lease holder identity; default: hostname + a random suffix
+    metrics_port: int = 0  # Prometheus /metrics (metrics.py); 0: off
+    metrics_address: str = "0.0.0.0"  # a Pod's metrics are scraped from outside it
 
     @property
     def url_scheme(self) -> str:
@@ -77,4 +97,17 @@ class Settings:
             operator_image=get("IMAGE") or defaults.operator_image,
             backup_pvc=get("BACKUP_PVC") or defaults.backup_pvc,
             backup_pvc_size=get("BACKUP_PVC_SIZE") or defaults.backup_pvc_size,
+            gateway=get("GATEWAY"),
+            allow_wildcard_domains=_bool(get("ALLOW_WILDCARD_DOMAINS"), defaults.allow_wildcard_domains),
+            dns_check=_bool(get("DNS_CHECK"), defaults.dns_check),
+            dns_server=get("DNS_SERVER"),
+            leader_election=_bool(get("LEADER_ELECTION"), defaults.leader_election),
+            lease_name=get("LEASE_NAME") or defaults.lease_name,
+            lease_namespace=get("LEASE_NAMESPACE"),
+            lease_duration=float(get("LEASE_DURATION") or defaults.lease_duration),
+            renew_deadline=float(get("RENEW_DEADLINE") or defaults.renew_deadline),
+            retry_period=float(get("RETRY_PERIOD") or defaults.retry_period),
+            pod_name=get("POD_NAME"),
+            metrics_port=int(get("METRICS_PORT") or defaults.metrics_port),
+            metrics_address=get("METRICS_ADDRESS") or defaults.metrics_address,
         )

@@ -29,6 +29,8 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     (API_VERSION, "PostgresServer"): ("postgresservers", False),
     (API_VERSION, "DatabaseBackup"): ("databasebackups", True),
     (API_VERSION, "DomainMapping"): ("domainmappings", True),
+    (API_VERSION, "DomainClaim"): ("domainclaims", False),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): ("httproutes", True),
 }
 
 
@@ -126,13 +128,18 @@ class Kube:
                 return None
             raise
 
-    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
+               preconditions: Mapping[str, str] | None = None) -> bool:
+        """Delete; False if it was already gone or (with preconditions: uid, resourceVersion) if it is
+        no longer the object we looked at."""
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if preconditions:
+            body["preconditions"] = dict(preconditions)
         try:
-            self._call("DELETE", _path(api_version, kind, name, namespace),
-                       body={"propagationPolicy": "Background"})
+            self._call("DELETE", _path(api_version, kind, name, namespace), body=body)
             return True
         except KubeError as exc:
-            if exc.status == 404:
+            if exc.status == 404 or (exc.status == 409 and preconditions):
                 return False
             raise
 

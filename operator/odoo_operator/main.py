@@ -6,7 +6,9 @@ from typing import Any
 
 import kopf
 
-from . import GROUP, VERSION, handlers
+from . import GROUP, VERSION, domain_handlers, handlers
+from .config import Settings
+from .domainmapping import MAPPING_LABEL
 
 MANAGED = {"app.kubernetes.io/managed-by": "odoo-db-operator"}
 CHILD_KINDS = {
@@ -64,6 +66,44 @@ def postgres_server_event(body: kopf.Body, type: str | None, **_: Any) -> None:
 @kopf.timer(GROUP, VERSION, "postgresservers", interval=30, initial_delay=0.5)
 def postgres_server_check(body: kopf.Body, **_: Any) -> None:
     handlers.check_server(body)
+
+
+@kopf.daemon(GROUP, VERSION, "domainmappings", cancellation_timeout=60)
+async def domain_mapping(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any) -> None:
+    await domain_handlers.mapping_loop(body, stopped, logger)
+
+
+@kopf.on.event(GROUP, VERSION, "domainmappings")
+def domain_mapping_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+    domain_handlers.on_mapping_event(body, type)
+
+
+@kopf.on.delete(GROUP, VERSION, "domainmappings")
+def domain_mapping_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    domain_handlers.delete_mapping(body, logger)
+
+
+@kopf.on.event(GROUP, VERSION, "domainclaims")
+def domain_claim_event(body: kopf.Body, type: str | None, **_: Any) -> None:
+    domain_handlers.on_claim_event(body, type)
+
+
+@kopf.on.event(GROUP, VERSION, "odoodatabases", id="odoodatabases-for-domains")
+def odoo_database_for_domains(body: kopf.Body, type: str | None, **_: Any) -> None:
+    domain_handlers.on_database_event(body, type)
+
+
+def _register_route(group: str, version: str, plural: str, kind: str) -> None:
+    def on_route(body: kopf.Body, type: str | None, **_: Any) -> None:
+        domain_handlers.on_route_event(kind, body, type)
+
+    on_route.__name__ = f"route_{kind.lower()}"
+    kopf.on.event(group, version, plural, labels={MAPPING_LABEL: kopf.PRESENT}, id=f"route-{kind.lower()}")(on_route)
+
+
+_register_route("networking.k8s.io", "v1", "ingresses", "Ingress")
+if Settings.from_env().gateway:  # without a Gateway no HTTPRoute is made (nor its CRD needed)
+    _register_route("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
 
 
 def _register_child(kind: str, api_version: str, plural: str) -> None:
