@@ -124,8 +124,25 @@ def all_rules() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     ]
 
 
-def test_crd_directory_holds_exactly_the_four_kinds() -> None:
-    assert sorted(p.name for p in CRD_DIR.glob("*.yaml")) == sorted(EXPECTED)
+def test_crd_directory_holds_exactly_the_four_kinds_and_the_internal_claim() -> None:
+    assert sorted(p.name for p in CRD_DIR.glob("*.yaml")) == sorted([*EXPECTED, "domainclaims.yaml"])
+
+
+def test_domain_claim_is_cluster_scoped_immutable_and_has_no_status() -> None:
+    crd = load_crd("domainclaims.yaml")
+    assert crd["spec"]["scope"] == "Cluster" and crd["spec"]["names"]["kind"] == "DomainClaim"
+    [version] = crd["spec"]["versions"]
+    assert "subresources" not in version  # written by the operator only, in one create
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert [r["rule"] for r in spec["x-kubernetes-validations"]] == ["self == oldSelf"]
+    assert spec["properties"]["mappingRef"]["required"] == ["namespace", "name", "uid"]
+
+
+@pytest.mark.parametrize("filename", sorted(EXPECTED))
+def test_status_defaults_to_observed_generation_zero(filename: str) -> None:
+    """So kstatus (Flux, kubectl wait) says InProgress, not Current, before the operator's first write."""
+    status = root_schema(load_crd(filename))["properties"]["status"]
+    assert status["default"] == {"observedGeneration": 0}
 
 
 @pytest.mark.parametrize("filename", sorted(EXPECTED))

@@ -20,7 +20,7 @@ import yaml
 
 from conftest import apply_yaml, condition, get_json, odoo_database, wait_until
 from odoo_operator.conditions import Condition, merge_conditions, summary
-from odoo_operator.localcluster import LocalCluster
+from odoo_operator.localcluster import REPO_ROOT, LocalCluster
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".cache" / "k8s" / "current"
@@ -232,3 +232,19 @@ def test_stalled_database_is_failed_and_degraded(cluster: LocalCluster, operator
     kst, argo, message = judged(obj)
     assert (kst, argo) == ("Failed", "Degraded"), (kst, argo, message)
     assert message.startswith("InvalidSpec: no image is configured for Odoo 99.0"), message
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("example", ["odoodatabase.yaml", "domainmapping.yaml", "backup-now.yaml",
+                                     "postgresserver.yaml"])
+def test_a_new_object_is_in_progress_before_the_operator_writes(cluster: LocalCluster, example: str) -> None:
+    """The CRDs default status.observedGeneration to 0: kstatus (Flux, `kubectl wait`) and Argo CD see a
+    just-created object as InProgress / Progressing, never Current before the operator has looked."""
+    created = cluster.kubectl("create", "--dry-run=server", "-o", "json",
+                              "-f", str(REPO_ROOT / "examples" / example)).stdout
+    obj = json.loads(created)
+    if obj["kind"] == "List":  # the example also holds a Secret
+        (obj,) = [item for item in obj["items"] if item["apiVersion"].startswith("odoo.dbmanager.io/")]
+    assert obj["status"] == {"observedGeneration": 0}
+    kst, argo, message = judged(obj)
+    assert (kst, argo) == ("InProgress", "Progressing"), (kst, argo, message)
