@@ -242,9 +242,12 @@ def test_a_new_object_is_in_progress_before_the_operator_writes(cluster: LocalCl
     just-created object as InProgress / Progressing, never Current before the operator has looked."""
     created = cluster.kubectl("create", "--dry-run=server", "-o", "json",
                               "-f", str(REPO_ROOT / "examples" / example)).stdout
-    obj = json.loads(created)
-    if obj["kind"] == "List":  # the example also holds a Secret
-        (obj,) = [item for item in obj["items"] if item["apiVersion"].startswith("odoo.dbmanager.io/")]
+    objects, decoder, offset = [], json.JSONDecoder(), 0
+    while created[offset:].strip():  # one JSON document per object (the example may hold a Secret too)
+        item, end = decoder.raw_decode(created[offset:].lstrip())
+        offset = len(created) - len(created[offset:].lstrip()) + end
+        objects.append(item)
+    (obj,) = [item for item in objects if item["apiVersion"].startswith("odoo.dbmanager.io/")]
     assert obj["status"] == {"observedGeneration": 0}
     kst, argo, message = judged(obj)
     assert (kst, argo) == ("InProgress", "Progressing"), (kst, argo, message)
