@@ -375,3 +375,22 @@ def test_postgres_servers_are_read_only_for_every_user_role(cluster: LocalCluste
         verbs = {verb for rule in rules for res in rule["resources"] if res.startswith("postgresservers")
                  for verb in rule["verbs"]}
         assert verbs == {"get", "list", "watch"}, (role, verbs)
+
+
+def test_domain_claims_are_out_of_reach_of_every_user_role(cluster: LocalCluster, policies: None) -> None:
+    """A tenant able to create or delete DomainClaims could take anyone's domain, and one able to list
+    them would learn which namespace holds which domain: no user role grants them, even cluster-wide."""
+    user, binding = "erin", f"pol-erin-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "clusterrolebinding", binding, "--clusterrole=admin", f"--user={user}")
+    try:
+        wait_until(lambda: as_user(cluster, user, "get", "pgs").returncode == 0, 20,
+                   "erin (admin cluster-wide) to list PostgresServers")
+        claim = {"apiVersion": "odoo.dbmanager.io/v1alpha1", "kind": "DomainClaim",
+                 "metadata": {"name": "shop.example.com"},
+                 "spec": {"domain": "shop.example.com", "mappingRef": {"namespace": "x", "name": "y", "uid": "z"}}}
+        created = as_user(cluster, user, "create", "--dry-run=server", "-f", "-", input=json.dumps(claim))
+        assert 'cannot create resource "domainclaims"' in created.stderr, created.stderr
+        for verb in ("list", "delete"):
+            assert as_user(cluster, user, verb, "domainclaims", *(["x"] if verb == "delete" else [])).returncode != 0
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found", check=False)
