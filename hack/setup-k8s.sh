@@ -11,7 +11,7 @@ ETCD_VERSION="$(sed -n 's/^\s*go.etcd.io\/etcd\/server\/v3 \(v[0-9.]*\).*$/\1/p'
 KWOK_VERSION="$(sed -n 's/^require sigs.k8s.io\/kwok \(v[0-9.]*\)$/\1/p' "$ROOT/hack/tools/kwok/go.mod")"
 K8S_BIN="${K8S_BIN:-$ROOT/.cache/k8s/$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin}"
 VENV="${VENV:-$ROOT/.venv}"
-WANTED=(kube-apiserver kube-controller-manager kube-scheduler kwok etcd helm argocd-health kstatus)
+WANTED=(kube-apiserver kube-controller-manager kube-scheduler kwok etcd helm argocd-health kstatus promql-check)
 
 # The Gateway API CRDs (standard channel) from their Go module, for the HTTPRoute tests.
 GATEWAY_API_VERSION="v1.4.1"
@@ -84,6 +84,8 @@ build k8s go.etcd.io/etcd/server/v3 etcd
 # gopher-lua, and kstatus from sigs.k8s.io/cli-utils.
 build gitops ./cmd/argocd-health argocd-health
 build gitops ./cmd/kstatus kstatus
+# PromQL and rule-file checks of the PrometheusRule examples (tests/test_metrics.py), as `promtool check rules`.
+build promql . promql-check
 
 fetch_gateway_api_crds
 

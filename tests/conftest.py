@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,21 +93,59 @@ def default_server(cluster: LocalCluster) -> str:
 
 
 class OperatorProcess:
-    """The operator as a real process (`python -m odoo_operator`), so tests can kill and restart it."""
+    """The operator as a real process (`python -m odoo_operator`), so tests can kill and restart it.
+    Its Prometheus metrics are on a port of its own (`metrics_url`, `scrape()`); `env` adds or overrides
+    settings, `args` are passed to kopf (e.g. `--namespace=…`), `name` names its log file."""
 
-    def __init__(self, cluster: LocalCluster, workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, cluster: LocalCluster, workdir: Path, env: dict[str, str] | None = None,
+                 args: list[str] | None = None, name: str = "operator") -> None:
         self.cluster = cluster
-        self.log_path = workdir / "operator.log"
+        self.log_path = workdir / f"{name}.log"
+        self.metrics_port = free_port()
         self.env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "ODOO_OPERATOR_RETRY_MAX_SECONDS": "3",
-                    "ODOO_OPERATOR_SIZE_REFRESH_SECONDS": "2", "PYTHONUNBUFFERED": "1", **(env or {})}
+                    "ODOO_OPERATOR_SIZE_REFRESH_SECONDS": "2", "PYTHONUNBUFFERED": "1",
+                    "ODOO_OPERATOR_METRICS_PORT": str(self.metrics_port), "ODOO_OPERATOR_METRICS_ADDRESS": "127.0.0.1",
+                    **(env or {})}
+        self.args = list(args or [])
         self.process: subprocess.Popen[bytes] | None = None
+        self.liveness_port = 0
 
     def start(self) -> None:
         log = open(self.log_path, "ab")
+        self.liveness_port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "odoo_operator", f"--liveness=http://127.0.0.1:{free_port()}/healthz"],
+            [sys.executable, "-m", "odoo_operator", f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
+             *self.args],
             stdout=log, stderr=log, env=self.env, cwd=REPO_ROOT,
         )
+        log.close()  # the child has its own copy
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['ODOO_OPERATOR_METRICS_PORT']}/metrics"
+
+    def scrape(self, timeout: float = 5) -> dict[str, list[tuple[dict[str, str], float]]]:
+        """The /metrics page parsed: sample name -> [(labels, value)]; {} while nothing answers."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=timeout) as response:
+                text = response.read().decode()
+        except OSError:
+            return {}
+        samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
+        return samples
+
+    def metric(self, sample: str, /, **labels: str) -> float | None:
+        """The sum of a sample's values over the series whose labels include `labels`; None if there is none."""
+        found = [value for got, value in self.scrape().get(sample, []) if labels.items() <= got.items()]
+        return sum(found) if found else None
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
@@ -125,14 +164,32 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+_SESSION_OPERATORS: list[OperatorProcess] = []
+
+
 @pytest.fixture(scope="session")
 def operator(cluster: LocalCluster, default_server: str) -> Iterator[OperatorProcess]:
     proc = OperatorProcess(cluster, cluster.workdir)
     proc.start()
+    _SESSION_OPERATORS.append(proc)
     yield proc
+    _SESSION_OPERATORS.remove(proc)
     proc.stop()
     if os.environ.get("ODOO_TEST_SHOW_OPERATOR_LOG"):
         print(proc.log()[-20000:])
+
+
+@pytest.fixture(scope="module")
+def without_session_operator(cluster: LocalCluster) -> Iterator[None]:
+    """For tests that run operators of their own (leader election): the session operator, if it was
+    started by an earlier module, is stopped for this module and started again afterwards, so that it
+    reconciles nothing meanwhile (it watches all namespaces)."""
+    paused = [proc for proc in _SESSION_OPERATORS if proc.running()]
+    for proc in paused:
+        proc.stop()
+    yield
+    for proc in paused:
+        proc.start()
 
 
 @pytest.fixture

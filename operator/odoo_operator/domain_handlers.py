@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import kopf
 
-from . import domainmapping, handlers
+from . import domainmapping, handlers, metrics
 from .domainmapping import INDEX, claim_name, mapping_key
 
 
@@ -32,6 +32,7 @@ def delete_mapping(body: kopf.Body, logger: kopf.Logger) -> None:
     with rt.ctx.registry.lock_for(key):  # a reconcile still running in a thread finishes first
         message = domainmapping.delete(snapshot, rt.ctx)
     rt.ctx.registry.locks.pop(key, None)
+    metrics.forget("DomainMapping", body.metadata.namespace or "", body.metadata.name or "", body.metadata.uid)
     kopf.event(body, type="Normal", reason="Released", message=message)
     logger.info(message)
 

@@ -6,8 +6,10 @@ import asyncio
 import contextvars
 import copy
 import logging
+import threading
+import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -15,7 +17,7 @@ import kopf
 import kubernetes
 import psycopg
 
-from . import API_VERSION, databasebackup, odoodatabase, pg, postgresserver
+from . import API_VERSION, databasebackup, metrics, odoodatabase, pg, postgresserver
 from .backup_builders import BACKUP_LABEL
 from .conditions import get_condition, merge_conditions, summary
 from .config import Settings
@@ -34,6 +36,7 @@ class Runtime:
     ctx: Context
     executor: ThreadPoolExecutor
     publisher: ThreadPoolExecutor  # status writes never queue behind reconciles
+    handlers: Executor | None = None  # kopf's, for the sync handlers (deletes, server checks, events)
 
 _runtime: Runtime | None = None
 
@@ -78,13 +81,35 @@ def startup(settings: kopf.OperatorSettings) -> None:
         executor=ThreadPoolExecutor(max_workers=operator_settings.max_concurrent_reconciles,
                                     thread_name_prefix="reconcile"),
         publisher=ThreadPoolExecutor(max_workers=4, thread_name_prefix="publish"),
+        handlers=settings.execution.executor,
     )
+    if not operator_settings.leader_election:
+        metrics.set_leader(True)  # with election, leader.py says so once the Lease is ours
+    metrics.start_server(operator_settings.metrics_port, operator_settings.metrics_address)
 
 
 def cleanup() -> None:
     if _runtime is not None:
         _runtime.executor.shutdown(wait=False, cancel_futures=True)
         _runtime.publisher.shutdown(wait=False, cancel_futures=True)
+
+
+def drain(timeout: float) -> bool:
+    """After kopf has stopped: wait until no reconcile, status write or sync handler still runs in a
+    thread (they outlive kopf's tasks). False if one is still running after `timeout` seconds."""
+    if _runtime is None:
+        return True
+    deadline = time.monotonic() + timeout
+    for pool in (_runtime.executor, _runtime.publisher, _runtime.handlers):
+        if pool is None:
+            continue
+        waiter = threading.Thread(target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True},
+                                  name="drain", daemon=True)
+        waiter.start()
+        waiter.join(max(0.0, deadline - time.monotonic()))
+        if waiter.is_alive():
+            return False
+    return True
 
 
 # ---- OdooDatabase --------------------------------------------------------------------------
@@ -134,14 +159,18 @@ async def object_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf
                 return
             if published is not None and trust_own_status:
                 snapshot["status"] = published
+            started = time.monotonic()
             try:
                 outcome = await _in_thread(rt.executor, reconcile, snapshot, rt.ctx, body)
                 published = await _in_thread(rt.publisher, publish, snapshot, outcome, rt.ctx, kind)
             except Exception as exc:  # never let one object's surprise stop its loop
                 logger.exception(f"reconcile failed, retrying: {exc}")
+                metrics.record_reconcile(kind, "error", type(exc).__name__, time.monotonic() - started)
                 published = None
                 failures += 1
                 outcome = None
+            if outcome is not None:
+                metrics.record_reconcile(kind, *reconcile_result(outcome), time.monotonic() - started)
             if outcome is not None and outcome.ready.status == "False" and outcome.stalled.status == "False" \
                     and outcome.reconciling.reason in TRANSIENT_REASONS:
                 failures += 1
@@ -158,6 +187,20 @@ async def object_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf
     finally:
         stop.cancel()
         rt.ctx.registry.unregister(key, waker)
+        if body.metadata.get("deletionTimestamp") or (
+                stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED):
+            # Gone, or going: its series go too. A delete handler still at work may report it again
+            # (phase Deleting); the delete handler / the DELETED event forget it for good.
+            metrics.forget(kind, body.metadata.namespace or "", body.metadata.name or "", gone=False)
+
+
+def reconcile_result(outcome: Outcome) -> tuple[str, str | None]:
+    """(result, reason) for the metrics: success, error (stalled: a human is needed) or transient."""
+    if outcome.stalled.status == "True":
+        return "error", outcome.stalled.reason
+    if outcome.ready.status == "False" and outcome.reconciling.reason in TRANSIENT_REASONS:
+        return "transient", outcome.reconciling.reason
+    return "success", None
 
 
 def publish(body: Mapping[str, Any], outcome: Outcome, ctx: Context, kind: str = "OdooDatabase") -> dict[str, Any]:
@@ -173,7 +216,9 @@ def publish(body: Mapping[str, Any], outcome: Outcome, ctx: Context, kind: str =
     if changed:
         ctx.kube.patch_status(API_VERSION, kind, meta["name"], meta["namespace"], new)
     _post_transition_events(body, old, new, outcome)
-    return {**old, **new}
+    merged = {**old, **new}
+    metrics.observe(kind, body, merged)
+    return merged
 
 
 def _post_transition_events(body: Mapping[str, Any], old: Mapping[str, Any], new: Mapping[str, Any],
@@ -206,6 +251,8 @@ def _post_transition_events(body: Mapping[str, Any], old: Mapping[str, Any], new
 
 def on_database_event(body: kopf.Body, type: str | None) -> None:
     """Wake the object's loop when its spec or tags changed (our own status writes don't)."""
+    if type == "DELETED":
+        metrics.forget("OdooDatabase", body.metadata.namespace or "", body.metadata.name or "", body.metadata.uid)
     status = body.get("status") or {}
     labels = body.metadata.labels or {}
     tags = {f"{TAG_LABEL_PREFIX}{t}" for t in (body.get("spec") or {}).get("tags") or []}
@@ -235,6 +282,7 @@ def delete_database(body: kopf.Body, logger: kopf.Logger) -> None:
         _event(snapshot, "Warning", reason="DeleteRetrying", message=f"PostgreSQL refused the drop: {message}")
         raise kopf.TemporaryError(message, delay=10) from None
     rt.ctx.registry.forget_database(snapshot["metadata"]["namespace"], snapshot["metadata"]["name"])
+    metrics.forget("OdooDatabase", key[0], key[1], snapshot["metadata"].get("uid"))
     _event(snapshot, "Normal", reason="Deleted" if result.dropped else "Released", message=result.message)
     logger.info(result.message)
 
@@ -245,6 +293,7 @@ def _report_deleting(body: Mapping[str, Any], exc: NotReady, ctx: Context) -> No
     generation = int(body["metadata"].get("generation") or 0)
     conditions = merge_conditions(status.get("conditions"), summary(
         "stalled" if exc.stalled else "progressing", exc.reason, exc.message), generation)
+    metrics.observe("OdooDatabase", body, {**status, "phase": "Deleting", "conditions": conditions})
     if conditions != status.get("conditions"):
         ctx.kube.patch_status(API_VERSION, "OdooDatabase", body["metadata"]["name"], body["metadata"]["namespace"],
                               {"phase": "Deleting", "conditions": conditions})
@@ -270,6 +319,8 @@ def on_backup_event(body: kopf.Body, type: str | None) -> None:
     key = backup_key(body.metadata.namespace or "", body.metadata.name or "")
     registry = runtime().ctx.registry
     owner = registry.record_child("DatabaseBackup", body, deleted=type == "DELETED")
+    if type == "DELETED":
+        metrics.forget("DatabaseBackup", body.metadata.namespace or "", body.metadata.name or "", body.metadata.uid)
     if registry.changed_token(key, token):
         registry.wake(key)
         if owner:

@@ -1,0 +1,273 @@
+"""Prometheus metrics on /metrics (`ODOO_OPERATOR_METRICS_PORT`; 0 or unset: off).
+
+Counters and the histogram are updated where reconciles happen (handlers.object_loop). Per-object
+series are not kept as mutable gauges: `observe` records what `publish` wrote for each object and a
+collector turns that into series at scrape time, so forgetting a deleted object removes all of its
+series at once, and counts per phase are always consistent with the per-object series.
+
+Labels carry only kinds, namespaces, names, phases, condition types and reasons: nothing secret.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+PREFIX = "odoo_operator_"
+# Phases always exported (0 when empty) so that alerts and dashboards see a series.
+DATABASE_PHASES = ("Pending", "Provisioning", "Ready", "Suspended", "Failed", "Deleting", "Expired")
+CONDITIONS = ("Ready", "Reconciling", "Stalled", "Expiring")
+TOMBSTONE_SECONDS = 600.0
+
+logger = logging.getLogger(__name__)
+disable_created_metrics()  # no *_created series: they double every counter for nothing here
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECONCILES = Counter(f"{PREFIX}reconcile_total", "Reconciles by kind and result (success, error, transient).",
+                     ["kind", "result"], registry=REGISTRY)
+RECONCILE_ERRORS = Counter(f"{PREFIX}reconcile_errors_total", "Failed reconciles by kind and reason "
+                           "(the Ready/Stalled reason, or the exception's class).", ["kind", "reason"],
+                           registry=REGISTRY)
+RECONCILE_DURATION = Histogram(f"{PREFIX}reconcile_duration_seconds", "Time spent in one reconcile, status write "
+                               "included.", ["kind"], registry=REGISTRY,
+                               buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+LEADER = Gauge(f"{PREFIX}leader", "1 while this process holds the leader Lease (always 1 without leader election).",
+               registry=REGISTRY)
+BUILD_INFO = Gauge(f"{PREFIX}build_info", "Always 1; the operator's version as a label.", ["version"],
+                   registry=REGISTRY)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("odoo-db-operator")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+BUILD_INFO.labels(version=_version()).set(1)
+
+
+def parse_timestamp(value: Any) -> float | None:
+    """RFC 3339 (`2024-01-02T03:04:05Z`, with or without fraction/offset) as Unix seconds."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+@dataclass(frozen=True)
+class ObjectState:
+    """What the operator last published for one object, reduced to what the metrics need."""
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    phase: str
+    conditions: Mapping[str, str] = field(default_factory=dict)  # type -> "True"/"False"/"Unknown"
+    size_bytes: float | None = None
+    last_backup: float | None = None
+    expires_at: float | None = None
+    # DatabaseBackup only
+    database: str = ""
+    schedule: str = ""
+    suspended: bool = False
+    last_success: float | None = None
+    created: float | None = None
+
+
+class ObjectStore(Collector):
+    """Per-object state, exported at scrape time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._objects: dict[tuple[str, str, str], ObjectState] = {}
+        self._tombstones: dict[str, float] = {}  # uid -> when forgotten (a late publish must not revive it)
+
+    def observe(self, kind: str, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        uid = str(meta.get("uid") or "")
+        spec = body.get("spec") or {}
+        conditions = {str(c.get("type")): str(c.get("status")) for c in status.get("conditions") or []
+                      if c.get("type") in CONDITIONS}
+        state = ObjectState(
+            kind=kind, namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""), uid=uid,
+            phase=str(status.get("phase") or "Unknown"), conditions=conditions,
+            size_bytes=float(status["sizeBytes"]) if isinstance(status.get("sizeBytes"), int | float) else None,
+            last_backup=parse_timestamp(status.get("lastBackup")),
+            expires_at=parse_timestamp(status.get("expiresAt")),
+            database=str((spec.get("databaseRef") or {}).get("name") or "") if kind == "DatabaseBackup" else "",
+            schedule=str(spec.get("schedule") or "") if kind == "DatabaseBackup" else "",
+            suspended=bool(spec.get("suspend")),
+            last_success=parse_timestamp(status.get("lastSuccessfulTime")),
+            created=parse_timestamp(meta.get("creationTimestamp")),
+        )
+        with self._lock:
+            if uid and uid in self._tombstones:
+                return
+            self._objects[(kind, state.namespace, state.name)] = state
+
+    def forget(self, kind: str, namespace: str, name: str, uid: str | None = None, gone: bool = True) -> None:
+        """Drop an object's series. gone: it is deleted for good, so a publish still in flight is ignored."""
+        with self._lock:
+            state = self._objects.pop((kind, namespace, name), None)
+            if not gone:
+                return
+            now = time.monotonic()
+            for dead in {uid, state.uid if state else None} - {None, ""}:
+                self._tombstones[str(dead)] = now
+            for dead, when in list(self._tombstones.items()):
+                if now - when > TOMBSTONE_SECONDS:
+                    del self._tombstones[dead]
+
+    def snapshot(self) -> list[ObjectState]:
+        with self._lock:
+            return list(self._objects.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._objects.clear()
+            self._tombstones.clear()
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []  # series come and go with objects; nothing to check at registration
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        objects = self.snapshot()
+        yield from _phase_families(objects)
+        condition = GaugeMetricFamily(f"{PREFIX}object_condition", "1 if the object's condition is True, else 0 "
+                                      "(Ready, Reconciling, Stalled, Expiring).",
+                                      labels=["kind", "namespace", "name", "condition"])
+        for obj in objects:
+            for type_, status in sorted(obj.conditions.items()):
+                condition.add_metric([obj.kind, obj.namespace, obj.name, type_], 1.0 if status == "True" else 0.0)
+        yield condition
+        databases = [o for o in objects if o.kind == "OdooDatabase"]
+        yield _per_object(databases, "database_size_bytes", "The database's size (status.sizeBytes).",
+                          lambda o: o.size_bytes)
+        yield _per_object(databases, "database_last_backup_timestamp_seconds", "When its daily backup last "
+                          "succeeded (status.lastBackup), Unix time.", lambda o: o.last_backup)
+        yield _per_object(databases, "database_expires_timestamp_seconds", "When a duplicate expires and is deleted "
+                          "(status.expiresAt), Unix time.", lambda o: o.expires_at)
+        expiring = GaugeMetricFamily(f"{PREFIX}duplicates_expiring", "Databases whose condition Expiring is True "
+                                     "(deleted within a day).")
+        expiring.add_metric([], float(sum(1 for o in databases if o.conditions.get("Expiring") == "True")))
+        yield expiring
+        backups = [o for o in objects if o.kind == "DatabaseBackup"]
+        labels = ["namespace", "name", "database"]
+        last_success = GaugeMetricFamily(f"{PREFIX}backup_last_success_timestamp_seconds", "When the "
+                                         "DatabaseBackup last succeeded (status.lastSuccessfulTime), Unix time.",
+                                         labels=labels)
+        created = GaugeMetricFamily(f"{PREFIX}backup_created_timestamp_seconds", "When the DatabaseBackup was "
+                                    "created, Unix time (for backups that never succeeded).", labels=labels)
+        scheduled = GaugeMetricFamily(f"{PREFIX}backup_scheduled", "Scheduled DatabaseBackups: 1 active, "
+                                      "0 suspended.", labels=[*labels, "schedule"])
+        for obj in backups:
+            values = [obj.namespace, obj.name, obj.database]
+            if obj.last_success is not None:
+                last_success.add_metric(values, obj.last_success)
+            if obj.created is not None:
+                created.add_metric(values, obj.created)
+            if obj.schedule:
+                scheduled.add_metric([*values, obj.schedule], 0.0 if obj.suspended else 1.0)
+        yield last_success
+        yield created
+        yield scheduled
+
+
+def _phase_families(objects: list[ObjectState]) -> Iterator[GaugeMetricFamily]:
+    counts: dict[tuple[str, str], int] = {("OdooDatabase", phase): 0 for phase in DATABASE_PHASES}
+    for obj in objects:
+        counts[(obj.kind, obj.phase)] = counts.get((obj.kind, obj.phase), 0) + 1
+    every = GaugeMetricFamily(f"{PREFIX}objects", "Objects by kind and phase, as last published.",
+                              labels=["kind", "phase"])
+    databases = GaugeMetricFamily(f"{PREFIX}databases", "OdooDatabases by phase.", labels=["phase"])
+    mappings = GaugeMetricFamily(f"{PREFIX}domain_mappings", "DomainMappings by state (phase).", labels=["state"])
+    for (kind, phase), count in sorted(counts.items()):
+        every.add_metric([kind, phase], float(count))
+        if kind == "OdooDatabase":
+            databases.add_metric([phase], float(count))
+        elif kind == "DomainMapping":
+            mappings.add_metric([phase], float(count))
+    yield every
+    yield databases
+    yield mappings
+
+
+def _per_object(objects: list[ObjectState], name: str, documentation: str,
+                value: Any) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(f"{PREFIX}{name}", documentation, labels=["namespace", "name"])
+    for obj in objects:
+        got = value(obj)
+        if got is not None:
+            family.add_metric([obj.namespace, obj.name], float(got))
+    return family
+
+
+OBJECTS = ObjectStore()
+REGISTRY.register(OBJECTS)
+
+
+# ---- what the handlers call ---------------------------------------------------------------------
+
+def record_reconcile(kind: str, result: str, reason: str | None, seconds: float) -> None:
+    RECONCILES.labels(kind=kind, result=result).inc()
+    RECONCILE_DURATION.labels(kind=kind).observe(seconds)
+    if result != "success":
+        RECONCILE_ERRORS.labels(kind=kind, reason=reason or "Unknown").inc()
+
+
+def observe(kind: str, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    OBJECTS.observe(kind, body, status)
+
+
+def forget(kind: str, namespace: str, name: str, uid: str | None = None, gone: bool = True) -> None:
+    OBJECTS.forget(kind, namespace, name, uid, gone)
+
+
+def set_leader(leader: bool) -> None:
+    LEADER.set(1 if leader else 0)
+
+
+# ---- the HTTP server -----------------------------------------------------------------------------
+
+_server_lock = threading.Lock()
+_server: Any = None
+
+
+def start_server(port: int, address: str = "0.0.0.0") -> int | None:  # a Pod's metrics are scraped from outside
+    """Serve REGISTRY on http://address:port/metrics in a daemon thread; idempotent. Returns the port."""
+    global _server
+    if not port:
+        return None
+    with _server_lock:
+        if _server is None:
+            _server, _ = start_http_server(port, addr=address, registry=REGISTRY)
+            logger.info(f"metrics on http://{address}:{port}/metrics")
+        return int(_server.server_port)
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)
