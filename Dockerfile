@@ -35,8 +35,8 @@ ENV PATH="/opt/venv/bin:/usr/lib/postgresql/${PG_MAJOR}/bin:${PATH}" \
     PYTHONUNBUFFERED=1
 # The entry point and the Jobs' module load (psycopg's bundled libpq included).
 RUN odoo-db-operator --help >/dev/null && python -c "import odoo_operator.backup, psycopg"
-# Where a pod gives /tmp no volume of its own (the backup Jobs), containerd and CRI-O back an image
-# VOLUME with a writable directory even under readOnlyRootFilesystem.
+# The operator's Deployment and the backup/restore Jobs mount an emptyDir at /tmp (the root
+# filesystem is read-only); the VOLUME keeps a plain `docker run` working the same way.
 VOLUME ["/tmp"]
 WORKDIR /tmp
 # Non-root, numeric (runAsNonRoot can verify it). The backup Jobs run as uid 101 (Odoo's), which
