@@ -185,7 +185,8 @@ def test_ingress_host_tls_annotations_and_dns_record(cluster: LocalCluster, oper
     owner = ingress["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"]) == ("DomainMapping", "main")
     claim = get_json(cluster, "domainclaim", domain)
-    assert claim["spec"]["mappingRef"] == {"namespace": namespace, "name": "main", "uid": obj["metadata"]["uid"]}
+    assert claim["spec"]["mappingRef"] == {"kind": "DomainMapping", "namespace": namespace, "name": "main",
+                                          "uid": obj["metadata"]["uid"]}
 
     # An existing certificate: refused while the Secret is missing, routed once it exists.
     apply_yaml(cluster, mapping("byo", namespace, f"byo-{domain}", db, secretName="byo-cert"))
@@ -324,6 +325,34 @@ def test_stale_claim_of_a_vanished_mapping_is_taken_over(cluster: LocalCluster, 
     obj = wait_mapping(cluster, "next", namespace, "DatabaseNotFound", "False")
     assert obj["status"]["claim"] == domain
     assert get_json(cluster, "domainclaim", domain)["spec"]["mappingRef"]["namespace"] == namespace
+
+
+@pytest_e2e
+def test_hosts_of_databases_and_mappings_share_one_claim_space(cluster: LocalCluster, operator: OperatorProcess,
+                                                               namespace: str, mappings_cleanup: list[str]) -> None:
+    """A database's own host may be mapped by its namespace (it shares the database's claim), but a host
+    another tenant's database serves cannot be mapped."""
+    rival = f"{namespace}-own"
+    cluster.kubectl("create", "namespace", rival)
+    mappings_cleanup.extend([namespace, rival])
+    db = unique("own")
+    host = f"{db}.odoo.localhost"
+    try:
+        apply_yaml(cluster, odoo_database(db, namespace))
+        wait_db_ready(cluster, db, namespace)
+        apply_yaml(cluster, mapping("own", namespace, host, db))
+        obj = wait_mapping(cluster, "own", namespace, "Routed", "True")
+        assert obj["status"]["claim"] == host
+        assert get_json(cluster, "domainclaim", host)["spec"]["mappingRef"]["kind"] == "OdooDatabase"
+        custom = f"{db}.example.org"
+        apply_yaml(cluster, odoo_database(f"{db}x", rival, hostname=custom))
+        wait_db_ready(cluster, f"{db}x", rival)
+        apply_yaml(cluster, mapping("steal", namespace, custom, db))
+        stolen = wait_mapping(cluster, "steal", namespace, "DomainConflict", "False")
+        assert not get_json(cluster, "ingress", "steal-domain", "-n", namespace)
+        assert rival not in condition(stolen, "Ready")["message"]
+    finally:
+        cluster.kubectl("delete", "odb", "--all", "-n", rival, "--timeout=90s", check=False, timeout=120)
 
 
 # ---- end to end: following the database ------------------------------------------------------------

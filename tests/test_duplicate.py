@@ -139,7 +139,10 @@ def test_rename_moves_database_filestore_path_and_url(cluster, namespace, source
 def test_rename_to_a_taken_name_changes_nothing(cluster, namespace, source, pg_dsn):
     cluster.kubectl("apply", "-f", "-", input=odoo_database("other", namespace))
     wait_ready(cluster, "other", namespace)
-    cluster.kubectl("patch", "odb", source, "-n", namespace, "--type=merge", "-p", '{"spec":{"databaseName":"other"}}')
+    # Its own host (spec.hostname), so the PostgreSQL name is what conflicts (the host would too: see
+    # test_lifecycle's hostname test).
+    cluster.kubectl("patch", "odb", source, "-n", namespace, "--type=merge", "-p",
+                    '{"spec":{"databaseName":"other","hostname":"prod-moved.odoo.localhost"}}')
     obj = wait_reason(cluster, source, namespace, "NameConflict")
     assert condition(obj, "Stalled")["status"] == "True" and "nothing was changed" in condition(obj, "Ready")["message"]
     assert obj["status"]["databaseName"] == "prod"

@@ -240,14 +240,11 @@ def test_stalled_database_is_failed_and_degraded(cluster: LocalCluster, operator
 def test_a_new_object_is_in_progress_before_the_operator_writes(cluster: LocalCluster, example: str) -> None:
     """The CRDs default status.observedGeneration to 0: kstatus (Flux, `kubectl wait`) and Argo CD see a
     just-created object as InProgress / Progressing, never Current before the operator has looked."""
-    created = cluster.kubectl("create", "--dry-run=server", "-o", "json",
-                              "-f", str(REPO_ROOT / "examples" / example)).stdout
-    objects, decoder, offset = [], json.JSONDecoder(), 0
-    while created[offset:].strip():  # one JSON document per object (the example may hold a Secret too)
-        item, end = decoder.raw_decode(created[offset:].lstrip())
-        offset = len(created) - len(created[offset:].lstrip()) + end
-        objects.append(item)
-    (obj,) = [item for item in objects if item["apiVersion"].startswith("odoo.dbmanager.io/")]
+    docs = [d for d in yaml.safe_load_all((REPO_ROOT / "examples" / example).read_text())
+            if d and d["apiVersion"].startswith("odoo.dbmanager.io/")]  # not the example's Secret
+    (doc,) = docs
+    obj = json.loads(cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-",
+                                     input=json.dumps(doc)).stdout)
     assert obj["status"] == {"observedGeneration": 0}
     kst, argo, message = judged(obj)
     assert (kst, argo) == ("InProgress", "Progressing"), (kst, argo, message)

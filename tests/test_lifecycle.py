@@ -249,13 +249,47 @@ def test_same_database_name_in_two_namespaces_is_a_conflict(cluster, operator, n
     cluster.kubectl("create", "namespace", other)
     cluster.kubectl("apply", "-f", "-", input=odoo_database("dup", namespace))
     wait_ready(cluster, "dup", namespace)
-    cluster.kubectl("apply", "-f", "-", input=odoo_database("dup", other))
+    # Same database name, another host: PostgreSQL's name is the conflict.
+    cluster.kubectl("apply", "-f", "-", input=odoo_database("dup", other, hostname="dup-b.odoo.localhost"))
     obj = wait_reason(cluster, "dup", other, "NameConflict")
     assert condition(obj, "Stalled")["status"] == "True"
     # The loser's deletion never drops the winner's database.
     cluster.kubectl("delete", "odb", "dup", "-n", other, "--timeout=60s")
     assert "dup" in databases(pg_dsn)
     assert ready(cluster, "dup", namespace)
+
+
+def test_a_host_served_by_another_namespace_is_refused_before_anything_is_created(cluster, operator, namespace,
+                                                                                  pg_dsn):
+    """Hosts are claimed cluster-wide (DomainClaim) like custom domains: spec.hostname cannot take a
+    host another tenant serves; once that one is gone, the host is taken over without manual steps."""
+    other = namespace + "-h"
+    cluster.kubectl("create", "namespace", other)
+    tag = namespace[2:][::-1]  # not the namespace's name: the message must not contain it
+    host = f"erp-{tag}.example.com"
+    first, second = f"h{namespace[2:]}a", f"h{namespace[2:]}b"
+    cluster.kubectl("apply", "-f", "-", input=odoo_database(first, namespace, hostname=host))
+    wait_ready(cluster, first, namespace)
+    claim = get_json(cluster, "domainclaim", host)
+    assert claim["spec"]["mappingRef"]["kind"] == "OdooDatabase"
+    assert claim["spec"]["mappingRef"]["namespace"] == namespace
+    try:
+        cluster.kubectl("apply", "-f", "-", input=odoo_database(second, other, hostname=host))
+        obj = wait_reason(cluster, second, other, "HostnameConflict")
+        assert condition(obj, "Stalled")["status"] == "True"
+        assert namespace not in condition(obj, "Ready")["message"]  # nothing of the other tenant
+        assert second not in databases(pg_dsn) and not get_json(cluster, "ingress", second, "-n", other)
+        cluster.kubectl("delete", "odb", first, "-n", namespace, "--timeout=90s")
+        wait_ready(cluster, second, other)
+        assert get_json(cluster, "domainclaim", host)["spec"]["mappingRef"]["namespace"] == other
+        assert get_json(cluster, "ingress", second, "-n", other)["spec"]["rules"][0]["host"] == host
+        # A rename moves the claim: the old default host is released.
+        cluster.kubectl("patch", "odb", second, "-n", other, "--type=merge", "-p",
+                        '{"spec":{"hostname":"erp2-' + tag + '.example.com"}}')
+        wait_until(lambda: not get_json(cluster, "domainclaim", host), 60, "the old host to be released")
+    finally:
+        cluster.kubectl("delete", "odb", "--all", "-n", other, "--timeout=90s", check=False, timeout=120)
+    assert not get_json(cluster, "domainclaim", f"erp2-{tag}.example.com")  # released with the database
 
 
 def test_postgres_outage_is_reported_and_recovers_by_itself(cluster, operator, namespace, pg_dsn):

@@ -23,6 +23,10 @@ def test_defaults_follow_the_design():
     assert db.generation == 3
 
 
+def test_underscores_odoo_allows_become_hyphens_in_the_default_host():
+    assert parse_odoo_database(body(databaseName="Shop_2024"), SETTINGS).hostname == "shop-2024.apps.example.com"
+
+
 @pytest.mark.parametrize("name", ["-bad", "a", "has space", "x" * 64, "é-accent", "semi;colon"])
 def test_invalid_database_names_are_refused(name):
     with pytest.raises(SpecError, match="not a valid Odoo database name"):

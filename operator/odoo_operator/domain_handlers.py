@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import kopf
 
-from . import domainmapping, handlers, metrics
+from . import claims, domainmapping, handlers, metrics
 from .domainmapping import INDEX, claim_name, mapping_key
 
 
@@ -43,6 +43,12 @@ def on_claim_event(body: kopf.Body, type: str | None) -> None:
         return
     registry = handlers.runtime().ctx.registry
     name = body.metadata.name or ""
+    claims.forget(name)
+    holder = claims.holder_of(body)
+    if holder.kind == "OdooDatabase":  # deleted by hand: its database claims its host again
+        registry.wake((holder.namespace, holder.name))
+    for key in claims.waiters(name):  # databases waiting for that host
+        registry.wake(key)
     keys = set(INDEX.for_domain(name))
     if name.startswith("wildcard."):
         suffix = name[len("wildcard"):]

@@ -17,16 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import API_VERSION, dnscheck
+from . import API_VERSION, claims, dnscheck
 from .builders import MANAGED_BY, ODOO_HTTP_PORT, ODOO_LONGPOLLING_PORT
+from .claims import claim_name
 from .conditions import Condition, get_condition, summary
 from .config import Settings
 from .kube import KubeError
 from .model import SpecError, parse_odoo_database
-from .odoodatabase import Context, NotReady, Outcome, failed_outcome
+from .odoodatabase import Context, NotReady, Outcome, database_host, failed_outcome
 
 MAPPING_LABEL = "odoo.dbmanager.io/domain-mapping"
-CLAIM_KIND = "DomainClaim"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 PHASE_READY = "Ready"
 PHASE_PENDING = "Pending"
@@ -70,12 +70,6 @@ def mapping_key(namespace: str, name: str) -> tuple[str, str]:
 
 def route_name(mapping: str) -> str:
     return f"{mapping[:246]}-domain"
-
-
-def claim_name(domain: str) -> str:
-    """A Kubernetes name may not hold "*": a wildcard's claim is "wildcard.<parent>". The claim's
-    spec.domain is compared too, so a real host called "wildcard.…" is never confused with it."""
-    return f"wildcard.{domain[2:]}" if domain.startswith("*.") else domain
 
 
 def check_domain(domain: Any, settings: Settings) -> str:
@@ -275,57 +269,31 @@ class MappingReconciler:
 
     # ---- the claim ---------------------------------------------------------------------------
     def _claim(self, mapping: DomainMapping) -> str:
-        """Hold the domain's DomainClaim or raise DomainConflict. Stale claims (their mapping is gone
-        or was re-created) are removed with a uid precondition, so a live claim is never taken."""
-        name = claim_name(mapping.domain)
-        for _ in range(3):
-            self._check_wildcard_parent(mapping)
-            body = {
-                "apiVersion": API_VERSION, "kind": CLAIM_KIND,
-                "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}},
-                "spec": {"domain": mapping.domain,
-                         "mappingRef": {"namespace": mapping.namespace, "name": mapping.name, "uid": mapping.uid}},
-            }
-            if self.ctx.kube.create(body) is not None:
-                self.events.append(("Normal", "DomainClaimed", f"{mapping.domain} is now held by this mapping"))
-                return name
-            existing = self.ctx.kube.get(API_VERSION, CLAIM_KIND, name)
-            if existing is None:
-                continue  # released between our create and get: try again
-            if self._holds(existing, mapping):
-                return name
-            if not self._claim_is_stale(existing):
-                self._unroute(mapping.name, mapping.namespace)
-                self.status["claim"] = None
-                raise NotReady("DomainConflict", f"{mapping.domain} is already claimed by another DomainMapping; "
-                               "the route is created if that claim is released", stalled=True,
-                               phase=PHASE_CONFLICT)
-            self._delete_claim(existing)
-        raise NotReady("ClaimRetrying", f"the claim on {mapping.domain} changed hands repeatedly; retrying",
-                       retry_after=2, warning=False)
+        """Hold the domain's DomainClaim or raise DomainConflict (see claims.py). A mapping of its
+        database's own host shares the database's claim."""
+        self._check_wildcard_parent(mapping)
+        holder = claims.Holder("DomainMapping", mapping.namespace, mapping.name, mapping.uid)
 
-    @staticmethod
-    def _holds(claim: Mapping[str, Any], mapping: DomainMapping) -> bool:
-        spec = claim.get("spec") or {}
-        ref = spec.get("mappingRef") or {}
-        return (spec.get("domain") == mapping.domain and ref.get("namespace") == mapping.namespace
-                and ref.get("name") == mapping.name and ref.get("uid") == mapping.uid)
+        def own_database(other: claims.Holder) -> bool:
+            return (other.kind, other.namespace, other.name) == ("OdooDatabase", mapping.namespace, mapping.database)
+
+        try:
+            if claims.acquire(self.ctx.kube, mapping.domain, holder, self._host_of, also_ours=own_database):
+                self.events.append(("Normal", "DomainClaimed", f"{mapping.domain} is now held by this mapping"))
+        except claims.ClaimConflict:
+            self._unroute(mapping.name, mapping.namespace)
+            self.status["claim"] = None
+            raise NotReady("DomainConflict", f"{mapping.domain} is already claimed by another object; the route "
+                           "is created if that claim is released", stalled=True, phase=PHASE_CONFLICT) from None
+        except claims.ClaimRetry as exc:
+            raise NotReady("ClaimRetrying", f"{exc}; retrying", retry_after=2, warning=False) from None
+        return claim_name(mapping.domain)
+
+    def _host_of(self, body: Mapping[str, Any]) -> str | None:
+        return database_host(body, self.settings)
 
     def _claim_is_stale(self, claim: Mapping[str, Any]) -> bool:
-        """A claim whose mapping no longer exists (force-removed finalizer, re-created with a new uid
-        or another domain) holds nothing."""
-        spec = claim.get("spec") or {}
-        ref = spec.get("mappingRef") or {}
-        if not ref.get("namespace") or not ref.get("name"):
-            return True
-        holder = self.ctx.kube.get(API_VERSION, "DomainMapping", ref["name"], ref["namespace"])
-        return holder is None or holder["metadata"].get("uid") != ref.get("uid") or \
-            (holder.get("spec") or {}).get("domain") != spec.get("domain")
-
-    def _delete_claim(self, claim: Mapping[str, Any]) -> None:
-        meta = claim["metadata"]
-        self.ctx.kube.delete(API_VERSION, CLAIM_KIND, meta["name"],
-                             preconditions={"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]})
+        return claims.is_stale(self.ctx.kube, claim, self._host_of)
 
     def _check_wildcard_parent(self, mapping: DomainMapping) -> None:
         """A wildcard held by another namespace covers its subdomains too (the exact host rule would
@@ -334,18 +302,15 @@ class MappingReconciler:
             return
         if mapping.wildcard:
             suffix = "." + mapping.domain[2:]
-            for claim in self.ctx.kube.list(API_VERSION, CLAIM_KIND):
-                spec = claim.get("spec") or {}
-                domain = str(spec.get("domain") or "")
+            for claim in self.ctx.kube.list(API_VERSION, claims.KIND):
+                domain = str((claim.get("spec") or {}).get("domain") or "")
                 if domain.endswith(suffix) and domain.count(".") == mapping.domain.count(".") and \
-                        (spec.get("mappingRef") or {}).get("namespace") != mapping.namespace and \
-                        not self._claim_is_stale(claim):
+                        claims.holder_of(claim).namespace != mapping.namespace and not self._claim_is_stale(claim):
                     raise NotReady("DomainConflict", f"a name under {mapping.domain} is already claimed by "
                                    "another namespace", stalled=True, phase=PHASE_CONFLICT)
             return
-        parent = self.ctx.kube.get(API_VERSION, CLAIM_KIND, claim_name("*." + mapping.domain.split(".", 1)[1]))
-        if parent and ((parent.get("spec") or {}).get("mappingRef") or {}).get("namespace") != mapping.namespace \
-                and not self._claim_is_stale(parent):
+        parent = self.ctx.kube.get(API_VERSION, claims.KIND, claim_name("*." + mapping.domain.split(".", 1)[1]))
+        if parent and claims.holder_of(parent).namespace != mapping.namespace and not self._claim_is_stale(parent):
             raise NotReady("DomainConflict", f"{mapping.domain} is covered by a wildcard already claimed by "
                            "another DomainMapping", stalled=True, phase=PHASE_CONFLICT)
 
@@ -497,10 +462,6 @@ def delete(body: Mapping[str, Any], ctx: Context) -> str:
     domain = str((body.get("spec") or {}).get("domain") or "")
     unroute(ctx, meta["name"], meta["namespace"])
     INDEX.forget(mapping_key(meta["namespace"], meta["name"]))
-    claim = ctx.kube.get(API_VERSION, CLAIM_KIND, claim_name(domain)) if domain else None
-    ref = ((claim or {}).get("spec") or {}).get("mappingRef") or {}
-    if claim and ref.get("uid") == meta.get("uid"):
-        ctx.kube.delete(API_VERSION, CLAIM_KIND, claim["metadata"]["name"],
-                        preconditions={"uid": claim["metadata"]["uid"]})
+    if domain and claims.release(ctx.kube, domain, meta.get("uid", "")):
         return f"route removed; {domain} released"
     return "route removed"

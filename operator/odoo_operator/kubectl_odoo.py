@@ -710,7 +710,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
     path = odb_path(namespace, args.database)
     # Ask the API server first (RBAC, the subscription admission policy) so nobody types a name for nothing.
     try:
-        conn.call("DELETE", path, query=[("dryRun", "All")], body={"propagationPolicy": "Background"})
+        # (in the body: with a body, the API server ignores DeleteOptions given as query parameters)
+        conn.call("DELETE", path, body={"propagationPolicy": "Background", "dryRun": ["All"]})
     except KubeError as exc:
         if exc.status == 403 and "ValidatingAdmissionPolicy" in exc.message:
             raise PluginError(f"refused: {policy_message(exc)}") from None

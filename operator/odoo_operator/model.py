@@ -259,7 +259,8 @@ def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooData
     if not image:
         known = ", ".join(sorted(settings.images)) or "none"
         raise SpecError(f"no image is configured for Odoo {version} (known versions: {known}); set spec.image")
-    hostname = spec.get("hostname") or f"{database_name.lower()}.{settings.base_domain}"
+    # Odoo allows "_" in database names; a DNS label does not: the default host uses "-" instead.
+    hostname = spec.get("hostname") or f"{database_name.lower().replace('_', '-')}.{settings.base_domain}"
     if not HOSTNAME_RE.match(hostname) or "_" in hostname:
         raise SpecError(f"hostname {hostname!r} is not a valid DNS name; set spec.hostname")
     tags = spec.get("tags") or []

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import API_VERSION, backup_builders, builders, failpoints, neutralize, pg
+from . import API_VERSION, backup_builders, builders, claims, failpoints, neutralize, pg
 from .conditions import Condition, get_condition, now_iso, summary
 from .config import Settings
 from .kube import Kube, KubeError
@@ -40,6 +40,14 @@ PHASE_DELETING = "Deleting"
 PHASE_EXPIRED = "Expired"
 EXPIRY_WARNING = datetime.timedelta(days=1)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def database_host(body: Mapping[str, Any], settings: Settings) -> str | None:
+    """The host an OdooDatabase serves (spec.hostname or its default), None if its spec is invalid."""
+    try:
+        return parse_odoo_database(body, settings).hostname
+    except SpecError:
+        return None
 
 
 def _now() -> datetime.datetime:
@@ -233,6 +241,7 @@ class Reconciler:
             return expiry
         source = self._duplicate_source() if db.duplicate_from else None
         restore = self._restore_source() if db.restore_from and not self.status.get("initializedAt") else None
+        self._claim_hostname()  # before anything is created or renamed
         server_name = resolve_server_name(db.server, self.status.get("server") or (source or {}).get("server"),
                                           self.ctx.registry, lambda: refresh_servers(self.ctx))
         if source and source["server"] != server_name:
@@ -260,6 +269,9 @@ class Reconciler:
         self.apply(builders.build_config_map(db))
         self.apply(builders.build_service(db))
         self.apply(builders.build_ingress(db, self.ctx.settings))
+        previous = self.status.get("hostname")
+        if previous and previous != db.hostname:  # renamed: the Ingress no longer serves the old host
+            claims.release(self.kube, previous, db.uid)
 
         details = [Condition.true("DatabaseReady", "Created", f"database {db.database_name!r} on {server_name}")]
         if self.expiring is not None:
@@ -307,6 +319,22 @@ class Reconciler:
             return self._progressing("Progressing", f"waiting for the app: {why}", details)
         details.append(Condition.true("AppAvailable", "Available", f"{replicas} replica(s) available"))
         return self._ready(PHASE_READY, "Ready", f"Odoo {db.version} is serving {self.new_status['url']}", details)
+
+    # ---- the host -------------------------------------------------------------------------
+    def _claim_hostname(self) -> None:
+        """The database's host is claimed cluster-wide like a custom domain (claims.py): a tenant
+        cannot serve, through spec.hostname or a database name, a host someone else serves."""
+        db = self.db
+        holder = claims.Holder("OdooDatabase", db.namespace, db.name, db.uid)
+        try:
+            claims.acquire(self.kube, db.hostname, holder, lambda body: database_host(body, self.ctx.settings),
+                           waiter=(db.namespace, db.name))
+        except claims.ClaimConflict:
+            raise NotReady("HostnameConflict", f"the host {db.hostname} is already claimed by another object; set "
+                           "spec.hostname (or another spec.databaseName)", stalled=True,
+                           phase=PHASE_FAILED if not self.status.get("createdAt") else PHASE_PENDING) from None
+        except claims.ClaimRetry as exc:
+            raise NotReady("ClaimRetrying", f"{exc}; retrying", retry_after=2, warning=False) from None
 
     # ---- expiry ----------------------------------------------------------------------------
     def _check_expiry(self) -> Outcome | None:
@@ -694,7 +722,16 @@ class DeletionResult:
 
 
 def delete(body: Mapping[str, Any], ctx: Context) -> DeletionResult:
-    """Honour spec.deletionPolicy. Raises pg.PostgresUnavailable / NotReady to be retried."""
+    """Honour spec.deletionPolicy, then release the host's claim (its Ingress goes with the object, by
+    owner reference). Raises pg.PostgresUnavailable / NotReady to be retried."""
+    result = _delete(body, ctx)
+    status = body.get("status") or {}
+    for host in {status.get("hostname"), database_host(body, ctx.settings)} - {None}:
+        claims.release(ctx.kube, str(host), body["metadata"].get("uid", ""))
+    return result
+
+
+def _delete(body: Mapping[str, Any], ctx: Context) -> DeletionResult:
     meta = body["metadata"]
     spec = body.get("spec") or {}
     status = body.get("status") or {}
@@ -709,11 +746,12 @@ def delete(body: Mapping[str, Any], ctx: Context) -> DeletionResult:
         return DeletionResult(False, f"database {database_name!r} retained (deletionPolicy {policy})")
     try:
         server_name = resolve_server_name(spec.get("server"), status.get("server"), ctx.registry)
-    except NotReady:
-        if not status.get("createdAt"):
-            return DeletionResult(False, "no PostgreSQL database had been created")
+        address, _ = server_address(server_name, ctx)
+    except NotReady as exc:
+        if not status.get("createdAt") and exc.reason == "ServerNotFound":
+            # Its server never existed (or is gone) and nothing was recorded as created: nothing to drop.
+            return DeletionResult(False, f"no PostgreSQL database had been created ({exc.message})")
         raise
-    address, _ = server_address(server_name, ctx)
     owner = {"managedBy": pg.MARKER_VALUE, "namespace": namespace, "name": name}
     role = role_name(namespace, name)
     with pg.connect(address) as conn:
