@@ -350,3 +350,14 @@ def test_kubectl_yaml_round_trip_of_a_full_spec(cluster, operator, namespace):
     assert "limit_time_cpu = 120" in conf and "workers = 2" in conf
     assert yaml.safe_load(cluster.kubectl("get", "odb", "full", "-n", namespace, "-o", "yaml").stdout)["spec"][
         "app"]["replicas"] == 2
+
+
+def test_a_database_whose_server_never_existed_deletes_at_once(cluster, operator, namespace):
+    """Nothing was created (its PostgresServer does not exist): deletion has nothing to drop and must
+    not wait for that server forever."""
+    cluster.kubectl("apply", "-f", "-", input=odoo_database("nowhere", namespace, server="no-such-server"))
+    wait_reason(cluster, "nowhere", namespace, "ServerNotFound")
+    cluster.kubectl("delete", "odb", "nowhere", "-n", namespace, "--timeout=30s")
+    assert not get_json(cluster, "odb", "nowhere", "-n", namespace)
+    released = [m for _, r, m in events(cluster, namespace, "nowhere") if r == "Released"]
+    assert released and "no PostgreSQL database had been created" in released[0]
