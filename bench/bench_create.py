@@ -250,7 +250,7 @@ class Trace:
             return
         ready = condition(obj, "Ready")
         with self.lock:
-            if obj.get("status"):
+            if (obj.get("status") or {}).get("conditions"):  # not the CRD default {observedGeneration: 0}
                 self.mark(name, "status", t)
             self.ready_condition[name] = ready
             self.phase[name] = (obj.get("status") or {}).get("phase", "")

@@ -41,6 +41,7 @@ async def odoo_database(body: kopf.Body, stopped: kopf.DaemonStopped, logger: ko
 @kopf.on.event(GROUP, VERSION, "odoodatabases")
 def odoo_database_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     handlers.on_database_event(body, type)
+    domain_handlers.on_database_event(body, type)  # the mappings leading to it (one handler: one thread hop)
 
 
 @kopf.on.delete(GROUP, VERSION, "odoodatabases")
@@ -86,11 +87,6 @@ def domain_mapping_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> Non
 @kopf.on.event(GROUP, VERSION, "domainclaims")
 def domain_claim_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     domain_handlers.on_claim_event(body, type)
-
-
-@kopf.on.event(GROUP, VERSION, "odoodatabases", id="odoodatabases-for-domains")
-def odoo_database_for_domains(body: kopf.Body, type: str | None, **_: Any) -> None:
-    domain_handlers.on_database_event(body, type)
 
 
 def _register_route(group: str, version: str, plural: str, kind: str) -> None:
