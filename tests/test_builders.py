@@ -3,6 +3,8 @@
 import base64
 import json
 
+import pytest
+
 from odoo_operator import builders
 from odoo_operator.conditions import Condition, merge_conditions
 from odoo_operator.config import Settings
@@ -98,3 +100,20 @@ def test_conditions_keep_transition_time_while_status_is_unchanged():
     assert same[0]["lastTransitionTime"] == "2020-01-01T00:00:00Z" and same[0]["observedGeneration"] == 2
     flipped = merge_conditions(first, [Condition.true("Ready", "Ready")], 2)
     assert flipped[0]["lastTransitionTime"] != "2020-01-01T00:00:00Z"
+
+
+def test_the_database_host_is_an_httproute_on_the_configured_gateway():
+    route = builders.build_route(make_db(), Settings(gateway="infra/public"))
+    assert (route["apiVersion"], route["kind"]) == ("gateway.networking.k8s.io/v1", "HTTPRoute")
+    assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                            "namespace": "infra", "name": "public"}]
+    assert route["spec"]["hostnames"] == [make_db().hostname]
+    assert [(r["matches"][0]["path"]["value"], r["backendRefs"][0]["port"]) for r in route["spec"]["rules"]] == [
+        ("/websocket", 8072), ("/", 8069)]
+    assert builders.build_route(make_db(), SETTINGS)["kind"] == "Ingress"
+
+
+@pytest.mark.parametrize("gateway", ["public", "a/b/c/d", "/public", "infra/"])
+def test_a_malformed_gateway_setting_stops_the_operator_at_start(gateway):
+    with pytest.raises(ValueError, match="namespace/name"):
+        Settings.from_env({"ODOO_OPERATOR_GATEWAY": gateway})

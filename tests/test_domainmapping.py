@@ -129,7 +129,8 @@ def test_ingress_route_with_cluster_issuer_gets_its_own_secret() -> None:
 def test_httproute_on_the_configured_gateway() -> None:
     route = build_route(_mapping(), "db", Settings(gateway="infra/public/https"))
     assert route["apiVersion"] == "gateway.networking.k8s.io/v1" and route["kind"] == "HTTPRoute"
-    assert route["spec"]["parentRefs"] == [{"namespace": "infra", "name": "public", "sectionName": "https"}]
+    assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                            "namespace": "infra", "name": "public", "sectionName": "https"}]
     assert route["spec"]["hostnames"] == ["shop.example.com"]
     assert [r["backendRefs"][0]["port"] for r in route["spec"]["rules"]] == [8072, 8069]
 
@@ -410,12 +411,13 @@ def gateway_operator(cluster: LocalCluster, operator: OperatorProcess) -> Iterat
         yield gateway
     finally:
         gateway.stop()
-        operator.start()
+        if not operator.running():
+            operator.start()
 
 
 @pytest_e2e
 def test_httproute_when_the_operator_is_configured_for_a_gateway(
-        cluster: LocalCluster, gateway_operator: OperatorProcess, namespace: str,
+        cluster: LocalCluster, gateway_operator: OperatorProcess, operator: OperatorProcess, namespace: str,
         mappings_cleanup: list[str]) -> None:
     mappings_cleanup.append(namespace)
     db = unique("gw")
@@ -447,6 +449,17 @@ def test_httproute_when_the_operator_is_configured_for_a_gateway(
     assert condition(refused, "Stalled")["status"] == "True"
     assert "namespace not allowed" in condition(refused, "Ready")["message"]
 
+    # The database's own host is an HTTPRoute too (no Ingress) on the same Gateway.
+    own = get_json(cluster, "httproute", db, "-n", namespace)
+    assert own["spec"]["hostnames"] == [f"{db}.odoo.localhost"] and own["spec"]["parentRefs"][0]["name"] == "public"
+    assert not get_json(cluster, "ingress", db, "-n", namespace)
+
     cluster.kubectl("delete", "domainmapping", "gw", "-n", namespace, "--timeout=60s")
     assert not get_json(cluster, "httproute", "gw-domain", "-n", namespace)
     assert not get_json(cluster, "domainclaim", domain)
+
+    # Back to Ingresses (the operator restarted without a Gateway): the database's HTTPRoute gives way.
+    gateway_operator.stop()
+    operator.start()
+    wait_until(lambda: get_json(cluster, "ingress", db, "-n", namespace), 60, "the database's Ingress")
+    wait_until(lambda: not get_json(cluster, "httproute", db, "-n", namespace), 60, "its HTTPRoute removed")

@@ -342,6 +342,31 @@ def build_service(db: OdooDatabase) -> dict[str, Any]:
     }
 
 
+def build_route(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
+    """The database's own host: an Ingress, or an HTTPRoute when the operator is set for a Gateway."""
+    if settings.gateway:
+        return {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": _metadata(db, db.name, "app"),
+            "spec": httproute_spec(db.hostname, db.name, settings),
+        }
+    return build_ingress(db, settings)
+
+
+def httproute_spec(hostname: str, service: str, settings: Settings) -> dict[str, Any]:
+    """/websocket to Odoo's longpolling port, the rest to its HTTP port, on the configured Gateway."""
+    parent = settings.gateway_parent
+    assert parent is not None
+
+    def rule(prefix: str, port: int) -> dict[str, Any]:
+        return {"matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+                "backendRefs": [{"group": "", "kind": "Service", "name": service, "port": port, "weight": 1}]}
+
+    return {"parentRefs": [parent], "hostnames": [hostname],
+            "rules": [rule("/websocket", ODOO_LONGPOLLING_PORT), rule("/", ODOO_HTTP_PORT)]}
+
+
 def build_ingress(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
     def path(prefix: str, port: str) -> dict[str, Any]:
         return {

@@ -65,6 +65,19 @@ class Settings:
     metrics_address: str = "0.0.0.0"  # a Pod's metrics are scraped from outside it
 
     @property
+    def gateway_parent(self) -> dict[str, str] | None:
+        """The HTTPRoute parentRef of ODOO_OPERATOR_GATEWAY ("namespace/name[/section]")."""
+        if not self.gateway:
+            return None
+        parts = self.gateway.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"ODOO_OPERATOR_GATEWAY={self.gateway!r} is not namespace/name[/section]")
+        parent = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": parts[0], "name": parts[1]}
+        if len(parts) == 3:
+            parent["sectionName"] = parts[2]
+        return parent
+
+    @property
     def url_scheme(self) -> str:
         return "https" if self.cluster_issuer else "http"
 
@@ -77,7 +90,7 @@ class Settings:
             return value if value else None
 
         defaults = cls()
-        return cls(
+        settings = cls(
             base_domain=get("BASE_DOMAIN") or defaults.base_domain,
             images=_parse_images(get("IMAGES") or "") or dict(DEFAULT_IMAGES),
             ingress_class=get("INGRESS_CLASS"),
@@ -111,3 +124,5 @@ class Settings:
             metrics_port=int(get("METRICS_PORT") or defaults.metrics_port),
             metrics_address=get("METRICS_ADDRESS") or defaults.metrics_address,
         )
+        settings.gateway_parent  # noqa: B018 - a malformed ODOO_OPERATOR_GATEWAY stops the operator at start
+        return settings

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import API_VERSION, claims, dnscheck
-from .builders import MANAGED_BY, ODOO_HTTP_PORT, ODOO_LONGPOLLING_PORT
+from .builders import MANAGED_BY, httproute_spec
 from .claims import claim_name
 from .conditions import Condition, get_condition, summary
 from .config import Settings
@@ -419,7 +419,7 @@ def build_route(mapping: DomainMapping, service: str, settings: Settings) -> dic
     }
     if settings.gateway:
         return {"apiVersion": GATEWAY_API, "kind": "HTTPRoute", "metadata": meta,
-                "spec": build_httproute_spec(mapping, service, settings.gateway)}
+                "spec": httproute_spec(mapping.domain, service, settings)}
     spec: dict[str, Any] = {"rules": [{"host": mapping.domain, "http": {"paths": [
         _path("/websocket", service, "longpolling"), _path("/", service, "http")]}}]}
     if settings.ingress_class:
@@ -435,23 +435,6 @@ def build_route(mapping: DomainMapping, service: str, settings: Settings) -> dic
 
 def _path(prefix: str, service: str, port: str) -> dict[str, Any]:
     return {"path": prefix, "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"name": port}}}}
-
-
-def build_httproute_spec(mapping: DomainMapping, service: str, gateway: str) -> dict[str, Any]:
-    parts = gateway.split("/")
-    if len(parts) not in (2, 3) or not all(parts):
-        raise NotReady("GatewayInvalid", f"operator setting ODOO_OPERATOR_GATEWAY={gateway!r} is not "
-                       "namespace/name[/section]", stalled=True)
-    parent: dict[str, Any] = {"namespace": parts[0], "name": parts[1]}
-    if len(parts) == 3:
-        parent["sectionName"] = parts[2]
-
-    def rule(prefix: str, port: int) -> dict[str, Any]:
-        return {"matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
-                "backendRefs": [{"name": service, "port": port}]}
-
-    return {"parentRefs": [parent], "hostnames": [mapping.domain],
-            "rules": [rule("/websocket", ODOO_LONGPOLLING_PORT), rule("/", ODOO_HTTP_PORT)]}
 
 
 # ---- deletion ---------------------------------------------------------------------------------

@@ -112,5 +112,8 @@ def _register_child(kind: str, api_version: str, plural: str) -> None:
     kopf.on.event(group, version, plural, labels=MANAGED, id=f"child-{kind.lower()}")(on_child)
 
 
+if Settings.from_env().gateway:  # the databases' own hosts are HTTPRoutes then
+    CHILD_KINDS["HTTPRoute"] = ("gateway.networking.k8s.io/v1", "httproutes")
+
 for _kind, (_api_version, _plural) in CHILD_KINDS.items():
     _register_child(_kind, _api_version, _plural)

@@ -42,6 +42,9 @@ EXPIRY_WARNING = datetime.timedelta(days=1)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
+_route_kind_checked: set[str] = set()  # database uids whose route of the other kind was looked for
+
+
 def database_host(body: Mapping[str, Any], settings: Settings) -> str | None:
     """The host an OdooDatabase serves (spec.hostname or its default), None if its spec is invalid."""
     try:
@@ -268,7 +271,8 @@ class Reconciler:
         self.apply(builders.build_filestore_pvc(db, self.ctx.settings))
         self.apply(builders.build_config_map(db))
         self.apply(builders.build_service(db))
-        self.apply(builders.build_ingress(db, self.ctx.settings))
+        route = self.apply(builders.build_route(db, self.ctx.settings))
+        self._remove_other_route_kind(route.get("kind") or "")
         previous = self.status.get("hostname")
         if previous and previous != db.hostname:  # renamed: the Ingress no longer serves the old host
             claims.release(self.kube, previous, db.uid)
@@ -321,6 +325,25 @@ class Reconciler:
         return self._ready(PHASE_READY, "Ready", f"Odoo {db.version} is serving {self.new_status['url']}", details)
 
     # ---- the host -------------------------------------------------------------------------
+    def _remove_other_route_kind(self, kind: str) -> None:
+        """After the operator moved between Ingress and Gateway, the other kind of route goes (looked
+        for once per database and process)."""
+        db = self.db
+        if db.uid in _route_kind_checked:
+            return
+        other = ("gateway.networking.k8s.io/v1", "HTTPRoute") if kind == "Ingress" else (
+            "networking.k8s.io/v1", "Ingress")
+        try:
+            existing = self.kube.get(other[0], other[1], db.name, db.namespace)
+        except KubeError as exc:
+            if exc.status != 404:  # 404 also when the Gateway API is not installed
+                raise
+            existing = None
+        if existing and (existing["metadata"].get("labels") or {}).get(builders.DATABASE_LABEL) == db.name:
+            self.kube.delete(other[0], other[1], db.name, db.namespace,
+                             preconditions={"uid": existing["metadata"]["uid"]})
+        _route_kind_checked.add(db.uid)
+
     def _claim_hostname(self) -> None:
         """The database's host is claimed cluster-wide like a custom domain (claims.py): a tenant
         cannot serve, through spec.hostname or a database name, a host someone else serves."""
