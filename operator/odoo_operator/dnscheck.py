@@ -119,7 +119,8 @@ def parse_response(packet: bytes, ident: int) -> Answer:
     return Answer(flags & 0x000F, records)
 
 
-def query(name: str, qtype: int, server: tuple[str, int], timeout: float = 2.0, attempts: int = 2) -> Answer:
+def query(name: str, qtype: int, server: tuple[str, int], timeout: float = 1.0, attempts: int = 2) -> Answer:
+    """One question to `server`; a reconcile thread waits at most timeout x attempts for it."""
     family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
     for _ in range(attempts):
         ident = secrets.randbelow(0x10000)
