@@ -27,7 +27,7 @@ def on_mapping_event(body: kopf.Body, type: str | None) -> None:
 
 def delete_mapping(body: kopf.Body, logger: kopf.Logger) -> None:
     rt = handlers.runtime()
-    snapshot = {key: body[key] for key in body}
+    snapshot = handlers.copy_body(body)
     key = mapping_key(body.metadata.namespace or "", body.metadata.name or "")
     with rt.ctx.registry.lock_for(key):  # a reconcile still running in a thread finishes first
         message = domainmapping.delete(snapshot, rt.ctx)
@@ -62,10 +62,3 @@ def on_database_event(body: kopf.Body, type: str | None) -> None:
     registry = handlers.runtime().ctx.registry
     for key in INDEX.for_database(body.metadata.namespace or "", body.metadata.name or "", token):
         registry.wake(key)
-
-
-def on_route_event(kind: str, body: kopf.Body, type: str | None) -> None:
-    """Someone changed or deleted a mapping's route: its loop puts it back."""
-    mapping = (body.metadata.labels or {}).get(domainmapping.MAPPING_LABEL)
-    if mapping:
-        handlers.runtime().ctx.registry.wake(mapping_key(body.metadata.namespace or "", mapping))

@@ -9,8 +9,6 @@ winner (see `delete`) deletes its claim, and the claim's DELETED event wakes the
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import threading
 from collections.abc import Mapping
@@ -24,7 +22,15 @@ from .conditions import Condition, get_condition, summary
 from .config import Settings
 from .kube import KubeError
 from .model import SpecError, parse_odoo_database
-from .odoodatabase import Context, NotReady, Outcome, database_host, failed_outcome
+from .odoodatabase import (
+    Context,
+    NotReady,
+    Outcome,
+    apply_cached,
+    database_host,
+    failed_outcome,
+    remove_other_route_kind,
+)
 
 MAPPING_LABEL = "odoo.dbmanager.io/domain-mapping"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
@@ -241,7 +247,8 @@ class MappingReconciler:
             self._check_tls_secret(mapping)
         route = build_route(mapping, db.name, self.settings)
         self._apply(route)
-        self._remove_other_route_kind(mapping, route["kind"])
+        remove_other_route_kind(self.ctx, route["kind"], mapping.route_name, mapping.namespace, MAPPING_LABEL,
+                                mapping.name, mapping.uid)
         scheme = "https" if mapping.tls else "http"
         self.status["url"] = f"{scheme}://{mapping.domain.replace('*.', 'www.', 1)}"
         details = [self._dns_condition(mapping, db.hostname)]
@@ -326,45 +333,17 @@ class MappingReconciler:
                            "not kubernetes.io/tls", stalled=True, retry_after=30)
 
     def _apply(self, route: dict[str, Any]) -> None:
-        meta = route["metadata"]
-        existing = self.ctx.kube.get(route["apiVersion"], route["kind"], meta["name"], meta["namespace"])
-        if existing is not None and (existing["metadata"].get("labels") or {}).get(MAPPING_LABEL) != \
-                meta["labels"][MAPPING_LABEL]:
-            raise NotReady("RouteNameTaken", f"{route['kind']} {meta['name']!r} exists and is not this mapping's; "
+        kind, meta = route["kind"], route["metadata"]
+        seen = self.ctx.registry.child(kind, meta["namespace"], meta["name"]) or \
+            self.ctx.kube.get(route["apiVersion"], kind, meta["name"], meta["namespace"])  # not watched yet
+        if seen is not None and (seen["metadata"].get("labels") or {}).get(MAPPING_LABEL) != meta["labels"][
+                MAPPING_LABEL]:
+            raise NotReady("RouteNameTaken", f"{kind} {meta['name']!r} exists and is not this mapping's; "
                            "rename or delete it", stalled=True, retry_after=60)
-        key = (route["kind"], meta["namespace"], meta["name"])
-        digest = hashlib.sha256(json.dumps(route, sort_keys=True).encode()).hexdigest()
-        generation = (existing or {}).get("metadata", {}).get("generation")
-        with _applied_lock:
-            applied = _applied.get(key)
-        if existing is None or applied != (digest, generation):
-            # Not ours yet, changed by us or by someone else since (generation moved): apply.
-            existing = self.ctx.kube.apply(route)
-            with _applied_lock:
-                _applied[key] = (digest, existing.get("metadata", {}).get("generation"))
-        self.route_status = existing.get("status") or {}
+        self.route_status = apply_cached(self.ctx, route).get("status") or {}
 
     def _unroute(self, name: str, namespace: str) -> None:
         unroute(self.ctx, name, namespace)
-
-    def _remove_other_route_kind(self, mapping: DomainMapping, kind: str) -> None:
-        """After the operator moved between Ingress and Gateway, the old kind of route goes (checked
-        once per mapping and process)."""
-        with _applied_lock:
-            if mapping.uid in _kind_checked:
-                return
-        other = (GATEWAY_API, "HTTPRoute") if kind == "Ingress" else ("networking.k8s.io/v1", "Ingress")
-        try:
-            existing = self.ctx.kube.get(other[0], other[1], mapping.route_name, mapping.namespace)
-        except KubeError as exc:
-            if exc.status != 404:  # 404 also when the Gateway API is not installed
-                raise
-            existing = None
-        if existing and (existing["metadata"].get("labels") or {}).get(MAPPING_LABEL) == mapping.name:
-            self.ctx.kube.delete(other[0], other[1], mapping.route_name, mapping.namespace,
-                                 preconditions={"uid": existing["metadata"]["uid"]})
-        with _applied_lock:
-            _kind_checked.add(mapping.uid)
 
     def _route_accepted(self, route: Mapping[str, Any]) -> Condition:
         for parent in self.route_status.get("parents") or []:
@@ -388,24 +367,16 @@ class MappingReconciler:
         return 300.0 if self.settings.dns_check else None
 
 
-# route (kind, namespace, name) -> (digest of what we applied, the generation it got)
-_applied: dict[tuple[str, str, str], tuple[str, Any]] = {}
-_applied_lock = threading.Lock()
-_kind_checked: set[str] = set()  # mapping uids whose route of the other kind was looked for
-
-
 def unroute(ctx: Context, name: str, namespace: str) -> None:
     """Remove the mapping's route, whichever kind it was (the operator setting may have changed)."""
     kinds = [("networking.k8s.io/v1", "Ingress")]
     if ctx.settings.gateway:
         kinds.append((GATEWAY_API, "HTTPRoute"))
     for api_version, kind in kinds:
-        existing = ctx.kube.get(api_version, kind, route_name(name), namespace)
-        if existing and (existing["metadata"].get("labels") or {}).get(MAPPING_LABEL) == name:
-            ctx.kube.delete(api_version, kind, route_name(name), namespace,
-                            preconditions={"uid": existing["metadata"]["uid"]})
-        with _applied_lock:
-            _applied.pop((kind, namespace, route_name(name)), None)
+        if ctx.kube.delete_if_labelled(api_version, kind, route_name(name), namespace, MAPPING_LABEL, name):
+            # Forget it now, not when its DELETED event comes: a re-route right after must apply again.
+            ctx.registry.record_child(kind, {"metadata": {"namespace": namespace, "name": route_name(name)}},
+                                      deleted=True)
 
 
 def build_route(mapping: DomainMapping, service: str, settings: Settings) -> dict[str, Any]:

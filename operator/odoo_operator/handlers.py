@@ -21,6 +21,7 @@ from . import API_VERSION, databasebackup, metrics, odoodatabase, pg, postgresse
 from .backup_builders import BACKUP_LABEL
 from .conditions import get_condition, merge_conditions, summary
 from .config import Settings
+from .domainmapping import MAPPING_LABEL, mapping_key
 from .kube import Kube
 from .model import TAG_LABEL_PREFIX
 from .odoodatabase import Context, NotReady, Outcome
@@ -114,7 +115,7 @@ def drain(timeout: float) -> bool:
 
 # ---- OdooDatabase --------------------------------------------------------------------------
 
-def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
+def copy_body(body: Mapping[str, Any]) -> dict[str, Any]:
     return copy.deepcopy({key: body[key] for key in body})
 
 
@@ -154,7 +155,7 @@ async def object_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf
     try:
         while not stopped:
             waker.event.clear()
-            snapshot = _snapshot(body)
+            snapshot = copy_body(body)
             if snapshot["metadata"].get("deletionTimestamp"):
                 return
             if published is not None and trust_own_status:
@@ -264,7 +265,7 @@ def on_database_event(body: kopf.Body, type: str | None) -> None:
 
 def delete_database(body: kopf.Body, logger: kopf.Logger) -> None:
     rt = runtime()
-    snapshot = _snapshot(body)
+    snapshot = copy_body(body)
     key = (snapshot["metadata"]["namespace"], snapshot["metadata"]["name"])
     try:
         with rt.ctx.registry.lock_for(key):  # waits for a reconcile still running in a thread
@@ -306,9 +307,11 @@ def on_child_event(kind: str, body: kopf.Body, type: str | None) -> None:
     owner = rt.ctx.registry.record_child(kind, body, deleted=type == "DELETED")
     if owner:
         rt.ctx.registry.wake(owner)
-    backup = (body.metadata.labels or {}).get(BACKUP_LABEL)
-    if backup:
-        rt.ctx.registry.wake(backup_key(body.metadata.namespace or "", backup))
+    labels = body.metadata.labels or {}
+    if labels.get(BACKUP_LABEL):
+        rt.ctx.registry.wake(backup_key(body.metadata.namespace or "", labels[BACKUP_LABEL]))
+    if labels.get(MAPPING_LABEL):  # a DomainMapping's route, changed or deleted: its loop puts it back
+        rt.ctx.registry.wake(mapping_key(body.metadata.namespace or "", labels[MAPPING_LABEL]))
 
 
 def on_backup_event(body: kopf.Body, type: str | None) -> None:
@@ -337,7 +340,7 @@ def on_server_event(body: kopf.Body, type: str | None) -> None:
 
 def check_server(body: kopf.Body) -> None:
     rt = runtime()
-    snapshot = _snapshot(body)
+    snapshot = copy_body(body)
     was_reachable = (snapshot.get("status") or {}).get("reachable")
     fields, conditions = postgresserver.check(snapshot, rt.ctx)
     generation = int(snapshot["metadata"].get("generation") or 0)

@@ -143,6 +143,15 @@ class Kube:
                 return False
             raise
 
+    def delete_if_labelled(self, api_version: str, kind: str, name: str, namespace: str, label: str,
+                           value: str) -> bool:
+        """Delete the object if it carries label=value (it is ours), guarded by its uid; False if absent
+        (also when its API is not served) or someone else's."""
+        existing = self.get(api_version, kind, name, namespace)
+        if existing is None or (existing["metadata"].get("labels") or {}).get(label) != value:
+            return False
+        return self.delete(api_version, kind, name, namespace, preconditions={"uid": existing["metadata"]["uid"]})
+
     def patch_status(
         self, api_version: str, kind: str, name: str, namespace: str | None, status: Mapping[str, Any]
     ) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import kopf
 
 from . import GROUP, VERSION, domain_handlers, handlers
 from .config import Settings
-from .domainmapping import MAPPING_LABEL
 
 MANAGED = {"app.kubernetes.io/managed-by": "odoo-db-operator"}
 CHILD_KINDS = {
@@ -89,19 +88,6 @@ def domain_claim_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     domain_handlers.on_claim_event(body, type)
 
 
-def _register_route(group: str, version: str, plural: str, kind: str) -> None:
-    def on_route(body: kopf.Body, type: str | None, **_: Any) -> None:
-        domain_handlers.on_route_event(kind, body, type)
-
-    on_route.__name__ = f"route_{kind.lower()}"
-    kopf.on.event(group, version, plural, labels={MAPPING_LABEL: kopf.PRESENT}, id=f"route-{kind.lower()}")(on_route)
-
-
-_register_route("networking.k8s.io", "v1", "ingresses", "Ingress")
-if Settings.from_env().gateway:  # without a Gateway no HTTPRoute is made (nor its CRD needed)
-    _register_route("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute")
-
-
 def _register_child(kind: str, api_version: str, plural: str) -> None:
     group, _, version = api_version.rpartition("/")
 
@@ -112,7 +98,7 @@ def _register_child(kind: str, api_version: str, plural: str) -> None:
     kopf.on.event(group, version, plural, labels=MANAGED, id=f"child-{kind.lower()}")(on_child)
 
 
-if Settings.from_env().gateway:  # the databases' own hosts are HTTPRoutes then
+if Settings.from_env().gateway:  # the databases' own hosts and the DomainMappings are HTTPRoutes then
     CHILD_KINDS["HTTPRoute"] = ("gateway.networking.k8s.io/v1", "httproutes")
 
 for _kind, (_api_version, _plural) in CHILD_KINDS.items():

@@ -42,7 +42,31 @@ EXPIRY_WARNING = datetime.timedelta(days=1)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
-_route_kind_checked: set[str] = set()  # database uids whose route of the other kind was looked for
+def apply_cached(ctx: Context, obj: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply a child unless the registry knows it is already as desired (same digest, and
+    its generation has not moved since: nobody changed it)."""
+    key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+    digest = _digest(obj)
+    if not ctx.registry.needs_apply(key, digest):
+        return ctx.registry.child(*key) or {}
+    result = ctx.kube.apply(obj)
+    ctx.registry.record_applied(key, digest, result)
+    return result
+
+
+_route_kind_checked: set[str] = set()  # owner uids whose route of the other kind was looked for
+
+
+def remove_other_route_kind(ctx: Context, kind: str, name: str, namespace: str, label: str, value: str,
+                            owner_uid: str) -> None:
+    """After the operator moved between Ingress and Gateway, an owner's route of the other kind goes
+    (looked for once per owner and process)."""
+    if owner_uid in _route_kind_checked:
+        return
+    other = ("gateway.networking.k8s.io/v1", "HTTPRoute") if kind == "Ingress" else ("networking.k8s.io/v1",
+                                                                                   "Ingress")
+    ctx.kube.delete_if_labelled(*other, name, namespace, label, value)
+    _route_kind_checked.add(owner_uid)
 
 
 def database_host(body: Mapping[str, Any], settings: Settings) -> str | None:
@@ -191,15 +215,8 @@ class Reconciler:
         self.db: OdooDatabase
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Apply a child unless the registry knows it is already as desired."""
         self._refuse_when_deleting()
-        key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
-        digest = _digest(obj)
-        if not self.ctx.registry.needs_apply(key, digest):
-            return self.ctx.registry.child(*key) or {}
-        result = self.kube.apply(obj)
-        self.ctx.registry.record_applied(key, digest, result)
-        return result
+        return apply_cached(self.ctx, obj)
 
     def _refuse_when_deleting(self) -> None:
         # Never (re)create children once the owner is being deleted (the live body says so).
@@ -271,8 +288,10 @@ class Reconciler:
         self.apply(builders.build_filestore_pvc(db, self.ctx.settings))
         self.apply(builders.build_config_map(db))
         self.apply(builders.build_service(db))
-        route = self.apply(builders.build_route(db, self.ctx.settings))
-        self._remove_other_route_kind(route.get("kind") or "")
+        route = builders.build_route(db, self.ctx.settings)
+        self.apply(route)
+        remove_other_route_kind(self.ctx, route["kind"], db.name, db.namespace, builders.DATABASE_LABEL, db.name,
+                                db.uid)
         previous = self.status.get("hostname")
         if previous and previous != db.hostname:  # renamed: the Ingress no longer serves the old host
             claims.release(self.kube, previous, db.uid)
@@ -325,25 +344,6 @@ class Reconciler:
         return self._ready(PHASE_READY, "Ready", f"Odoo {db.version} is serving {self.new_status['url']}", details)
 
     # ---- the host -------------------------------------------------------------------------
-    def _remove_other_route_kind(self, kind: str) -> None:
-        """After the operator moved between Ingress and Gateway, the other kind of route goes (looked
-        for once per database and process)."""
-        db = self.db
-        if db.uid in _route_kind_checked:
-            return
-        other = ("gateway.networking.k8s.io/v1", "HTTPRoute") if kind == "Ingress" else (
-            "networking.k8s.io/v1", "Ingress")
-        try:
-            existing = self.kube.get(other[0], other[1], db.name, db.namespace)
-        except KubeError as exc:
-            if exc.status != 404:  # 404 also when the Gateway API is not installed
-                raise
-            existing = None
-        if existing and (existing["metadata"].get("labels") or {}).get(builders.DATABASE_LABEL) == db.name:
-            self.kube.delete(other[0], other[1], db.name, db.namespace,
-                             preconditions={"uid": existing["metadata"]["uid"]})
-        _route_kind_checked.add(db.uid)
-
     def _claim_hostname(self) -> None:
         """The database's host is claimed cluster-wide like a custom domain (claims.py): a tenant
         cannot serve, through spec.hostname or a database name, a host someone else serves."""
