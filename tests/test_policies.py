@@ -12,6 +12,7 @@ with a deletionTimestamp until the operator lets go; that counts as deleted here
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -353,13 +354,22 @@ def test_view_role_reads_but_cannot_create(cluster: LocalCluster, rbac_ns: str) 
     assert not exists(cluster, "odb", "carols", "-n", ns)
 
 
-def test_postgres_servers_are_read_only_for_every_user_role(cluster: LocalCluster, policies: None) -> None:
-    # Cluster-scoped: rules only take effect through a ClusterRoleBinding.
-    user, binding = "dave", f"pol-dave-{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def admin_everywhere(cluster: LocalCluster, user: str) -> Iterator[str]:
+    """`user` bound to the built-in admin role cluster-wide (a ClusterRoleBinding), removed afterwards."""
+    binding = f"pol-{user}-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "clusterrolebinding", binding, "--clusterrole=admin", f"--user={user}")
     try:
         wait_until(lambda: as_user(cluster, user, "get", "pgs").returncode == 0, 20,
-                   "dave (admin cluster-wide) to list PostgresServers")
+                   f"{user} (admin cluster-wide) to list PostgresServers")
+        yield user
+    finally:
+        cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found", check=False)
+
+
+def test_postgres_servers_are_read_only_for_every_user_role(cluster: LocalCluster, policies: None) -> None:
+    # Cluster-scoped: rules only take effect through a ClusterRoleBinding.
+    with admin_everywhere(cluster, "dave") as user:
         server = {"apiVersion": "odoo.dbmanager.io/v1alpha1", "kind": "PostgresServer",
                   "metadata": {"name": f"pol-{uuid.uuid4().hex[:8]}"},
                   "spec": {"host": "127.0.0.1", "port": 5432,
@@ -367,8 +377,6 @@ def test_postgres_servers_are_read_only_for_every_user_role(cluster: LocalCluste
         created = as_user(cluster, user, "create", "--dry-run=server", "-f", "-", input=json.dumps(server))
         assert created.returncode != 0
         assert 'cannot create resource "postgresservers"' in created.stderr, created.stderr
-    finally:
-        cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found", check=False)
 
     for role in ("odoo-database-admin", "odoo-database-editor", "odoo-database-viewer"):
         rules = get_json(cluster, "clusterrole", role)["rules"]
@@ -380,11 +388,7 @@ def test_postgres_servers_are_read_only_for_every_user_role(cluster: LocalCluste
 def test_domain_claims_are_out_of_reach_of_every_user_role(cluster: LocalCluster, policies: None) -> None:
     """A tenant able to create or delete DomainClaims could take anyone's domain, and one able to list
     them would learn which namespace holds which domain: no user role grants them, even cluster-wide."""
-    user, binding = "erin", f"pol-erin-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "clusterrolebinding", binding, "--clusterrole=admin", f"--user={user}")
-    try:
-        wait_until(lambda: as_user(cluster, user, "get", "pgs").returncode == 0, 20,
-                   "erin (admin cluster-wide) to list PostgresServers")
+    with admin_everywhere(cluster, "erin") as user:
         claim = {"apiVersion": "odoo.dbmanager.io/v1alpha1", "kind": "DomainClaim",
                  "metadata": {"name": "shop.example.com"},
                  "spec": {"domain": "shop.example.com", "mappingRef": {"namespace": "x", "name": "y", "uid": "z"}}}
@@ -392,5 +396,3 @@ def test_domain_claims_are_out_of_reach_of_every_user_role(cluster: LocalCluster
         assert 'cannot create resource "domainclaims"' in created.stderr, created.stderr
         for verb in ("list", "delete"):
             assert as_user(cluster, user, verb, "domainclaims", *(["x"] if verb == "delete" else [])).returncode != 0
-    finally:
-        cluster.kubectl("delete", "clusterrolebinding", binding, "--ignore-not-found", check=False)
