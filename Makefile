@@ -4,15 +4,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: manifests setup venv system-packages k8s-binaries dev run test lint unit integration e2e e2e-kind bench clean
+.PHONY: manifests setup venv system-packages k8s-binaries odoo dev run test lint unit integration e2e e2e-kind bench clean
 
-setup: system-packages venv k8s-binaries ## everything a fresh machine needs (idempotent, cached)
+setup: system-packages venv k8s-binaries odoo ## everything a fresh machine needs (idempotent, cached)
 
 system-packages:
-	@if [ ! -x /usr/lib/postgresql/15/bin/postgres ] || ! command -v openssl >/dev/null || [ ! -x /usr/sbin/dnsmasq ]; then \
-	  echo "installing PostgreSQL 15, openssl and dnsmasq (a real DNS server for the tests) from Debian's packages"; \
+	@if [ ! -x /usr/lib/postgresql/15/bin/postgres ] || ! command -v openssl >/dev/null || [ ! -x /usr/sbin/dnsmasq ] \
+	    || ! command -v ip >/dev/null || [ ! -x /usr/bin/chromium ]; then \
+	  echo "installing PostgreSQL 15, openssl, dnsmasq (a real DNS server for the tests), iproute2 (pod networks) and chromium (screenshots) from Debian's packages"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql-15 postgresql-client-15 openssl dnsmasq-base >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql-15 postgresql-client-15 openssl dnsmasq-base iproute2 chromium >/dev/null; \
 	fi
 
 venv: $(VENV)/.installed
@@ -25,6 +26,9 @@ $(VENV)/.installed: pyproject.toml
 
 k8s-binaries:
 	VENV=$(VENV) bash hack/setup-k8s.sh
+
+odoo: ## a real Odoo (source + virtualenv with its requirements) in .cache/odoo/current; ODOO_SOURCE=tarball|folder
+	bash hack/setup-odoo.sh
 
 dev: ## local control plane + PostgreSQL + the operator in the foreground
 	$(PY) -m odoo_operator.dev
