@@ -48,19 +48,28 @@ if [[ ! -f "$HOME_DIR/src/.done" ]]; then
   mv "$HOME_DIR/src.tmp" "$HOME_DIR/src"
 fi
 
-if [[ ! -f "$HOME_DIR/venv/.installed" ]]; then
+# Odoo's requirements.txt, adapted to binary wheels (shared/odoo/README.md): psycopg2 -> psycopg2-binary;
+# python-ldap (only auth_ldap needs it, and it must compile against libldap) left out. gevent's own
+# dependencies are unpinned upstream: a zope.interface built today has a normalised dist-info name
+# (zope_interface) that pkg_resources, which gevent's monkey-patching plugins go through, cannot find,
+# and prefork mode's gevent process (`workers` > 0) dies at import. Binary wheels of the Odoo 16 era
+# are taken instead (checked below).
+REQUIREMENTS="$(sed -e 's/^psycopg2==/psycopg2-binary==/' -e '/^python-ldap/d' "$HOME_DIR/src/requirements.txt")
+zope.interface==6.0
+zope.event==4.6"
+WANTED_ID="$(printf '%s' "$REQUIREMENTS" | sha256sum | cut -c1-16)"
+if [[ "$(cat "$HOME_DIR/venv/.installed" 2>/dev/null)" != "$WANTED_ID" ]]; then
   echo "installing Odoo's requirements into $HOME_DIR/venv (a few minutes, once)"
   rm -rf "$HOME_DIR/venv"
   "$PYTHON" -m venv "$HOME_DIR/venv"
-  # Odoo's requirements.txt, adapted to binary wheels (shared/odoo/README.md): psycopg2 -> psycopg2-binary;
-  # python-ldap (only auth_ldap needs it, and it must compile against libldap) left out.
-  sed -e 's/^psycopg2==/psycopg2-binary==/' -e '/^python-ldap/d' \
-    "$HOME_DIR/src/requirements.txt" > "$HOME_DIR/requirements.txt"
+  printf '%s\n' "$REQUIREMENTS" > "$HOME_DIR/requirements.txt"
   "$HOME_DIR/venv/bin/pip" install --quiet --upgrade pip 'setuptools<70' wheel
-  "$HOME_DIR/venv/bin/pip" install --quiet -r "$HOME_DIR/requirements.txt"
+  "$HOME_DIR/venv/bin/pip" install --quiet --only-binary=zope.interface -r "$HOME_DIR/requirements.txt"
+  # The server's prefork mode imports gevent with its plugins: check it here, not in a crash loop.
+  "$HOME_DIR/venv/bin/python" -c 'import gevent.monkey; gevent.monkey.patch_all()' 
   "$HOME_DIR/venv/bin/python" -c 'import sys; sys.path.insert(0, sys.argv[1]); import odoo, odoo.release; print("Odoo", odoo.release.version, "imports")' "$HOME_DIR/src"
   chmod -R a+rX "$HOME_DIR/venv"
-  touch "$HOME_DIR/venv/.installed"
+  echo "$WANTED_ID" > "$HOME_DIR/venv/.installed"
 fi
 chmod a+rx "$ROOT/.cache" "$ROOT/.cache/odoo" "$HOME_DIR" 2>/dev/null || true
 ln -sfn "$HOME_DIR" "$ROOT/.cache/odoo/current"

@@ -31,7 +31,9 @@ MOTO_VERSION = "5.2.5"
 def cluster() -> Iterator[LocalCluster]:
     workdir = Path(tempfile.mkdtemp(prefix="odoo-test-"))
     external = os.environ.get("ODOO_TEST_KUBECONFIG")  # `make e2e-kind`
-    local = LocalCluster(workdir, external_kubeconfig=Path(external) if external else None)
+    # The node runner runs the Pods of "real" namespaces (cluster.real_namespace) for real: Odoo's init,
+    # app and Jobs in tests/test_odoo_real.py; every other namespace stays on kwok.
+    local = LocalCluster(workdir, external_kubeconfig=Path(external) if external else None, with_runner=True)
     try:
         local.start()
         local.install_crds()
@@ -90,6 +92,24 @@ def default_server(cluster: LocalCluster) -> str:
     """The harness's PostgreSQL as the default PostgresServer (the same set-up `make dev` makes)."""
     apply_default_server(cluster)
     return "local"
+
+
+@pytest.fixture(scope="session")
+def pods_server(cluster: LocalCluster, default_server: str) -> str:
+    """The same PostgreSQL as a PostgresServer `pods` at the address Pods of the node runner reach it by
+    (the pod network's gateway), as a server in a cluster is reached by its pods."""
+    apply_default_server(cluster, name="pods", host=cluster.pod_gateway_ip, default=False)
+    return "pods"
+
+
+@pytest.fixture(scope="session")
+def ingress_proxy(cluster: LocalCluster) -> Iterator[Any]:
+    """The local Ingress proxy (what an ingress controller does): routes by the cluster's Ingresses."""
+    from odoo_operator.ingressproxy import IngressProxy
+
+    proxy = IngressProxy(cluster.kubeconfig).start()
+    yield proxy
+    proxy.stop()
 
 
 class OperatorProcess:

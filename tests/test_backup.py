@@ -248,11 +248,15 @@ def test_truncated_and_corrupt_zips_are_refused_before_anything_is_loaded(tmp_pa
     truncated.write_bytes(good_zip.read_bytes()[: good_zip.stat().st_size * 2 // 3])
     corrupt = corrupted_copy(good_zip, tmp_path / "corrupt.zip")
     garbage = tmp_path / "garbage.zip"
-    garbage.write_bytes(b"this is not a zip at all\n" * 100)
+    garbage.write_bytes(b"\xff\xfe not a zip, not a dump, not text " * 100)
+    text = tmp_path / "text.zip"  # not a zip by its content: taken for SQL, which psql refuses
+    text.write_bytes(b"this is not a zip at all\n" * 100)
 
-    for bad in (truncated, corrupt, garbage):
+    for bad, message in ((truncated, "is not a valid Odoo backup: "), (corrupt, "is not a valid Odoo backup: "),
+                         (garbage, "is not an Odoo ZIP backup, a pg_dump -Fc archive nor SQL text"),
+                         (text, "failed .*, nothing was restored: .*syntax error")):
         target = databases("bk_bad")
-        with pytest.raises(BackupError, match=rf"^{bad.name} is not a valid Odoo backup: "):
+        with pytest.raises(BackupError, match=rf"^(psql loading )?{bad.name} {message}"):
             restore_file(bad, target, tmp_path / "fs" / target, pg_env=pg_env)
         assert table_count(admin_dsn, target) == 0
         assert not (tmp_path / "fs" / target).exists()
@@ -582,3 +586,277 @@ def test_two_backups_in_the_same_second_get_different_ids(tmp_path, pg_env, sour
     second = create_backup(storage, source, fmt="dump", pg_env=pg_env, now=moment)
     assert first.id != second.id
     assert storage.list() == [second, first]
+
+
+# --- files the operator did not write (Odoo's own ZIP, a dump, SQL): no sidecar ------------------
+
+@pytest.fixture(scope="module")
+def tenant(admin_dsn: str) -> Iterator[tuple[dict[str, str], Callable[[], str]]]:
+    """A role like a database's own (no superuser, no CREATEROLE) and empty databases it owns, as the
+    operator makes them: the restore Job loads a user's SQL connected as that role, never as an admin."""
+    role, password = unique("bk_tenant"), uuid.uuid4().hex
+    pg_exec(admin_dsn, f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
+    made: list[str] = []
+
+    def make() -> str:
+        name = unique("bk_file")
+        pg_exec(admin_dsn, f'CREATE DATABASE "{name}" OWNER "{role}" TEMPLATE template0')
+        made.append(name)
+        return name
+
+    params = psycopg.conninfo.conninfo_to_dict(admin_dsn)
+    env = {"PGHOST": str(params.get("host", "127.0.0.1")), "PGPORT": str(params.get("port", 5432)), "PGUSER": role,
+           "PGPASSWORD": password, "PGSSLMODE": "disable"}
+    yield env, make
+    for name in made:
+        pg_exec(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    pg_exec(admin_dsn, f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_formats_are_told_by_content_never_by_name():
+    assert backup.detect_format(b"PK\x03\x04rest", "x.sql") == "zip"
+    assert backup.detect_format(b"PGDMP\x01\x0e", "x.zip") == "dump"
+    assert backup.detect_format(b"--\n-- PostgreSQL database dump\n", "x.dump") == "sql"
+    assert backup.detect_format("CREATE TABLE café (x int);".encode()[:-3] + b"\xc3", "cut.sql") == "sql"
+    for head, message in ((b"\x1f\x8b\x08\x00", "gzip-compressed"), (b"", "is empty"), (b"  \n", "is empty"),
+                          (b"\x00" * 300, "nor SQL text"), (b"\xff\xfe\x00binary", "nor SQL text"),
+                          (b"x" * 257 + b"ustar\x0000" + b"x" * 50, "tar archive")):
+        with pytest.raises(BackupError, match=message):
+            backup.detect_format(head, "f")
+
+
+@pytest.mark.parametrize("path", ["../x.zip", "a/../../x.zip", "/etc/passwd", ".hidden.zip", "a/./b.zip", "a//b.zip",
+                                  "a\\b.zip", "", "a/", "x.zip\n", "-rf", "a b.zip", "%2e%2e/x", "x" * 1025])
+def test_file_paths_that_could_leave_the_storage_are_refused(tmp_path, path):
+    with pytest.raises(BackupError, match="not a relative path inside the storage"):
+        backup.check_path(path)
+    with pytest.raises(BackupError):
+        FileStorage(tmp_path).file_location(path)
+    with pytest.raises(BackupError):
+        FileStorage(tmp_path).open_file_writer(path)
+
+
+def test_a_symlink_on_the_volume_cannot_lead_a_restore_outside(tmp_path, tenant):
+    root = tmp_path / "volume"
+    (root / "_uploads").mkdir(parents=True)
+    secret = tmp_path / "outside.sql"
+    secret.write_text("CREATE TABLE leaked (x int);\n")
+    (root / "_uploads" / "link.sql").symlink_to(secret)
+    (root / "dir").symlink_to(tmp_path)
+    env, make = tenant
+    for path in ("_uploads/link.sql", "dir/outside.sql"):
+        with pytest.raises(BackupError, match="leads outside"):
+            backup.restore_storage_file(FileStorage(root), path, make(), None, pg_env=env)
+    with pytest.raises(BackupError, match="leads outside"):
+        FileStorage(root).open_file_writer("dir/new.zip")
+    assert not (tmp_path / "new.zip").exists()
+
+
+def test_an_operator_zip_without_its_sidecar_restores_unverified_or_checked_against_a_sha256(
+        tmp_path, admin_dsn, source, filestore, good_zip, tenant):
+    root = tmp_path / "volume"
+    (root / "_uploads").mkdir(parents=True)
+    copy = root / "_uploads" / "shop.zip"
+    copy.write_bytes(good_zip.read_bytes())  # no sidecar next to it
+    storage = FileStorage(root)
+    env, make = tenant
+
+    target = make()
+    result = backup.restore_storage_file(storage, "_uploads/shop.zip", target, tmp_path / "fs1", pg_env=env)
+    assert result == {"file": copy.as_uri(), "format": "zip", "verified": False, "sha256": None}
+    assert snapshot(admin_dsn, target) == snapshot(admin_dsn, source)
+    assert tree(tmp_path / "fs1") == filestore[1]
+    owners = pg_query(dsn_of(admin_dsn, target),
+                      "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'")
+    assert owners == [(env["PGUSER"],)]  # loaded as the database's own role
+
+    sha = hashlib.sha256(copy.read_bytes()).hexdigest()
+    target = make()
+    result = backup.restore_storage_file(storage, "_uploads/shop.zip", target, tmp_path / "fs2", sha256=sha,
+                                         pg_env=env)
+    assert result["verified"] is True and result["sha256"] == sha
+
+    target = make()
+    with pytest.raises(BackupError, match=f"its sha256 is {sha}, not the {'0' * 64} given"):
+        backup.restore_storage_file(storage, "_uploads/shop.zip", target, tmp_path / "fs3", sha256="0" * 64,
+                                    pg_env=env)
+    assert table_count(admin_dsn, target) == 0 and not (tmp_path / "fs3").exists()
+
+    with pytest.raises(BackupError, match="no file '_uploads/missing.zip'"):
+        backup.restore_storage_file(storage, "_uploads/missing.zip", target, None, pg_env=env)
+
+
+def test_custom_format_dump_and_plain_sql_whatever_their_names(tmp_path, admin_dsn, pg_env, source, tenant):
+    env, make = tenant
+    dsn = dsn_of(admin_dsn, source)
+    custom = tmp_path / "odoo-backup.zip"  # a pg_dump -Fc archive, misnamed: the content decides
+    subprocess.run(["pg_dump", "--format=custom", f"--dbname={source}", f"--file={custom}"], check=True,
+                   env={**os.environ, **pg_env})
+    plain = tmp_path / "shop.backup"
+    subprocess.run(["pg_dump", "--no-owner", f"--dbname={source}", f"--file={plain}"], check=True,
+                   env={**os.environ, **pg_env})
+    for path, fmt in ((custom, "dump"), (plain, "sql")):
+        target = make()
+        assert restore_file(path, target, None, pg_env=env) == fmt
+        assert snapshot(admin_dsn, target) == snapshot(admin_dsn, source)
+        # --no-owner --no-privileges: everything belongs to the restoring role, no foreign GRANT applied
+        owners = pg_query(dsn_of(admin_dsn, target), "SELECT DISTINCT tableowner FROM pg_tables "
+                                                     "WHERE schemaname = 'public'")
+        assert owners == [(env["PGUSER"],)]
+    assert pg_query(dsn, "SELECT 1")  # the source is untouched
+
+
+def test_backslash_commands_of_a_users_sql_are_refused(tmp_path, admin_dsn, tenant):
+    """psql would run `\\! cmd` in the restore Job's container (S3 keys, the backup volume): a dump is a
+    user's input. Every backslash command is refused, in plain SQL and in a ZIP's dump.sql alike."""
+    env, make = tenant
+    marker = tmp_path / "pwned"
+    evil = [f"CREATE TABLE a (x int);\nSELECT 1; \\! touch {marker}\n".encode(),
+            f"CREATE TABLE a (x int);\n\\unrestrict guess\n\\! touch {marker}\n".encode(),
+            b"\\copy (SELECT 1) TO '" + str(marker).encode() + b"'\n",
+            b"\\restrict mine\n\\o " + str(marker).encode() + b"\nSELECT 1;\n"]
+    for n, sql in enumerate(evil):
+        for path in (tmp_path / f"evil{n}.sql", write_zip(tmp_path / f"evil{n}.zip", {"dump.sql": sql})):
+            if path.suffix == ".sql":
+                path.write_bytes(sql)
+            target = make()
+            with pytest.raises(BackupError, match="backslash commands are restricted|wrong key|invalid command"):
+                restore_file(path, target, tmp_path / "fs", pg_env=env)
+            assert table_count(admin_dsn, target) == 0
+    assert not marker.exists()
+
+    # A dump of a recent pg_dump restricts itself: its own \restrict/\unrestrict lines are dropped, and
+    # the same words inside COPY data are data.
+    own = (b"\\restrict abc123\nCREATE TABLE t (v text);\nCOPY public.t (v) FROM stdin;\n\\restrict x\n"
+           b"plain\n\\.\n\\unrestrict abc123\n")
+    path = tmp_path / "recent.sql"
+    path.write_bytes(own)
+    target = make()
+    restore_file(path, target, None, pg_env=env)
+    rows = pg_query(dsn_of(admin_dsn, target), "SELECT v FROM t ORDER BY v")
+    assert rows == [("\r" + "estrict x",), ("plain",)]  # kept as data: COPY reads \r as a carriage return
+
+
+def test_a_backup_of_a_newer_odoo_is_refused(tmp_path, admin_dsn, tenant):
+    env, make = tenant
+    sql = b"CREATE TABLE t (x int);\n"
+    for made_by, into, ok in (("18.0", "17.0", False), ("saas~17.2", "17.0", False), ("16.0", "17.0", True),
+                              ("17.0", "17.0", True), ("17.0+e", "saas~17.2", True)):
+        manifest = json.dumps({"odoo_dump": "1", "version": made_by, "major_version": made_by}).encode()
+        path = write_zip(tmp_path / "v.zip", {"dump.sql": sql, "manifest.json": manifest})
+        target = make()
+        if ok:
+            restore_file(path, target, tmp_path / "fs" / target, pg_env=env, odoo_version=into)
+        else:
+            with pytest.raises(BackupError, match=f"made by Odoo {re.escape(made_by)}, newer than this database's "
+                                                  f"Odoo {into}: Odoo cannot downgrade"):
+                restore_file(path, target, tmp_path / "fs" / target, pg_env=env, odoo_version=into)
+            assert table_count(admin_dsn, target) == 0
+
+
+def test_receive_streams_a_new_file_and_never_overwrites(tmp_path, good_zip):
+    storage = FileStorage(tmp_path / "volume")
+    data = good_zip.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    answer = backup.receive(storage, "_uploads/shop.zip", io.BytesIO(data), sha)
+    stored = tmp_path / "volume" / "_uploads" / "shop.zip"
+    assert answer == {"file": stored.as_uri(), "sizeBytes": len(data), "sha256": sha}
+    assert stored.read_bytes() == data
+    with pytest.raises(BackupError, match="exists already"):
+        backup.receive(storage, "_uploads/shop.zip", io.BytesIO(b"PK\x03\x04other"))
+    assert stored.read_bytes() == data
+    with pytest.raises(BackupError, match="not the " + "1" * 64 + " sent"):
+        backup.receive(storage, "_uploads/bad.zip", io.BytesIO(data[:-10]), "1" * 64)
+    with pytest.raises(BackupError, match="gzip-compressed"):
+        backup.receive(storage, "_uploads/x.gz", io.BytesIO(b"\x1f\x8b\x08" + b"\x00" * 100))
+    assert sorted(p.name for p in stored.parent.iterdir()) == ["shop.zip"]  # no partial left
+
+    # the same through the command line, stdin -> file (what the uploader Pod runs)
+    result = subprocess.run([sys.executable, "-m", "odoo_operator.backup", "receive", "--storage",
+                             (tmp_path / "volume").as_uri(), "--file", "_uploads/cli.zip", "--sha256", sha],
+                            input=data, capture_output=True, cwd=REPO_ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["sha256"] == sha and (stored.parent / "cli.zip").read_bytes() == data
+
+
+def test_cli_restore_of_a_file_says_whether_it_was_verified(tmp_path, admin_dsn, source, good_zip, tenant):
+    env, make = tenant
+    root = tmp_path / "volume"
+    (root / "in").mkdir(parents=True)
+    (root / "in" / "shop.zip").write_bytes(good_zip.read_bytes())
+    target = make()
+    code, out, stderr = cli("restore", "--storage", root.as_uri(), "--file", "in/shop.zip", "--database", target,
+                            "--filestore", str(tmp_path / "fs"), "--odoo-version", "17.0", env=env)
+    assert code == 0, stderr
+    assert out == {"ok": True, "file": (root / "in" / "shop.zip").as_uri(), "format": "zip", "verified": False,
+                   "sha256": None, "database": target}
+    assert "no checksum given, restoring it unverified" in stderr
+    code, out, _ = cli("restore", "--storage", root.as_uri(), "--file", "../volume/in/shop.zip", "--database",
+                       make(), env=env)
+    assert code == 1 and "not a relative path inside the storage" in out["error"]
+
+
+def test_s3_upload_then_restore_of_a_file_under_the_prefix(tmp_path, admin_dsn, source, good_zip, tenant,
+                                                           s3_endpoint, s3_bucket):
+    env, make = tenant
+    storage = open_storage(f"s3://{s3_bucket}/tenants", s3_endpoint=s3_endpoint, part_size=5 << 20)
+    assert isinstance(storage, backup.S3Storage)
+    data = good_zip.read_bytes()
+    with open(good_zip, "rb") as handle:
+        sent = backup.receive(storage, "_uploads/shop.zip", handle)
+    assert sent["file"] == f"s3://{s3_bucket}/tenants/_uploads/shop.zip"
+    assert sent["sha256"] == hashlib.sha256(data).hexdigest()
+    assert list(storage.client.list_keys("")) == ["tenants/_uploads/shop.zip"]
+    with pytest.raises(BackupError, match="exists already"):
+        backup.receive(storage, "_uploads/shop.zip", io.BytesIO(data))
+    target = make()
+    result = backup.restore_storage_file(storage, "_uploads/shop.zip", target, tmp_path / "fs",
+                                         sha256=sent["sha256"], pg_env=env)
+    assert result["verified"] is True
+    assert snapshot(admin_dsn, target) == snapshot(admin_dsn, source)
+    with pytest.raises(BackupError, match="no file"):
+        backup.restore_storage_file(storage, "_uploads/nope.zip", make(), None, pg_env=env)
+
+
+# --- the operator's side of a restore: spec.restoreFrom parsed, the Job's arguments ------------------
+
+def test_restore_from_is_parsed_and_checked_again_by_the_operator():
+    from odoo_operator.backup_builders import build_restore_job
+    from odoo_operator.config import Settings
+    from odoo_operator.model import SpecError, Storage, parse_odoo_database
+
+    settings = Settings()
+
+    def parse(restore: dict[str, Any]) -> Any:
+        return parse_odoo_database({"metadata": {"name": "shop", "namespace": "ns"},
+                                    "spec": {"version": "17.0", "restoreFrom": restore}}, settings)
+
+    db = parse({"file": "_uploads/shop.zip"})
+    assert db.restore_from.file == "_uploads/shop.zip" and db.restore_from.identity == "fresh"
+    assert db.restore_from.storage == Storage(pvc_claim=settings.backup_pvc) and db.restore_from.sha256 is None
+    assert not db.restore_from.keep_identity and parse({"backup": "b", "identity": "keep"}).restore_from.keep_identity
+    for bad, message in (({"file": "../x"}, "relative path"), ({"file": "a/../../x"}, "relative path"),
+                         ({"file": "x.zip\n"}, "relative path"), ({"backup": "b", "file": "x"}, "exactly one"),
+                         ({}, "exactly one"), ({"file": "x", "artifact": "a"}, "artifact goes with backup"),
+                         ({"backup": "b", "sha256": "a" * 64}, "go with file"), ({"file": "x", "sha256": "A"}, "64"),
+                         ({"file": "x", "identity": "moved"}, "fresh or keep")):
+        with pytest.raises(SpecError, match=message):
+            parse(bad)
+
+    s3 = parse({"file": "in/a.dump", "sha256": "b" * 64, "storage": {"s3": {
+        "bucket": "bk", "prefix": "/tenants/", "endpoint": "http://minio:9000", "credentialsSecret": {"name": "k"}}}})
+    job = build_restore_job(s3, s3.restore_from.storage, settings, file="in/a.dump", sha256="b" * 64)
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"] == ["restore", "--storage", "s3://bk/tenants", "--file", "in/a.dump", "--sha256", "b" * 64,
+                                 "--database", "shop", "--filestore", "/filestore", "--odoo-version", "17.0"]
+    assert pod["serviceAccountName"] == "default" and pod["automountServiceAccountToken"] is False
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PGUSER"]["valueFrom"]["secretKeyRef"] == {"name": "shop-db", "key": "user"}  # the tenant's role
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "k"
+    pvc = build_restore_job(db, db.restore_from.storage, settings, file="_uploads/shop.zip")
+    assert pvc["spec"]["template"]["spec"]["containers"][0]["args"][:5] == [
+        "restore", "--storage", "file:///backups", "--file", "_uploads/shop.zip"]
+    artifact = build_restore_job(db, db.restore_from.storage, settings, source_database="old", artifact="20240101T0Z")
+    assert artifact["spec"]["template"]["spec"]["containers"][0]["args"][:5] == [
+        "restore", "--storage", "file:///backups/ns/old", "--artifact", "20240101T0Z"]

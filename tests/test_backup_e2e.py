@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 import sys
 import urllib.request
+import uuid
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 import yaml
 
-from conftest import condition, get_json, odoo_database, wait_until
+from conftest import condition, get_json, odoo_database, pg_exec, wait_until
 from jobrunner import run_job
+from odoo_operator.localcluster import REPO_ROOT
 from test_duplicate import connect_as_owner, params
 from test_lifecycle import databases, events, wait_ready, wait_reason
 
@@ -181,3 +188,191 @@ def test_s3_backup_and_kubectl_odoo_download(cluster, namespace, shop, tmp_path,
     missing = subprocess.run([*plugin, "download", "shop", "--backup", "tos3", "--artifact", "nope"],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "no artifact nope" in missing.stderr
+
+
+# --- restores of files the operator did not write: made by Odoo itself -----------------------------
+
+ODOO_HOME = REPO_ROOT / ".cache" / "odoo" / "current"
+# Run by Odoo's own interpreter: attachments and partners in a fresh `-i base` database, then Odoo's own
+# dump_db, the code behind the database manager's Backup button ("zip" and "pg_dump custom format").
+ODOO_DUMP_SCRIPT = """
+import json, sys
+conf, db_name, out_zip, out_dump = sys.argv[1:5]
+import odoo
+from odoo.service import db as service_db
+odoo.tools.config.parse_config(["-c", conf])
+with odoo.registry(db_name).cursor() as cr:
+    env = odoo.api.Environment(cr, odoo.SUPERUSER_ID, {})
+    files = env["ir.attachment"].create([{"name": f"file{n}.bin", "raw": bytes([n + 1]) * (5000 + n)}
+                                         for n in range(3)])
+    env["res.partner"].create([{"name": f"Customer {n}"} for n in range(40)])
+    facts = {"attachments": {a.store_fname: a.checksum for a in files},
+             "partners": env["res.partner"].with_context(active_test=False).search_count([]),
+             "uuid": env["ir.config_parameter"].get_param("database.uuid"),
+             "secret": env["ir.config_parameter"].get_param("database.secret")}
+with open(out_zip, "wb") as stream:
+    service_db.dump_db(db_name, stream, "zip")
+with open(out_dump, "wb") as stream:
+    service_db.dump_db(db_name, stream, "dump")
+print("FACTS " + json.dumps(facts))
+"""
+
+
+@pytest.fixture(scope="module")
+def odoo_made(cluster, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """A real Odoo 16 database (`odoo-bin -i base`, as its own non-superuser role), backed up by Odoo's own
+    dump_db as a ZIP and as a custom-format dump. Built once for the module (30-60 s), nothing cached."""
+    python = ODOO_HOME / "venv" / "bin" / "python"
+    if not python.exists():
+        pytest.skip("no real Odoo prepared (.cache/odoo/current: `make setup`)")
+    assert cluster.postgres is not None
+    pg = cluster.postgres
+    role, password, name = f"odoo_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex, f"odoo_made_{uuid.uuid4().hex[:8]}"
+    pg_exec(pg.dsn, f"CREATE ROLE \"{role}\" LOGIN CREATEDB PASSWORD '{password}'")
+    work = tmp_path_factory.mktemp("odoo-made")
+    conf = work / "odoo.conf"
+    src = ODOO_HOME / "src"
+    conf.write_text(f"[options]\ndb_host = 127.0.0.1\ndb_port = {pg.port}\ndb_user = {role}\n"
+                    f"db_password = {password}\ndata_dir = {work / 'data'}\nwithout_demo = all\n"
+                    f"addons_path = {src / 'addons'},{src / 'odoo' / 'addons'}\n")
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    try:
+        init = subprocess.run([str(python), str(src / "odoo-bin"), "-c", str(conf), "-d", name, "-i", "base",
+                               "--stop-after-init", "--log-level=warn"], capture_output=True, text=True, env=env,
+                              timeout=600)
+        assert init.returncode == 0, init.stderr[-3000:]
+        dump = subprocess.run([str(python), "-c", ODOO_DUMP_SCRIPT, str(conf), name, str(work / "odoo.zip"),
+                               str(work / "odoo.dump")], capture_output=True, text=True, env=env, timeout=300)
+        assert dump.returncode == 0, dump.stderr[-3000:]
+        facts = json.loads(next(line for line in dump.stdout.splitlines() if line.startswith("FACTS "))[6:])
+        with psycopg.connect(pg.dsn.replace("dbname=postgres", f"dbname={name}")) as conn:
+            facts["tables"] = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
+        yield {**facts, "zip": work / "odoo.zip", "dump": work / "odoo.dump", "database": name}
+    finally:
+        pg_exec(pg.dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg_exec(pg.dsn, f'DROP ROLE IF EXISTS "{role}"')
+
+
+def backup_pvc(namespace: str) -> str:
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                           "metadata": {"name": "odoo-backups", "namespace": namespace},
+                           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+
+
+def restored_like_odoo_made(cluster, name, namespace, tmp_path, made) -> dict[str, str]:
+    """Same tables and rows as the database Odoo dumped, and every attachment's bytes in the filestore."""
+    with connect_as_owner(cluster, name, namespace) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == \
+            made["tables"]
+        assert conn.execute("SELECT count(*) FROM res_partner").fetchone()[0] == made["partners"]
+        stored = dict(conn.execute("SELECT store_fname, checksum FROM ir_attachment WHERE store_fname IS NOT NULL "
+                                   "AND name LIKE 'file%.bin'").fetchall())
+        assert stored == made["attachments"]
+        owners = conn.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'").fetchall()
+        assert owners == [(conn.info.user,)]  # loaded as the database's own role
+        return params(conn)
+
+
+def test_an_odoo_made_zip_with_no_sidecar_restores_keeping_its_identity(cluster, operator, namespace, tmp_path,
+                                                                        odoo_made):
+    uploads = tmp_path / namespace / "odoo-backups" / "_uploads"  # the PVC, as jobrunner maps it
+    uploads.mkdir(parents=True)
+    shutil.copy(odoo_made["zip"], uploads / "shop.zip")  # no sidecar: the operator did not write it
+    cluster.kubectl("apply", "-f", "-", input=backup_pvc(namespace))
+    cluster.kubectl("apply", "-f", "-", input=odoo_database(
+        "moved", namespace, restoreFrom={"file": "_uploads/shop.zip", "identity": "keep"}))
+    job = wait_until(lambda: get_json(cluster, "job", "moved-restore", "-n", namespace), 60, "the restore Job")
+    pod = job["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert args[:5] == ["restore", "--storage", "file:///backups", "--file", "_uploads/shop.zip"]
+    assert "--sha256" not in args and args[-2:] == ["--odoo-version", "17.0"]
+    assert pod["automountServiceAccountToken"] is False  # a user's dump is loaded without any API token
+    result = run_job(cluster, namespace, "moved-restore", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["verified"] is False
+
+    obj = wait_ready(cluster, "moved", namespace)
+    assert obj["status"]["source"] == ("restored from file _uploads/shop.zip on PVC odoo-backups "
+                                       "(unverified: no checksum)")
+    seen = {(t, r): m for t, r, m in events(cluster, namespace, "moved")}
+    assert "unverified: no checksum" in seen[("Warning", "RestoreUnverified")]
+    assert "its identity kept (moved)" in seen[("Normal", "Restored")]
+    values = restored_like_odoo_made(cluster, "moved", namespace, tmp_path, odoo_made)
+    assert (values["database.uuid"], values["database.secret"]) == (odoo_made["uuid"], odoo_made["secret"])
+    filestore = tmp_path / namespace / "moved-filestore"
+    for store_fname, checksum in odoo_made["attachments"].items():
+        assert hashlib.sha1((filestore / store_fname).read_bytes()).hexdigest() == checksum
+
+
+def test_an_odoo_made_dump_restores_with_a_fresh_identity_checked_against_its_sha256(cluster, operator, namespace,
+                                                                                      tmp_path, odoo_made):
+    uploads = tmp_path / namespace / "odoo-backups" / "in"
+    uploads.mkdir(parents=True)
+    shutil.copy(odoo_made["dump"], uploads / "shop.backup")  # pg_dump's custom format, whatever the name
+    sha = hashlib.sha256(odoo_made["dump"].read_bytes()).hexdigest()
+    cluster.kubectl("apply", "-f", "-", input=backup_pvc(namespace))
+    cluster.kubectl("apply", "-f", "-", input=odoo_database(
+        "copied", namespace, restoreFrom={"file": "in/shop.backup", "sha256": sha}))
+    wait_until(lambda: get_json(cluster, "job", "copied-restore", "-n", namespace), 60, "the restore Job")
+    result = run_job(cluster, namespace, "copied-restore", tmp_path)
+    assert result.returncode == 0, result.stderr
+    obj = wait_ready(cluster, "copied", namespace)
+    assert obj["status"]["source"] == "restored from file in/shop.backup on PVC odoo-backups"
+    assert "RestoreUnverified" not in {r for _, r, _ in events(cluster, namespace, "copied")}
+    values = restored_like_odoo_made(cluster, "copied", namespace, tmp_path, odoo_made)
+    assert values["database.uuid"] != odoo_made["uuid"] and values["database.secret"] != odoo_made["secret"]
+
+    cluster.kubectl("apply", "-f", "-", input=odoo_database(
+        "tampered", namespace, restoreFrom={"file": "in/shop.backup", "sha256": "0" * 64}))
+    wait_until(lambda: get_json(cluster, "job", "tampered-restore", "-n", namespace), 60, "the restore Job")
+    result = run_job(cluster, namespace, "tampered-restore", tmp_path)
+    assert result.returncode == 1 and f"its sha256 is {sha}, not the {'0' * 64} given" in result.stdout
+    failed = wait_reason(cluster, "tampered", namespace, "RestoreFailed")
+    assert "file in/shop.backup on PVC odoo-backups" in condition(failed, "Ready")["message"]
+
+
+def test_a_restore_file_outside_the_storage_is_refused_by_the_api_server_and_the_job(cluster, operator, namespace,
+                                                                                    tmp_path):
+    refused = cluster.kubectl("apply", "-f", "-", check=False, input=odoo_database(
+        "escape", namespace, restoreFrom={"file": "../../etc/passwd"}))
+    assert refused.returncode != 0 and "must be a relative path inside the storage" in refused.stderr
+    # The Job checks again, whatever its arguments (a CRD older than the operator, a hand-made Job)
+    result = subprocess.run([sys.executable, "-m", "odoo_operator.backup", "restore", "--storage",
+                             (tmp_path / "vol").as_uri(), "--file", "../etc/passwd", "--database", "x"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "not a relative path inside the storage" in json.loads(result.stdout)["error"]
+
+
+def test_kubectl_odoo_restore_uploads_to_s3_then_restores(cluster, operator, namespace, tmp_path, s3_endpoint,
+                                                          odoo_made):
+    bucket = f"r-{namespace}"
+    urllib.request.urlopen(urllib.request.Request(f"{s3_endpoint}/{bucket}", method="PUT"), timeout=10).close()
+    cluster.kubectl("create", "secret", "generic", "s3-creds", "-n", namespace,
+                    "--from-literal=AWS_ACCESS_KEY_ID=AKIDTEST", "--from-literal=AWS_SECRET_ACCESS_KEY=secret-key")
+    plugin = [str(Path(sys.executable).parent / "kubectl-odoo"), f"--kubeconfig={cluster.kubeconfig}", "-n", namespace]
+    done = subprocess.run([*plugin, "restore", "fromzip", "--file", str(odoo_made["zip"]), "--s3-bucket", bucket,
+                           "--s3-endpoint", s3_endpoint, "--s3-prefix", "tenants", "--s3-credentials-secret",
+                           "s3-creds", "--identity", "keep"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "secret-key" not in done.stdout + done.stderr
+    obj = get_json(cluster, "odb", "fromzip", "-n", namespace)
+    restore = obj["spec"]["restoreFrom"]
+    sha = hashlib.sha256(odoo_made["zip"].read_bytes()).hexdigest()
+    assert obj["spec"]["version"] == "16.0"  # from the ZIP's manifest.json
+    assert restore["sha256"] == sha and restore["identity"] == "keep" and restore["neutralize"] is False
+    assert restore["file"].startswith("_uploads/fromzip-") and restore["file"].endswith(".zip")
+    assert restore["storage"] == {"s3": {"bucket": bucket, "endpoint": s3_endpoint, "prefix": "tenants",
+                                         "credentialsSecret": {"name": "s3-creds"}}}
+    with urllib.request.urlopen(f"{s3_endpoint}/{bucket}/tenants/{restore['file']}", timeout=30) as response:
+        assert hashlib.sha256(response.read()).hexdigest() == sha
+    wait_until(lambda: get_json(cluster, "job", "fromzip-restore", "-n", namespace), 60, "the restore Job")
+    result = run_job(cluster, namespace, "fromzip-restore", tmp_path)
+    assert result.returncode == 0, result.stderr
+    obj = wait_ready(cluster, "fromzip", namespace)
+    assert obj["status"]["source"] == f"restored from file {restore['file']} on s3://{bucket}/tenants"
+    values = restored_like_odoo_made(cluster, "fromzip", namespace, tmp_path, odoo_made)
+    assert values["database.uuid"] == odoo_made["uuid"]
+
+    again = subprocess.run([*plugin, "restore", "fromzip", "--file", str(odoo_made["zip"])], capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == 1 and "already exists" in again.stderr

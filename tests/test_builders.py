@@ -11,6 +11,7 @@ from odoo_operator.config import Settings
 from odoo_operator.model import parse_odoo_database
 
 SETTINGS = Settings(base_domain="apps.example.com", images={"17.0": "odoo:17.0"})
+ENDPOINT = builders.DatabaseEndpoint("pg.example", 5433, "require")
 
 
 def make_db(**spec):
@@ -24,14 +25,17 @@ def test_every_child_is_owned_and_labelled():
         builders.build_db_secret(db, "pg", 5432, "disable", "pw"),
         builders.build_admin_secret(db, "pw"),
         builders.build_filestore_pvc(db, SETTINGS),
-        builders.build_config_map(db),
+        builders.build_sessions_pvc(db, SETTINGS),
+        builders.build_config_map(db, ENDPOINT),
         builders.build_init_job(db),
-        builders.build_deployment(db, 1, "h"),
+        builders.build_neutralize_job(db),
+        builders.build_deployment(db, 1, "h", ENDPOINT),
         builders.build_service(db),
         builders.build_ingress(db, SETTINGS),
     ]
     names = [c["metadata"]["name"] for c in children]
-    assert names == ["shop-db", "shop-admin", "shop-filestore", "shop-odoo-conf", "shop-init", "shop", "shop", "shop"]
+    assert names == ["shop-db", "shop-admin", "shop-filestore", "shop-sessions", "shop-odoo-conf", "shop-init",
+                     "shop-neutralize", "shop", "shop", "shop"]
     for child in children:
         ref = child["metadata"]["ownerReferences"][0]
         assert ref["uid"] == "uid-1" and ref["controller"] is True and ref["kind"] == "OdooDatabase"
@@ -46,9 +50,21 @@ def test_db_secret_holds_connection_keys():
     assert data["password"] == "s3cret" and data["user"].startswith("odoo_")
 
 
+def conf_options(conf: str) -> dict[str, str]:
+    return dict(line.split(" = ", 1) for line in conf.splitlines() if " = " in line)
+
+
+def odoo_containers(db):
+    """Every container that runs the database's Odoo image, by the object it belongs to."""
+    objects = [builders.build_init_job(db), builders.build_neutralize_job(db),
+               builders.build_deployment(db, 1, "h", ENDPOINT)]
+    return {obj["metadata"]["name"]: obj["spec"]["template"]["spec"]["containers"][0] for obj in objects}
+
+
 def test_deployment_runs_one_database_with_filter_and_proxy_mode():
-    deployment = builders.build_deployment(make_db(), 2, "abc")
+    deployment = builders.build_deployment(make_db(), 2, "abc", ENDPOINT)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["odoo", "-c", "/etc/odoo/odoo.conf"]
     assert container["args"] == ["--database", "shop", "--db-filter", "^shop$", "--proxy-mode", "--no-database-list"]
     assert deployment["spec"]["replicas"] == 2
     assert container["image"] == "odoo:17.0"
@@ -59,15 +75,76 @@ def test_deployment_runs_one_database_with_filter_and_proxy_mode():
     assert all("valueFrom" in env for env in container["env"])
 
 
+def test_every_odoo_container_skips_the_image_entrypoint_and_gets_the_password_only_from_the_secret():
+    """The official image's entrypoint runs only when a container sets no `command`; it would add
+    `--db_password odoo`-style defaults to the command line. So every Odoo container sets `command`,
+    its connection is in odoo.conf, and the password reaches libpq as PGPASSWORD from <name>-db."""
+    db = make_db()
+    containers = odoo_containers(db)
+    assert set(containers) == {"shop-init", "shop-neutralize", "shop"}
+    for name, container in containers.items():
+        assert container["command"][0] in ("odoo", "/bin/bash"), name
+        argv = container["command"] + container.get("args", [])
+        if name == "shop-init":
+            argv = argv[:-1]  # the script, checked below
+        assert not any("password" in arg.lower() or arg.startswith("--db_") or arg in ("-w", "-r")
+                       for arg in argv), name
+        env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+        assert env["PGPASSWORD"] == {"name": "shop-db", "key": "password"}, name
+        # The entrypoint's variables are gone: nothing reads them any more.
+        assert not {"HOST", "PORT", "USER", "PASSWORD", "PGSSLMODE", "PGHOST"} & set(env), name
+        assert {"name": "config", "mountPath": "/etc/odoo", "readOnly": True} in container["volumeMounts"], name
+    script = containers["shop-init"]["command"][-1]
+    assert script.count("-c /etc/odoo/odoo.conf") == 2
+    assert "--db_" not in script and "PASSWORD" not in script.replace("ODOO_ADMIN_PASSWORD", "")
+
+
+def test_odoo_conf_holds_the_connection_but_never_the_password():
+    db = make_db()
+    conf = builders.render_odoo_conf(db, ENDPOINT)
+    options = conf_options(conf)
+    assert options["db_host"] == "pg.example" and options["db_port"] == "5433"
+    assert options["db_user"] == db.role_name and options["db_sslmode"] == "require"
+    assert "db_password" not in options and "password" not in conf.lower()
+    config_map = builders.build_config_map(db, ENDPOINT)
+    assert config_map["data"]["odoo.conf"] == conf
+
+
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"])
+def test_odoo_conf_applies_the_servers_ssl_mode(mode):
+    # Odoo's own db_sslmode (default prefer) wins over PGSSLMODE: the mode must be in odoo.conf.
+    conf = builders.render_odoo_conf(make_db(), builders.DatabaseEndpoint("pg", 5432, mode))
+    assert conf_options(conf)["db_sslmode"] == mode
+
+
+def test_a_change_of_server_address_or_ssl_mode_rolls_the_pods():
+    db = make_db()
+
+    def config_annotation(endpoint):
+        deployment = builders.build_deployment(db, 1, "h", endpoint)
+        return deployment["spec"]["template"]["metadata"]["annotations"]["odoo.dbmanager.io/config"]
+
+    base = config_annotation(ENDPOINT)
+    for other in (builders.DatabaseEndpoint("pg2.example", 5433, "require"),
+                  builders.DatabaseEndpoint("pg.example", 5434, "require"),
+                  builders.DatabaseEndpoint("pg.example", 5433, "verify-full")):
+        assert config_annotation(other) != base
+    assert config_annotation(builders.DatabaseEndpoint("pg.example", 5433, "require")) == base
+
+
 def test_password_change_rolls_the_pods():
     db = make_db()
     a = builders.credentials_fingerprint(db, "one")
     assert a != builders.credentials_fingerprint(db, "two")
     assert "one" not in a
+    annotations = [builders.build_deployment(db, 1, builders.credentials_fingerprint(db, pw), ENDPOINT)
+                   ["spec"]["template"]["metadata"]["annotations"]["odoo.dbmanager.io/credentials"]
+                   for pw in ("one", "two")]
+    assert annotations[0] != annotations[1]
 
 
 def test_odoo_conf_disables_the_database_manager_and_keeps_user_keys():
-    conf = builders.render_odoo_conf(make_db(app={"config": {"limit_time_cpu": "120"}, "workers": 4}))
+    conf = builders.render_odoo_conf(make_db(app={"config": {"limit_time_cpu": "120"}, "workers": 4}), ENDPOINT)
     assert "list_db = False" in conf and "dbfilter = ^shop$" in conf and "proxy_mode = True" in conf
     assert "limit_time_cpu = 120" in conf and "workers = 4" in conf
 
@@ -79,7 +156,55 @@ def test_init_job_installs_base_without_demo_and_sets_admin_password_from_secret
     assert "-i base" in script and "--without-demo=all" in script and "--stop-after-init" in script
     admin = [e for e in container["env"] if e["name"] == "ODOO_ADMIN_PASSWORD"][0]
     assert admin["valueFrom"]["secretKeyRef"] == {"name": "shop-admin", "key": "password"}
+    assert "os.environ['ODOO_ADMIN_PASSWORD']" in script  # read from env in `odoo shell`, never argv
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_neutralize_job_runs_odoos_own_neutralize_on_the_database_with_the_init_jobs_volumes():
+    db = make_db(databaseName="shop_test")
+    job = builders.build_neutralize_job(db)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "odoo:17.0"
+    assert container["command"] == ["odoo", "neutralize", "-c", "/etc/odoo/odoo.conf", "-d", "shop_test"]
+    assert "args" not in container
+    init = builders.build_init_job(db)["spec"]["template"]["spec"]
+    assert job["spec"]["template"]["spec"]["volumes"] == init["volumes"]
+    assert container["volumeMounts"] == init["containers"][0]["volumeMounts"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "neutralize"
+
+
+def test_sessions_live_on_a_shared_volume_of_the_app_only():
+    db = make_db(app={"replicas": 3})
+    pvc = builders.build_sessions_pvc(db, Settings(storage_class="fast", filestore_access_mode="ReadWriteMany"))
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"] and pvc["spec"]["storageClassName"] == "fast"
+    assert pvc["metadata"]["labels"]["app.kubernetes.io/component"] == "sessions"
+    # A copy starts with nobody logged in: never a clone of the source's sessions.
+    copy = make_db(duplicateFrom={"name": "prod"})
+    assert "dataSource" not in builders.build_sessions_pvc(copy, SETTINGS)["spec"]
+    assert "dataSource" in builders.build_filestore_pvc(copy, SETTINGS)["spec"]
+    pod = builders.build_deployment(db, 3, "h", ENDPOINT)["spec"]["template"]["spec"]
+    claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in pod["volumes"]}
+    assert claims["sessions"] == "shop-sessions"
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["sessions"] == "/var/lib/odoo/sessions"  # odoo.tools.config.session_dir
+    assert conf_options(builders.render_odoo_conf(db, ENDPOINT))["data_dir"] == "/var/lib/odoo"
+    for job in (builders.build_init_job(db), builders.build_neutralize_job(db)):
+        assert "sessions" not in {v["name"] for v in job["spec"]["template"]["spec"]["volumes"]}
+
+
+@pytest.mark.parametrize(("workers", "port_name", "port"), [(0, "http", 8069), (2, "longpolling", 8072)])
+def test_websocket_goes_to_the_port_that_serves_it(workers, port_name, port):
+    db = make_db(app={"workers": workers})
+    ingress = builders.build_ingress(db, SETTINGS)
+    paths = {p["path"]: p["backend"]["service"]["port"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert paths == {"/websocket": port_name, "/": "http"}
+    route = builders.build_route(db, Settings(gateway="infra/public"))
+    assert [(r["matches"][0]["path"]["value"], r["backendRefs"][0]["port"]) for r in route["spec"]["rules"]] == [
+        ("/websocket", port), ("/", 8069)]
+    # The Service keeps both ports whatever the workers.
+    service_ports = {p["name"]: p["port"] for p in builders.build_service(db)["spec"]["ports"]}
+    assert service_ports == {"http": 8069, "longpolling": 8072}
 
 
 def test_ingress_routes_default_host_and_tls_with_issuer():
@@ -109,7 +234,7 @@ def test_the_database_host_is_an_httproute_on_the_configured_gateway():
                                             "namespace": "infra", "name": "public"}]
     assert route["spec"]["hostnames"] == [make_db().hostname]
     assert [(r["matches"][0]["path"]["value"], r["backendRefs"][0]["port"]) for r in route["spec"]["rules"]] == [
-        ("/websocket", 8072), ("/", 8069)]
+        ("/websocket", 8069), ("/", 8069)]
     assert builders.build_route(make_db(), SETTINGS)["kind"] == "Ingress"
 
 

@@ -361,6 +361,12 @@ ACCEPTED = [
         odb("restored", restoreFrom={"backup": "shop-daily", "artifact": "20240101T000000Z"}),
         id="odb-restore",
     ),
+    pytest.param(odb("restored", restoreFrom={"file": "_uploads/shop-2024_01.01+x@y=z,v.zip"}), id="odb-restore-file"),
+    pytest.param(
+        odb("restored", restoreFrom={"file": "ns/shop/shop.dump", "sha256": "a" * 64, "identity": "keep",
+                                     "neutralize": True, "storage": {"s3": {"bucket": "b", "prefix": "p"}}}),
+        id="odb-restore-file-every-field",
+    ),
     pytest.param(odb("x" * 64, databaseName="shop"), id="odb-long-name-with-databaseName"),
     pytest.param(odb("postgres", databaseName="pg_shop"), id="odb-reserved-name-with-databaseName"),
     pytest.param(odb(expiresAfter="45s"), id="odb-expires-seconds"),
@@ -404,6 +410,8 @@ def unusable_metadata_name(name: str) -> str:
 
 
 BAD_DURATION = "expiresAfter must be a duration made of days (d), hours (h), minutes (m) and seconds (s)"
+RESTORE_PATH = "restoreFrom.file must be a relative path inside the storage"
+RESTORE_ONE = "restoreFrom needs exactly one of backup"
 BAD_CRON = "schedule must be a cron expression"
 BAD_TAG = "each tag becomes a label name, so it must be 1 to 63 lower-case letters"
 BAD_DOMAIN = "domain must be a lower-case fully qualified domain name (RFC 1123) with at least one dot"
@@ -436,6 +444,24 @@ REFUSED = [
         "spec.duplicateFrom and spec.restoreFrom are mutually exclusive",
         id="duplicateFrom-and-restoreFrom",
     ),
+    *(
+        pytest.param(odb(restoreFrom={"file": path}), RESTORE_PATH, id=f"restoreFrom-file-{n}")
+        for n, path in enumerate(["../shop.zip", "a/../../shop.zip", "/etc/passwd", ".hidden", "a//b.zip", "a/./b",
+                                  "a\\b.zip", "a/", "shop.zip\n", "a b.zip"])
+    ),
+    pytest.param(odb(restoreFrom={"file": "x" * 1025}), "Too long", id="restoreFrom-file-too-long"),
+    pytest.param(odb(restoreFrom={"backup": "shop-daily", "file": "a.zip"}), RESTORE_ONE, id="restoreFrom-both"),
+    pytest.param(odb(restoreFrom={"identity": "keep"}), RESTORE_ONE, id="restoreFrom-neither"),
+    pytest.param(odb(restoreFrom={"file": "a.zip", "artifact": "x"}), "restoreFrom.artifact goes with backup",
+                 id="restoreFrom-file-artifact"),
+    pytest.param(odb(restoreFrom={"backup": "b", "sha256": "a" * 64}), "restoreFrom.storage and restoreFrom.sha256 "
+                 "go with file", id="restoreFrom-backup-sha256"),
+    pytest.param(odb(restoreFrom={"file": "a.zip", "sha256": "A" * 64}), "restoreFrom.sha256 must be 64 lower-case",
+                 id="restoreFrom-sha256-upper"),
+    pytest.param(odb(restoreFrom={"file": "a.zip", "identity": "new"}), 'supported values: "fresh", "keep"',
+                 id="restoreFrom-identity"),
+    pytest.param(odb(restoreFrom={"file": "a.zip", "storage": {}}), "storage needs exactly one of pvc",
+                 id="restoreFrom-storage-empty"),
     pytest.param(odb(expiresAfter="15days"), BAD_DURATION, id="expiresAfter-15days"),
     pytest.param(odb(expiresAfter="h"), BAD_DURATION, id="expiresAfter-h"),
     pytest.param(odb(expiresAfter=""), BAD_DURATION, id="expiresAfter-empty"),
@@ -532,6 +558,18 @@ UPDATES = [
         {"spec": {"restoreFrom": {"artifact": "a1"}}},
         RESTORE_IMMUTABLE,
         id="restoreFrom-changed",
+    ),
+    pytest.param(
+        odb(restoreFrom={"file": "_uploads/a.zip", "identity": "keep"}),
+        {"spec": {"restoreFrom": {"identity": "fresh"}}},
+        RESTORE_IMMUTABLE,
+        id="restoreFrom-identity-changed",
+    ),
+    pytest.param(
+        odb(restoreFrom={"file": "_uploads/a.zip"}),
+        {"spec": {"restoreFrom": {"file": "_uploads/b.zip"}}},
+        RESTORE_IMMUTABLE,
+        id="restoreFrom-file-changed",
     ),
     pytest.param(odb(server="main"), {"spec": {"server": "other"}}, SERVER_IMMUTABLE, id="server-changed"),
     pytest.param(odb(server="main"), {"spec": {"server": None}}, SERVER_IMMUTABLE, id="server-removed"),

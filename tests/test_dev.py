@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -71,3 +72,51 @@ def test_dev_runs_everything_and_leaves_nothing_behind(tmp_path, stop):
     while (processes_mentioning(str(dev_dir)) or processes_mentioning(pg_dir)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert processes_mentioning(str(dev_dir)) == [] and processes_mentioning(pg_dir) == []
+
+
+def test_dev_tour_ends_on_the_real_odoo_login_page(tmp_path):
+    """The README tour as a newcomer follows it: `make dev`, apply the example, open the login page of
+    the real Odoo through the database's host, log in as admin with the password from `<name>-admin`.
+    The screenshot in the README is the one this test takes (`.cache/screenshots/odoo-login.png`)."""
+    from conftest import wait_until
+    from odoo_operator.localcluster import free_port
+    from odoo_real import authenticate, request
+    from screenshot import screenshot
+
+    dev_dir, port = tmp_path / "dev", free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "odoo_operator.dev"], cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "ODOO_DEV_DIR": str(dev_dir), "ODOO_DEV_PROXY_PORT": str(port)},
+    )
+    kubeconfig = dev_dir / "kubeconfig"
+
+    def kubectl(*args: str) -> str:
+        done = subprocess.run([kubectl_binary(), f"--kubeconfig={kubeconfig}", *args], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    try:
+        wait_for_output(proc, "Local control plane ready", 180)
+        kubectl("apply", "-f", str(REPO_ROOT / "examples" / "odoodatabase.yaml"))
+        wait_until(lambda: kubectl("get", "odb", "shop", "-o",
+                                   "jsonpath={.status.conditions[?(@.type=='Ready')].status}") == "True",
+                   900, "shop Ready after the real init", interval=2)
+        password = base64.b64decode(kubectl("get", "secret", "shop-admin", "-o", "jsonpath={.data.password}")).decode()
+        host = "shop.odoo.localhost"
+        page = wait_until(lambda: (r := request(port, host, "GET", "/web/login")).status == 200 and r, 120,
+                          "the login page")
+        assert b'name="login"' in page.body
+        answer, _ = authenticate(port, host, "shop", "admin", password)
+        assert answer.get("result", {}).get("uid") == 2, answer
+        png = screenshot(f"http://{host}:{port}/web/login", REPO_ROOT / ".cache" / "screenshots" / "odoo-login.png")
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(90)
+    deadline = time.monotonic() + 30
+    while processes_mentioning(str(dev_dir)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_mentioning(str(dev_dir)) == []

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import OperatorProcess, apply_yaml, condition, get_json, odoo_database, wait_until
-from odoo_operator.builders import render_odoo_conf
+from odoo_operator.builders import DatabaseEndpoint, render_odoo_conf
 from odoo_operator.config import Settings
 from odoo_operator.domainmapping import (
     DomainMapping,
@@ -115,24 +115,34 @@ def _mapping(**kw: Any) -> DomainMapping:
     return DomainMapping(**{**base, **kw})
 
 
+def _db(workers: int = 0) -> Any:
+    return parse_odoo_database({"metadata": {"name": "db", "namespace": "ns", "uid": "u"},
+                                "spec": {"version": "17.0", "app": {"workers": workers}}}, SETTINGS)
+
+
 def test_ingress_route_with_cluster_issuer_gets_its_own_secret() -> None:
-    route = build_route(_mapping(cluster_issuer="letsencrypt"), "db", Settings(ingress_class="nginx"))
+    route = build_route(_mapping(cluster_issuer="letsencrypt"), _db(), Settings(ingress_class="nginx"))
     assert route["kind"] == "Ingress" and route["metadata"]["name"] == "shop-domain"
     assert route["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
     assert route["spec"]["ingressClassName"] == "nginx"
     assert route["spec"]["tls"] == [{"hosts": ["shop.example.com"], "secretName": "shop-domain-tls"}]
     paths = route["spec"]["rules"][0]["http"]["paths"]
-    assert [(p["path"], p["backend"]["service"]["port"]["name"]) for p in paths] == [
-        ("/websocket", "longpolling"), ("/", "http")]
+    # workers 0: Odoo's threaded server answers /websocket on its HTTP port; 8072 is not listening.
+    assert [(p["path"], p["backend"]["service"]["name"], p["backend"]["service"]["port"]["name"])
+            for p in paths] == [("/websocket", "db", "http"), ("/", "db", "http")]
+    prefork = build_route(_mapping(), _db(workers=2), Settings())["spec"]["rules"][0]["http"]["paths"]
+    assert [p["backend"]["service"]["port"]["name"] for p in prefork] == ["longpolling", "http"]
 
 
 def test_httproute_on_the_configured_gateway() -> None:
-    route = build_route(_mapping(), "db", Settings(gateway="infra/public/https"))
+    route = build_route(_mapping(), _db(), Settings(gateway="infra/public/https"))
     assert route["apiVersion"] == "gateway.networking.k8s.io/v1" and route["kind"] == "HTTPRoute"
     assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
                                             "namespace": "infra", "name": "public", "sectionName": "https"}]
     assert route["spec"]["hostnames"] == ["shop.example.com"]
-    assert [r["backendRefs"][0]["port"] for r in route["spec"]["rules"]] == [8072, 8069]
+    assert [r["backendRefs"][0]["port"] for r in route["spec"]["rules"]] == [8069, 8069]
+    prefork = build_route(_mapping(), _db(workers=4), Settings(gateway="infra/public/https"))
+    assert [r["backendRefs"][0]["port"] for r in prefork["spec"]["rules"]] == [8072, 8069]
 
 
 def odoo_db_filter(dbfilter: str, dbs: list[str], host: str) -> list[str]:
@@ -151,7 +161,8 @@ def test_odoo_answers_any_mapped_domain_with_its_own_database() -> None:
     body = {"apiVersion": "odoo.dbmanager.io/v1alpha1", "kind": "OdooDatabase",
             "metadata": {"name": "acme", "namespace": "ns", "uid": "u"}, "spec": {"version": "17.0"}}
     db = parse_odoo_database(body, SETTINGS)
-    conf = dict(line.split(" = ", 1) for line in render_odoo_conf(db).splitlines() if " = " in line)
+    endpoint = DatabaseEndpoint("pg.example", 5432, "require")
+    conf = dict(line.split(" = ", 1) for line in render_odoo_conf(db, endpoint).splitlines() if " = " in line)
     assert conf["proxy_mode"] == "True"
     others = ["acme2", "other", db.database_name + "_old"]
     for host in ("shop.example.com", "www.shop.example.com:443", db.hostname, "erp.client.co.uk"):
@@ -431,8 +442,16 @@ def test_httproute_when_the_operator_is_configured_for_a_gateway(
     parent = route["spec"]["parentRefs"][0]
     assert (parent["namespace"], parent["name"], parent["sectionName"]) == ("infra", "public", "https")
     assert [(r["backendRefs"][0]["name"], r["backendRefs"][0]["port"]) for r in route["spec"]["rules"]] == [
-        (db, 8072), (db, 8069)]
+        (db, 8069), (db, 8069)]
     assert not get_json(cluster, "ingress", "gw-domain", "-n", namespace)
+    # Prefork (workers > 0): /websocket moves to the gevent port, on the mapping's route as on the database's.
+    cluster.kubectl("patch", "odb", db, "-n", namespace, "--type=merge", "-p", '{"spec":{"app":{"workers":2}}}')
+
+    def websocket_ports() -> list[int] | None:
+        ports = [get_json(cluster, "httproute", name, "-n", namespace)["spec"]["rules"][0]["backendRefs"][0]["port"]
+                 for name in ("gw-domain", db)]
+        return ports if ports == [8072, 8072] else None
+    wait_until(websocket_ports, 60, "/websocket routed to 8072 once workers > 0")
 
     # A Gateway controller refuses the route: the mapping says so.
     status = {"status": {"parents": [{

@@ -342,6 +342,63 @@ def test_backup_creates_a_one_shot_database_backup(cluster: LocalCluster, operat
     failed(kodoo(cluster, "backup", "nothing", "-n", namespace), "not found")
 
 
+# ---- restore -------------------------------------------------------------------------------------
+def test_restore_from_a_databases_backup_creates_the_right_shape(cluster: LocalCluster, operator: Any,
+                                                                 namespace: str) -> None:
+    fabricate(cluster, namespace, "shop", status=ready_status("shop"), image="registry.example/odoo:17.0-custom")
+    out = ok(kodoo(cluster, "restore", "shop-dr", "--from-database", "shop", "--artifact", "20240101T020000Z",
+                   "--identity", "keep", "-n", namespace))
+    spec = get_json(cluster, "odb", "shop-dr", "-n", namespace)["spec"]
+    assert spec["restoreFrom"] == {"backup": "shop-daily", "artifact": "20240101T020000Z", "identity": "keep",
+                                   "neutralize": False}
+    assert (spec["version"], spec["server"], spec["image"]) == ("17.0", ABSENT_SERVER,
+                                                                 "registry.example/odoo:17.0-custom")
+    assert "keeping its identity (moved)" in out
+    failed(kodoo(cluster, "restore", "shop-dr", "--from-database", "shop", "-n", namespace), "already exists")
+    failed(kodoo(cluster, "restore", "other", "-n", namespace), "give --file PATH")
+    failed(kodoo(cluster, "restore", "other", "--file", "/no/such.zip", "-n", namespace), "no such file")
+    failed(kodoo(cluster, "restore", "other", "--file", __file__, "--backup", "b", "-n", namespace),
+           "with --file, the file is restored")
+    not_odoo = Path(__file__).parent / "fixtures" / "odoo_schema.sql"
+    failed(kodoo(cluster, "restore", "other", "--file", str(not_odoo), "-n", namespace), "give --version")
+
+
+def test_restore_upload_to_a_pvc_goes_through_a_pod_and_kubectl_exec(tmp_path: Path) -> None:
+    """kwok's Pods cannot exec: the Pod and the command are checked here, and what the command runs inside
+    the Pod (`python -m odoo_operator.backup receive`) is run locally with the volume at a folder."""
+    from odoo_operator import kubectl_odoo
+
+    pod = kubectl_odoo.uploader_pod("sales", "odoo-backups", "odoo-db-operator:0.1.0")
+    spec = pod["spec"]
+    assert pod["metadata"]["name"].startswith("odoo-upload-") and pod["metadata"]["namespace"] == "sales"
+    assert spec["automountServiceAccountToken"] is False and spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["volumes"] == [{"name": "backups", "persistentVolumeClaim": {"claimName": "odoo-backups"}}]
+    container = spec["containers"][0]
+    assert container["volumeMounts"] == [{"name": "backups", "mountPath": "/backups"}]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+    data = b"PK\x05\x06" + b"\x00" * 18  # an (empty) ZIP: what a restore accepts, by content
+    local = tmp_path / "shop.zip"
+    local.write_bytes(data)
+    sha = kubectl_odoo.sha256_of_file(local)
+    argv = kubectl_odoo.receive_command(["kubectl", "--context=prod"], "sales", "odoo-upload-1", "_uploads/s.zip", sha)
+    assert argv[:9] == ["kubectl", "--context=prod", "exec", "-i", "-n", "sales", "odoo-upload-1", "-c", "receiver"]
+    inner = argv[argv.index("--") + 1:]
+    assert inner == ["python", "-m", "odoo_operator.backup", "receive", "--storage", "file:///backups", "--file",
+                     "_uploads/s.zip", "--sha256", sha]
+    volume = tmp_path / "volume"
+    here = [sys.executable if part == "python" else part.replace("file:///backups", volume.as_uri()) for part in inner]
+    answer = kubectl_odoo.run_receiver(here, local)
+    assert answer["sha256"] == sha and (volume / "_uploads" / "s.zip").read_bytes() == data
+    with pytest.raises(kubectl_odoo.PluginError, match="the upload failed: .*exists already"):
+        kubectl_odoo.run_receiver(here, local)
+    wrong = [*here[:-1], "0" * 64]
+    wrong[wrong.index("_uploads/s.zip")] = "_uploads/t.zip"
+    with pytest.raises(kubectl_odoo.PluginError, match="the upload failed: .*not the 0{64} sent"):
+        kubectl_odoo.run_receiver(wrong, local)
+    assert sorted(p.name for p in (volume / "_uploads").iterdir()) == ["s.zip"]
+
+
 # ---- delete --------------------------------------------------------------------------------------
 def test_delete_asks_for_the_typed_name(cluster: LocalCluster, operator: Any, namespace: str) -> None:
     fabricate(cluster, namespace, "doomed", ready_status("doomed"), deletionPolicy="Retain")

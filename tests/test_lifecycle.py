@@ -87,11 +87,15 @@ def test_create_gives_a_ready_database_with_everything_it_owns(cluster, operator
     with psycopg.connect(host=creds["host"], port=int(creds["port"]), user=creds["user"],
                          password=creds["password"], dbname=creds["database"]) as conn:
         assert conn.execute("SELECT current_database()").fetchone() == ("shop",)
+        # As in a database Odoo creates itself: pg_trgm, owned by the database's own role.
+        assert conn.execute("SELECT pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'pg_trgm'"
+                            ).fetchone() == (creds["user"],)
     assert len(secret_data(cluster, "shop-admin", namespace)["password"]) >= 24
 
     # Owned objects, applied by one field manager, with owner references.
     for kind, name in [("secret", "shop-db"), ("secret", "shop-admin"), ("pvc", "shop-filestore"),
-                       ("deployment", "shop"), ("service", "shop"), ("ingress", "shop"), ("job", "shop-init"),
+                       ("pvc", "shop-sessions"), ("deployment", "shop"), ("service", "shop"), ("ingress", "shop"),
+                       ("job", "shop-init"),
                        ("configmap", "shop-odoo-conf")]:
         child = get_json(cluster, kind, name, "-n", namespace)
         assert child, f"{kind}/{name} missing"
@@ -99,8 +103,19 @@ def test_create_gives_a_ready_database_with_everything_it_owns(cluster, operator
     deployment = get_json(cluster, "deployment", "shop", "-n", namespace, "--show-managed-fields")
     managers = {m["manager"] for m in deployment["metadata"]["managedFields"] if m["operation"] == "Apply"}
     assert managers == {"odoo-db-operator"}
-    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[:5] == ["--database", "shop", "--db-filter", "^shop$", "--proxy-mode"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:5] == ["--database", "shop", "--db-filter", "^shop$", "--proxy-mode"]
+    # Odoo reaches its database through odoo.conf and PGPASSWORD: the image's entrypoint is skipped.
+    assert container["command"] == ["odoo", "-c", "/etc/odoo/odoo.conf"]
+    assert [e["name"] for e in container["env"]] == ["PGPASSWORD"]
+    assert {"name": "sessions", "mountPath": "/var/lib/odoo/sessions"} in container["volumeMounts"]
+    conf = get_json(cluster, "configmap", "shop-odoo-conf", "-n", namespace)["data"]["odoo.conf"]
+    options = dict(line.split(" = ", 1) for line in conf.splitlines() if " = " in line)
+    assert (options["db_host"], options["db_port"], options["db_user"]) == (creds["host"], creds["port"], creds["user"])
+    assert options["db_sslmode"] == creds["sslmode"] and creds["password"] not in conf
+    init = get_json(cluster, "job", "shop-init", "-n", namespace)["spec"]["template"]["spec"]["containers"][0]
+    assert init["command"][:2] == ["/bin/bash", "-c"] and "-c /etc/odoo/odoo.conf" in init["command"][2]
+    assert {e["name"] for e in init["env"]} == {"PGPASSWORD", "PGDATABASE", "ODOO_ADMIN_PASSWORD"}
     ingress = get_json(cluster, "ingress", "shop", "-n", namespace)
     assert ingress["spec"]["rules"][0]["host"] == "shop.odoo.localhost"
 

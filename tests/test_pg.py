@@ -7,6 +7,7 @@ import uuid
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from odoo_operator import pg
 
@@ -92,6 +93,44 @@ def test_existing_role_or_database_of_someone_else_is_never_taken_over(server):
         conn.execute(f'DROP ROLE "{role}"')
 
 
+def test_a_created_database_gets_pg_trgm_as_odoo_creates_it(server):
+    """Odoo's `_create_empty_database` creates pg_trgm, as its own role (unaccent only with its option)."""
+    role, dbname = unique("odoo"), unique("trgm")
+    with pg.connect(server) as conn:
+        pg.ensure_role(conn, role, "pw", OWNER, reset_password=False)
+        pg.create_database(conn, dbname, role, OWNER | {pg.MARKER_KEY: pg.MARKER_VALUE})
+    assert pg.create_odoo_extensions(server, dbname, role) is True
+    assert pg.create_odoo_extensions(server, dbname, role) is True  # idempotent
+    with psycopg.connect(host=server.host, port=server.port, user=role, password="pw", dbname=dbname,
+                         autocommit=True) as own:
+        rows = own.execute("SELECT extname, pg_get_userbyid(extowner), extnamespace::regnamespace::text"
+                           " FROM pg_extension WHERE extname <> 'plpgsql'").fetchall()
+        assert rows == [("pg_trgm", role, "public")]
+        assert own.execute("SELECT similarity('odoo', 'odo') > 0").fetchone() == (True,)
+        # What a dump of an Odoo database carries, restored as the database's role: it owns the extension.
+        own.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
+        own.execute("COMMENT ON EXTENSION pg_trgm IS 'text similarity measurement'")
+    with pg.connect(server) as conn:
+        pg.drop_database(conn, dbname)
+        pg.drop_role(conn, role, OWNER)
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None
+
+
+def test_a_server_that_refuses_the_extension_is_no_error(server):
+    role, dbname = unique("odoo"), unique("noext")
+    with pg.connect(server) as conn:
+        pg.ensure_role(conn, role, "pw", OWNER, reset_password=False)
+        pg.create_database(conn, dbname, role, OWNER | {pg.MARKER_KEY: pg.MARKER_VALUE})
+        conn.execute(sql.SQL("REVOKE CREATE ON DATABASE {} FROM {}").format(sql.Identifier(dbname),
+                                                                             sql.Identifier(role)))
+    try:
+        assert pg.create_odoo_extensions(server, dbname, role) is False
+    finally:
+        with pg.connect(server) as conn:
+            pg.drop_database(conn, dbname)
+            pg.drop_role(conn, role, OWNER)
+
+
 def test_drop_terminates_open_connections(server):
     role, dbname = unique("odoo"), unique("busy")
     with pg.connect(server) as conn:
@@ -138,6 +177,7 @@ def test_copy_hands_objects_to_the_copys_role_and_never_the_source_database(serv
         pg.ensure_role(conn, src_role, "pw", src_owner, reset_password=False)
         pg.ensure_role(conn, dst_role, "pw", dst_owner, reset_password=False)
         pg.create_database(conn, src_db, src_role, src_owner | {pg.MARKER_KEY: pg.MARKER_VALUE})
+    assert pg.create_odoo_extensions(server, src_db, src_role)  # owned by the source's role
     with psycopg.connect(host=server.host, port=server.port, user=src_role, password="pw", dbname=src_db,
                          autocommit=True) as own:
         own.execute("CREATE SCHEMA extra")
@@ -159,6 +199,8 @@ def test_copy_hands_objects_to_the_copys_role_and_never_the_source_database(serv
         assert owners == [(dst_role,)]
         assert conn.execute("SELECT pg_get_userbyid(proowner) FROM pg_proc WHERE proname = 'f'").fetchone() == (
             dst_role,)
+        assert conn.execute("SELECT pg_get_userbyid(extowner) FROM pg_extension WHERE extname = 'pg_trgm'"
+                            ).fetchone() == (dst_role,)
     with pg.connect(server) as conn:
         assert pg.database_info(conn, src_db).owner == src_role  # the source database is still the source's
         assert pg.database_info(conn, dst_db).owner == dst_role

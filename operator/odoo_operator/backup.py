@@ -1,10 +1,17 @@
-"""Backups in Odoo's own format, streamed end to end: `python -m odoo_operator.backup create|restore|list|presign`.
+"""Backups in Odoo's own format, streamed end to end: `python -m odoo_operator.backup create|restore|…`.
 
 A `zip` artifact is what Odoo's database manager produces and its `restore_db` reads: `dump.sql`
 (plain `pg_dump --no-owner`) as the FIRST entry, then `manifest.json`, then `filestore/<sha[:2]>/<sha>`.
 `pg_dump`'s output is compressed into the zip while it is produced, and the zip is written straight to
 the storage through a hashing wrapper, so memory stays flat whatever the size of the database. A
 `dump` artifact is `pg_dump -Fc` (no filestore).
+
+A restore also takes a file the operator did not write (`restore --file PATH`, a path under the storage's
+root): an Odoo ZIP (`dump_db`, the database manager's Backup), a `pg_dump -Fc` archive or a plain SQL
+file, told apart by their first bytes. Without a checksum to compare with, it is restored unverified (a
+ZIP's own CRCs are still checked). `receive` writes such a file from stdin (the upload of `kubectl odoo
+restore --file`). A dump is tenant-controlled input: psql runs it with every backslash command refused
+(`\restrict`), as the database's own role.
 
 An artifact is written under a temporary name (`<name>.partial` on a volume; an uncompleted multipart
 upload on S3, invisible until completed), checked, published under its final name, and only then
@@ -18,6 +25,7 @@ PGSSLMODE); the S3 client is a small SigV4 implementation on the standard librar
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import hashlib
 import hmac
@@ -26,6 +34,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import ssl
@@ -43,11 +52,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from odoo_operator.model import STORAGE_PATH_MAX, STORAGE_PATH_RE
 from odoo_operator.retention import Retention, select_keep
 
 log = logging.getLogger("odoo_operator.backup")
@@ -121,6 +131,15 @@ def _sidecar_bytes(artifact: Artifact) -> bytes:
     return json.dumps(artifact.sidecar(), indent=2, sort_keys=True).encode() + b"\n"
 
 
+def check_path(path: str) -> str:
+    """A file path given by a user (spec.restoreFrom.file, `--file`): hostile input. Relative, no '.' or '..'
+    segment, no backslash, nothing a shell or a URL reads differently (the same rule as the CRD's)."""
+    if not isinstance(path, str) or len(path) > STORAGE_PATH_MAX or not STORAGE_PATH_RE.fullmatch(path):
+        raise BackupError(f"file {path!r} is not a relative path inside the storage (letters, digits, '.', '_', '-', "
+                          "'+', '=', '@', ',' in segments separated by '/', none starting with '.')")
+    return path
+
+
 # --- storage -----------------------------------------------------------------------------------
 
 class ArtifactWriter(ABC):
@@ -178,6 +197,18 @@ class Storage(ABC):
 
     def presigned_url(self, artifact_id: str, seconds: int) -> str:
         raise BackupError("a short-lived download URL needs S3 storage; this storage is a volume")
+
+    @abstractmethod
+    def file_location(self, path: str) -> str:
+        """Where `path` (relative to the storage's root, see `check_path`) is."""
+
+    @abstractmethod
+    def open_file_writer(self, path: str) -> ArtifactWriter:
+        """A new file at `path`; refused when something is there already (an upload never overwrites)."""
+
+    @abstractmethod
+    def local_file(self, path: str, digest: bool) -> contextlib.AbstractContextManager[tuple[Path, str | None]]:
+        """A seekable local file with the bytes of `path`, and their sha256 when `digest` (else None)."""
 
     @contextlib.contextmanager
     def local_copy(self, artifact: Artifact) -> Iterator[tuple[Path, str]]:
@@ -251,6 +282,30 @@ class FileStorage(Storage):
             for stale in self.root.glob(f"{_glob_escape(db_name)}-*{PARTIAL}"):
                 log.info("removing %s left by an interrupted run", stale.name)
                 stale.unlink(missing_ok=True)
+
+    def _inside(self, path: str) -> Path:
+        """`path` under the root, also once symlinks are resolved (a link on the volume cannot lead out)."""
+        target = self.root / check_path(path)
+        if not target.resolve().is_relative_to(self.root.resolve()):
+            raise BackupError(f"file {path!r} leads outside {self.location('')}")
+        return target
+
+    def file_location(self, path: str) -> str:
+        return (self.root / check_path(path)).as_uri()
+
+    def open_file_writer(self, path: str) -> ArtifactWriter:
+        self._inside(path).parent.mkdir(parents=True, exist_ok=True)
+        target = self._inside(path)  # checked again: the directories now exist, and are no links out
+        if target.exists() or target.is_symlink():
+            raise BackupError(f"{self.file_location(path)} exists already; choose another name")
+        return _FileWriter(target)
+
+    @contextlib.contextmanager
+    def local_file(self, path: str, digest: bool) -> Iterator[tuple[Path, str | None]]:
+        target = self._inside(path)
+        if not target.is_file():
+            raise BackupError(f"no file {path!r} in {self.location('')}")
+        yield target, _sha256_of(target) if digest else None
 
     @contextlib.contextmanager
     def local_copy(self, artifact: Artifact) -> Iterator[tuple[Path, str]]:
@@ -597,6 +652,29 @@ class S3Storage(Storage):
             log.info("aborting the upload of %s left by an interrupted run", key)
             self.client.abort_multipart(key, upload_id)
 
+    def file_location(self, path: str) -> str:
+        return self.location(check_path(path))
+
+    def open_file_writer(self, path: str) -> ArtifactWriter:
+        key = self.key(check_path(path))
+        if self.client.head_size(key) is not None:
+            raise BackupError(f"{self.file_location(path)} exists already; choose another name")
+        return _S3Writer(self.client, key, self.part_size)
+
+    @contextlib.contextmanager
+    def local_file(self, path: str, digest: bool) -> Iterator[tuple[Path, str | None]]:
+        key = self.key(check_path(path))
+        if self.client.head_size(key) is None:
+            raise BackupError(f"no file {path!r} in {self.location('')}")
+        sha = hashlib.sha256()
+        with tempfile.NamedTemporaryFile(prefix="odoo-restore-") as spool:
+            with self.client.stream(key) as source:
+                while chunk := source.read(CHUNK):
+                    sha.update(chunk)
+                    spool.write(chunk)
+            spool.flush()
+            yield Path(spool.name), sha.hexdigest()
+
     def presigned_url(self, artifact_id: str, seconds: int) -> str:
         if not 1 <= seconds <= 7 * 24 * 3600:
             raise BackupError("a presigned URL lasts between 1 second and 7 days")
@@ -940,7 +1018,11 @@ def _ensure_empty(database: str, pg_env: Mapping[str, str] | None) -> None:
         raise BackupError(f"database {database!r} is not empty ({row[0]} relations): restore needs an empty one")
 
 
-def _run_loader(argv: list[str], source: IO[bytes] | None, pg_env: Mapping[str, str] | None, what: str,
+class _Reader(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+def _run_loader(argv: list[str], source: _Reader | None, pg_env: Mapping[str, str] | None, what: str,
                 corrupt: Callable[[Exception], BackupError]) -> None:
     """Run psql / pg_restore, feeding it `source`. A read error kills it before its input ends, so the
     single transaction it runs in is rolled back instead of committing half a dump."""
@@ -990,38 +1072,136 @@ def _extract_filestore(archive: zipfile.ZipFile, filestore: Path) -> int:
     return count
 
 
-def _detect_format(path: Path) -> str:
+RESTORE_FORMATS = ("zip", "dump", "sql")
+
+
+def detect_format(head: bytes, name: str) -> str:
+    """zip (Odoo's backup), dump (pg_dump's custom format) or sql (plain SQL), from the first bytes, never from
+    the file's name."""
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head.startswith(b"PGDMP"):
+        return "dump"
+    if head.startswith(b"\x1f\x8b"):
+        raise BackupError(f"{name} is gzip-compressed: decompress it first (a ZIP, a pg_dump -Fc archive or plain SQL "
+                          "is restored)")
+    if len(head) > 262 and head[257:262] == b"ustar":
+        raise BackupError(f"{name} is a tar archive (pg_dump --format=tar?): use Odoo's ZIP, pg_dump -Fc or plain SQL")
+    if not head.strip():
+        raise BackupError(f"{name} is empty")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head)  # a multi-byte character may be cut at the end
+    except UnicodeDecodeError:
+        raise BackupError(f"{name} is not an Odoo ZIP backup, a pg_dump -Fc archive nor SQL text") from None
+    if b"\x00" in head:
+        raise BackupError(f"{name} is not an Odoo ZIP backup, a pg_dump -Fc archive nor SQL text")
+    return "sql"
+
+
+def _detect_file_format(path: Path, name: str) -> str:
     with open(path, "rb") as handle:
-        magic = handle.read(5)
-    return "dump" if magic == b"PGDMP" else "zip"
+        return detect_format(handle.read(4096), name)
 
 
-def restore_file(path: Path, database: str, filestore: Path | None, *, fmt: str | None = None,
-                 pg_env: Mapping[str, str] | None = None, verified: bool = False, name: str | None = None) -> None:
-    """Restore a local artifact (Odoo's zip or a pg_dump custom archive) into the EXISTING EMPTY `database`.
+_PSQL_RESTRICT_LINE = re.compile(rb"^\\(un)?restrict [^\s]+\s*$")
+_COPY_FROM_STDIN = re.compile(rb"^COPY .* FROM stdin;\s*$")
+
+
+class _RestrictedSql:
+    """What psql reads: `\\restrict <random key>` first, so that psql refuses every backslash command of the SQL
+    that follows (`\\!` would run a shell in the Job, `\\copy` and `\\o` touch its files, `\\c` another
+    database). A dump by a recent pg_dump restricts itself the same way: its own `\\restrict`/`\\unrestrict`
+    lines (outside COPY data) are dropped, ours stays in force. Lines are read in bounded pieces, so a huge
+    row never sits in memory whole."""
+
+    PIECE = 1 << 16
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self.source = source
+        self.pending = bytearray(b"\\restrict " + secrets.token_hex(16).encode() + b"\n")
+        self.in_copy = False
+        self.line_start = True
+        self.eof = False
+
+    def read(self, size: int = CHUNK) -> bytes:
+        while len(self.pending) < size and not self.eof:
+            piece = self.source.readline(self.PIECE)
+            if not piece:
+                self.eof = True
+                break
+            starts, self.line_start = self.line_start, piece.endswith(b"\n")
+            if starts:
+                if self.in_copy:
+                    self.in_copy = piece.rstrip(b"\r\n") != b"\\."
+                elif _PSQL_RESTRICT_LINE.match(piece):
+                    continue
+                elif _COPY_FROM_STDIN.match(piece):
+                    self.in_copy = True
+            self.pending += piece
+        out = bytes(self.pending[:size])
+        del self.pending[:size]
+        return out
+
+
+def _version_key(version: str) -> tuple[int, int] | None:
+    match = re.search(r"(\d+)\.(\d+)", version)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def _check_manifest(archive: zipfile.ZipFile, name: str, odoo_version: str | None) -> None:
+    """Odoo does not downgrade: a backup of a newer Odoo than the database's is refused before loading."""
+    if odoo_version is None or "manifest.json" not in archive.namelist():
+        return
+    try:
+        manifest = json.loads(archive.read("manifest.json"))
+    except (ValueError, zipfile.BadZipFile, zlib.error) as exc:
+        raise BackupError(f"{name}: its manifest.json is unreadable: {exc}") from None
+    made_by = str(manifest.get("major_version") or manifest.get("version") or "") if isinstance(manifest, dict) else ""
+    theirs, ours = _version_key(made_by), _version_key(odoo_version)
+    if theirs and ours and theirs > ours:
+        raise BackupError(f"{name} was made by Odoo {made_by}, newer than this database's Odoo {odoo_version}: Odoo "
+                          "cannot downgrade a database; restore it into an OdooDatabase of version "
+                          f"{theirs[0]}.{theirs[1]} or later")
+
+
+def _psql_argv(target: list[str]) -> list[str]:
+    return ["psql", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-X", "-q", *target, "-f", "-"]
+
+
+def restore_file(path: Path, database: str, filestore: Path | None, *, pg_env: Mapping[str, str] | None = None,
+                 verified: bool = False, name: str | None = None, odoo_version: str | None = None) -> str:
+    """Restore a local file (Odoo's zip, a pg_dump custom archive or plain SQL, told by its first bytes) into the
+    EXISTING EMPTY `database`; returns the format.
 
     Everything that can be checked is checked before anything is loaded; the load itself runs in one
-    transaction that stops at the first error. `verified` means its sha256 already matched its sidecar,
-    which makes reading every entry once more (to check CRCs) pointless.
+    transaction that stops at the first error, as whatever role the connection uses (in the restore Job:
+    the database's own, never an administrator: the SQL comes from a user). `verified` means its sha256
+    already matched, which makes reading every zip entry once more (to check CRCs) pointless.
     """
     name = name or path.name
-    fmt = fmt or _detect_format(path)
+    fmt = _detect_file_format(path, name)
     if fmt == "zip" and filestore is None:
         raise BackupError("restoring a zip backup needs a filestore directory (--filestore)")
     _ensure_empty(database, pg_env)
     target = [f"--dbname={_conninfo_dbname(database)}", "--no-password"]
     if fmt == "dump":
-        with open(path, "rb") as handle:
-            _check_written_dump(name)(handle)
-        _run_loader(["pg_restore", "--no-owner", "--exit-on-error", "--single-transaction", *target, str(path)],
-                    None, pg_env, f"pg_restore of {name}", lambda exc: BackupError(f"{name}: {exc}"))
+        _run_loader(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",
+                     *target, str(path)], None, pg_env, f"pg_restore of {name}",
+                    lambda exc: BackupError(f"{name}: {exc}"))
         log.info("restored %s into %s", name, database)
-        return
+        return fmt
+    if fmt == "sql":
+        with open(path, "rb") as sql_file:
+            _run_loader(_psql_argv(target), _RestrictedSql(sql_file), pg_env, f"psql loading {name}",
+                        lambda exc: BackupError(f"{name}: {exc}"))
+        log.info("restored %s into %s", name, database)
+        return fmt
 
     def corrupt(exc: Exception) -> BackupError:
         return BackupError(f"{name} is not a valid Odoo backup: {exc}")
 
     with open(path, "rb") as handle, _check_zip_layout(handle, name) as archive:
+        _check_manifest(archive, name, odoo_version)
         if not verified:
             try:
                 bad = archive.testzip()
@@ -1030,15 +1210,16 @@ def restore_file(path: Path, database: str, filestore: Path | None, *, fmt: str 
             if bad is not None:
                 raise corrupt(Exception(f"entry {bad!r} is damaged (bad CRC)"))
         with archive.open("dump.sql") as sql_stream:
-            _run_loader(["psql", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-X", "-q", *target, "-f", "-"],
-                        sql_stream, pg_env, f"psql loading dump.sql of {name}", corrupt)
+            _run_loader(_psql_argv(target), _RestrictedSql(sql_stream), pg_env, f"psql loading dump.sql of {name}",
+                        corrupt)
         assert filestore is not None
         files = _extract_filestore(archive, filestore)
     log.info("restored %s into %s (%d filestore files)", name, database, files)
+    return fmt
 
 
 def restore_backup(storage: Storage, ref: str, database: str, filestore: Path | None, *,
-                   pg_env: Mapping[str, str] | None = None) -> Artifact:
+                   pg_env: Mapping[str, str] | None = None, odoo_version: str | None = None) -> Artifact:
     """Restore artifact `ref` (id or name) from `storage` into the EXISTING EMPTY `database` and `filestore`."""
     artifact = storage.find(ref)
     if artifact.format == "zip" and filestore is None:
@@ -1048,9 +1229,54 @@ def restore_backup(storage: Storage, ref: str, database: str, filestore: Path | 
         if sha256 != artifact.sha256:
             raise BackupError(f"{artifact.name} is not a valid Odoo backup: its sha256 is {sha256}, not the "
                               f"{artifact.sha256} recorded when it was made (corrupt or truncated)")
-        restore_file(path, database, filestore, fmt=artifact.format, pg_env=pg_env, verified=True,
-                     name=artifact.name)
+        restore_file(path, database, filestore, pg_env=pg_env, verified=True, name=artifact.name,
+                     odoo_version=odoo_version)
     return artifact
+
+
+def restore_storage_file(storage: Storage, path: str, database: str, filestore: Path | None, *,
+                         sha256: str | None = None, odoo_version: str | None = None,
+                         pg_env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Restore `path` (relative to the storage's root; any Odoo ZIP, pg_dump archive or SQL file, no sidecar
+    needed) into the EXISTING EMPTY `database`. With `sha256` the bytes must match it; without, the restore is
+    unverified and says so."""
+    location = storage.file_location(path)
+    _ensure_empty(database, pg_env)  # before a long download
+    with storage.local_file(path, digest=sha256 is not None) as (local, digest):
+        if sha256 is not None and digest != sha256:
+            raise BackupError(f"{location}: its sha256 is {digest}, not the {sha256} given (corrupt, truncated or "
+                              "another file)")
+        if sha256 is None:
+            log.warning("%s: no checksum given, restoring it unverified", location)
+        fmt = restore_file(local, database, filestore, pg_env=pg_env, verified=sha256 is not None,
+                           name=PurePosixPath(path).name, odoo_version=odoo_version)
+    return {"file": location, "format": fmt, "verified": sha256 is not None, "sha256": digest}
+
+
+def receive(storage: Storage, path: str, source: IO[bytes], sha256: str | None = None) -> dict[str, Any]:
+    """Write `source` (stdin of the uploader, or a local file) to `path` on the storage, streamed: under a
+    temporary name until every byte is there and, with `sha256`, matches it. Only what a restore accepts."""
+    name = PurePosixPath(check_path(path)).name
+    writer = storage.open_file_writer(path)
+    try:
+        out = _HashingWriter(writer)
+        head = b""
+        while chunk := source.read(CHUNK):
+            if len(head) < 4096:
+                head += chunk[:4096 - len(head)]
+            out.write(chunk)
+        detect_format(head, name)
+        writer.finish()
+        digest = out.digest.hexdigest()
+        if sha256 is not None and digest != sha256:
+            raise BackupError(f"{name}: received {out.size} bytes with sha256 {digest}, not the {sha256} sent")
+        writer.verify(out.size, digest, lambda handle: None)
+        writer.publish()
+    except BaseException:
+        writer.abort()
+        raise
+    log.info("received %s: %d bytes, sha256 %s", storage.file_location(path), out.size, digest)
+    return {"file": storage.file_location(path), "sizeBytes": out.size, "sha256": digest}
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -1082,8 +1308,25 @@ def _cmd_create(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_restore(args: argparse.Namespace) -> dict[str, Any]:
-    artifact = restore_backup(_storage_of(args), args.artifact, args.database, args.filestore)
-    return {"ok": True, "artifact": artifact.status(), "database": args.database}
+    if args.file:
+        restored = restore_storage_file(_storage_of(args), args.file, args.database, args.filestore,
+                                        sha256=args.sha256, odoo_version=args.odoo_version)
+        return {"ok": True, **restored, "database": args.database}
+    if args.sha256:
+        raise BackupError("--sha256 goes with --file (an artifact is checked against its sidecar)")
+    artifact = restore_backup(_storage_of(args), args.artifact, args.database, args.filestore,
+                              odoo_version=args.odoo_version)
+    return {"ok": True, "artifact": artifact.status(), "database": args.database, "verified": True}
+
+
+def _cmd_receive(args: argparse.Namespace) -> dict[str, Any]:
+    return {"ok": True, **receive(_storage_of(args), args.file, sys.stdin.buffer, args.sha256)}
+
+
+def _sha256_arg(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise argparse.ArgumentTypeError("a sha256 is 64 lower-case hexadecimal digits")
+    return text
 
 
 def _cmd_list(args: argparse.Namespace) -> dict[str, Any]:
@@ -1134,11 +1377,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     restore = commands.add_parser("restore", help="restore an artifact into an existing empty database")
     storage_options(restore)
-    restore.add_argument("--artifact", required=True, help="artifact id or name")
+    source = restore.add_mutually_exclusive_group(required=True)
+    source.add_argument("--artifact", help="artifact id or name (checked against its sidecar)")
+    source.add_argument("--file", help="any Odoo ZIP, pg_dump -Fc archive or SQL file: its path under the storage")
+    restore.add_argument("--sha256", type=_sha256_arg, help="with --file: the bytes must have this sha256")
+    restore.add_argument("--odoo-version", help="the database's Odoo version: a backup of a newer one is refused")
     restore.add_argument("--database", required=True)
     restore.add_argument("--filestore", type=Path, help="where to put the filestore (zip format)")
     restore.add_argument("--report", type=_report_target, metavar="NAMESPACE/NAME")
     restore.set_defaults(run=_cmd_restore)
+
+    receiving = commands.add_parser("receive", help="write stdin to a new file on the storage (an upload)")
+    storage_options(receiving)
+    receiving.add_argument("--file", required=True, help="its path under the storage, e.g. _uploads/shop.zip")
+    receiving.add_argument("--sha256", type=_sha256_arg, help="refuse (and remove) it unless it has this sha256")
+    receiving.set_defaults(run=_cmd_receive, report=None)
 
     listing = commands.add_parser("list", help="the artifacts in a storage, newest first")
     storage_options(listing)

@@ -144,7 +144,7 @@ def _retention_args(r: Retention) -> list[str]:
 
 
 def _pod_spec(db: OdooDatabase, storage: Storage, args: list[str], image: str, filestore_read_only: bool,
-              extra_env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+              extra_env: list[dict[str, Any]] | None = None, reports: bool = True) -> dict[str, Any]:
     env, volumes, mounts = _storage_env_and_volumes(storage)
     volumes = [{"name": "filestore", "persistentVolumeClaim": {"claimName": filestore_pvc_name(db),
                                                                "readOnly": filestore_read_only}}] + volumes
@@ -152,9 +152,13 @@ def _pod_spec(db: OdooDatabase, storage: Storage, args: list[str], image: str, f
     # The root filesystem is read-only: pg_dump's stderr and a restore's downloaded artifact go to /tmp.
     volumes.append({"name": "tmp", "emptyDir": {}})
     mounts.append({"name": "tmp", "mountPath": "/tmp"})
+    # A Job that reports writes a DatabaseBackup's status as REPORTER; one that does not (a restore) gets no
+    # token at all: it reads tenant-controlled files, and needs nothing from the API server.
+    identity: dict[str, Any] = {"serviceAccountName": REPORTER} if reports else {
+        "serviceAccountName": "default", "automountServiceAccountToken": False}
     return {
         "restartPolicy": "Never",
-        "serviceAccountName": REPORTER,
+        **identity,
         "securityContext": POD_SECURITY_CONTEXT,
         "containers": [{
             "name": "backup",
@@ -224,11 +228,25 @@ def build_final_backup_job(db: OdooDatabase, database_name: str, storage: Storag
                 _pod_spec(db, storage, args, settings.operator_image, True))
 
 
-def build_restore_job(db: OdooDatabase, storage: Storage, source_database: str, artifact: str, settings: Settings
+def restore_args(db: OdooDatabase, storage: Storage, *, source_database: str | None = None,
+                 artifact: str | None = None, file: str | None = None, sha256: str | None = None) -> list[str]:
+    """An artifact of `source_database`'s backups (checked against its sidecar), or any `file` under the
+    storage's root (checked against `sha256` when given). A backup of a newer Odoo than db's is refused."""
+    if file is not None:
+        source = ["--storage", storage.root_url(), "--file", file] + (["--sha256", sha256] if sha256 else [])
+    else:
+        assert source_database is not None and artifact is not None
+        source = ["--storage", storage.url(db.namespace, source_database), "--artifact", artifact]
+    return ["restore", *source, "--database", db.database_name, "--filestore", FILESTORE_MOUNT,
+            "--odoo-version", db.version]
+
+
+def build_restore_job(db: OdooDatabase, storage: Storage, settings: Settings, *, source_database: str | None = None,
+                      artifact: str | None = None, file: str | None = None, sha256: str | None = None
                       ) -> dict[str, Any]:
-    """Loads an artifact of `source_database`'s backups into this (new, empty) database and filestore."""
-    args = ["restore", "--storage", storage.url(db.namespace, source_database), "--artifact", artifact,
-            "--database", db.database_name, "--filestore", FILESTORE_MOUNT]
+    """Loads a backup into this (new, empty) database and filestore, connected as the database's own role
+    (its Secret): the SQL of a dump is the user's, never run as an administrator."""
+    args = restore_args(db, storage, source_database=source_database, artifact=artifact, file=file, sha256=sha256)
     return _job(restore_job_name(db), db.namespace, _labels("restore", db.name), owner_reference(db),
-                _pod_spec(db, storage, args, settings.operator_image, False))
+                _pod_spec(db, storage, args, settings.operator_image, False, reports=False))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from . import API_VERSION
@@ -11,13 +12,17 @@ from .config import Settings
 from .model import OdooDatabase
 
 ODOO_DATA_DIR = "/var/lib/odoo"
+ODOO_SESSIONS_DIR = f"{ODOO_DATA_DIR}/sessions"  # odoo.tools.config.session_dir: <data_dir>/sessions
+ODOO_CONF = "/etc/odoo/odoo.conf"
 ODOO_HTTP_PORT = 8069
-ODOO_LONGPOLLING_PORT = 8072
+ODOO_LONGPOLLING_PORT = 8072  # gevent_port: only listens with workers > 0 (prefork)
+SESSIONS_SIZE = "1Gi"  # HTTP session files of a few kB each, removed by Odoo after a week
 MANAGED_BY = "odoo-db-operator"
 DATABASE_LABEL = "odoo.dbmanager.io/database"
 
 # Initialise once: install `base` without demo data, then give the admin user the random password
-# kept in <name>-admin (never Odoo's default admin/admin).
+# kept in <name>-admin (never Odoo's default admin/admin). A shell only because `odoo shell` reads
+# its script from stdin; the connection comes from odoo.conf and PGPASSWORD, not from the shell.
 INIT_SCRIPT = """set -eu
 odoo -c /etc/odoo/odoo.conf -d "$PGDATABASE" -i base --without-demo=all --stop-after-init --no-http
 odoo shell -c /etc/odoo/odoo.conf -d "$PGDATABASE" --no-http <<'PY'
@@ -79,12 +84,29 @@ def filestore_pvc_name(db: OdooDatabase) -> str:
     return f"{db.name}-filestore"
 
 
+def sessions_pvc_name(db: OdooDatabase) -> str:
+    return f"{db.name}-sessions"
+
+
 def config_map_name(db: OdooDatabase) -> str:
     return f"{db.name}-odoo-conf"
 
 
 def init_job_name(db: OdooDatabase) -> str:
     return f"{db.name}-init"
+
+
+def neutralize_job_name(db: OdooDatabase) -> str:
+    return f"{db.name}-neutralize"
+
+
+@dataclass(frozen=True)
+class DatabaseEndpoint:
+    """Where Odoo reaches its PostgreSQL server (the PostgresServer's address and sslMode). Written
+    into odoo.conf; the password never is: it reaches Odoo as PGPASSWORD from <name>-db."""
+    host: str
+    port: int
+    ssl_mode: str
 
 
 def credentials_fingerprint(db: OdooDatabase, password: str) -> str:
@@ -138,8 +160,32 @@ def build_filestore_pvc(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
     }
 
 
-def render_odoo_conf(db: OdooDatabase) -> str:
+def build_sessions_pvc(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
+    """Odoo's HTTP sessions (files under data_dir/sessions), shared by every replica and kept across
+    restarts. Never cloned or backed up: a copy starts with nobody logged in."""
+    spec: dict[str, Any] = {
+        "accessModes": [settings.filestore_access_mode],
+        "resources": {"requests": {"storage": SESSIONS_SIZE}},
+    }
+    if settings.storage_class:
+        spec["storageClassName"] = settings.storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _metadata(db, sessions_pvc_name(db), "sessions"),
+        "spec": spec,
+    }
+
+
+def render_odoo_conf(db: OdooDatabase, endpoint: DatabaseEndpoint) -> str:
+    """Everything Odoo needs to reach its database except the password (no db_password: Odoo then
+    passes none and libpq takes PGPASSWORD). Read with `-c`: no Odoo container runs the image's
+    entrypoint, which would add its own --db_* defaults to the command line."""
     options = {
+        "db_host": endpoint.host,
+        "db_port": str(endpoint.port),
+        "db_user": db.role_name,
+        "db_sslmode": endpoint.ssl_mode,
         "data_dir": ODOO_DATA_DIR,
         "proxy_mode": "True",
         "list_db": "False",
@@ -154,33 +200,29 @@ def render_odoo_conf(db: OdooDatabase) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_config_map(db: OdooDatabase) -> dict[str, Any]:
+def config_hash(db: OdooDatabase, endpoint: DatabaseEndpoint) -> str:
+    return hashlib.sha256(render_odoo_conf(db, endpoint).encode()).hexdigest()[:16]
+
+
+def build_config_map(db: OdooDatabase, endpoint: DatabaseEndpoint) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(db, config_map_name(db), "config"),
-        "data": {"odoo.conf": render_odoo_conf(db)},
+        "data": {"odoo.conf": render_odoo_conf(db, endpoint)},
     }
 
 
+def _secret_env(env: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
 def _db_env(db: OdooDatabase) -> list[dict[str, Any]]:
-    """Connection settings from <name>-db, in the names the official Odoo image's entrypoint reads."""
-    secret = db_secret_name(db)
-
-    def from_secret(env: str, key: str) -> dict[str, Any]:
-        return {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-
-    return [
-        from_secret("HOST", "host"),
-        from_secret("PORT", "port"),
-        from_secret("USER", "user"),
-        from_secret("PASSWORD", "password"),
-        from_secret("PGDATABASE", "database"),
-        from_secret("PGSSLMODE", "sslmode"),
-    ]
+    """The role's password for libpq (odoo.conf has the rest); never on a command line."""
+    return [_secret_env("PGPASSWORD", db_secret_name(db), "password")]
 
 
-def _volumes(db: OdooDatabase) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _volumes(db: OdooDatabase, sessions: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes: list[dict[str, Any]] = [
         {"name": "data", "emptyDir": {}},
         {"name": "filestore", "persistentVolumeClaim": {"claimName": filestore_pvc_name(db)}},
@@ -192,6 +234,9 @@ def _volumes(db: OdooDatabase) -> tuple[list[dict[str, Any]], list[dict[str, Any
         {"name": "filestore", "mountPath": f"{ODOO_DATA_DIR}/filestore/{db.database_name}"},
         {"name": "config", "mountPath": "/etc/odoo", "readOnly": True},
     ]
+    if sessions:
+        volumes.append({"name": "sessions", "persistentVolumeClaim": {"claimName": sessions_pvc_name(db)}})
+        mounts.append({"name": "sessions", "mountPath": ODOO_SESSIONS_DIR})
     return volumes, mounts
 
 
@@ -204,27 +249,25 @@ CONTAINER_SECURITY_CONTEXT = {
 POD_SECURITY_CONTEXT = {"runAsUser": 101, "runAsGroup": 101, "fsGroup": 101, "runAsNonRoot": True}
 
 
-def build_init_job(db: OdooDatabase) -> dict[str, Any]:
+def _odoo_job(db: OdooDatabase, name: str, component: str, command: list[str],
+              env: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Job running the database's own Odoo image, with its odoo.conf, data dir and filestore."""
     volumes, mounts = _volumes(db)
-    env = _db_env(db) + [{
-        "name": "ODOO_ADMIN_PASSWORD",
-        "valueFrom": {"secretKeyRef": {"name": admin_secret_name(db), "key": "password"}},
-    }]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _metadata(db, init_job_name(db), "init"),
+        "metadata": _metadata(db, name, component),
         "spec": {
             "backoffLimit": 2,
             "template": {
-                "metadata": {"labels": labels(db, "init")},
+                "metadata": {"labels": labels(db, component)},
                 "spec": {
                     "restartPolicy": "Never",
                     "securityContext": POD_SECURITY_CONTEXT,
                     "containers": [{
-                        "name": "init",
+                        "name": component,
                         "image": db.image,
-                        "command": ["/bin/bash", "-c", INIT_SCRIPT],
+                        "command": command,
                         "env": env,
                         "volumeMounts": mounts,
                         "securityContext": CONTAINER_SECURITY_CONTEXT,
@@ -234,6 +277,21 @@ def build_init_job(db: OdooDatabase) -> dict[str, Any]:
             },
         },
     }
+
+
+def build_init_job(db: OdooDatabase) -> dict[str, Any]:
+    env = _db_env(db) + [
+        _secret_env("PGDATABASE", db_secret_name(db), "database"),
+        _secret_env("ODOO_ADMIN_PASSWORD", admin_secret_name(db), "password"),
+    ]
+    return _odoo_job(db, init_job_name(db), "init", ["/bin/bash", "-c", INIT_SCRIPT], env)
+
+
+def build_neutralize_job(db: OdooDatabase) -> dict[str, Any]:
+    """Odoo's own neutralization of a copy for testing: the data/neutralize.sql of every installed
+    module (custom ones included), in one transaction, exit status 1 if anything failed."""
+    command = ["odoo", "neutralize", "-c", ODOO_CONF, "-d", db.database_name]
+    return _odoo_job(db, neutralize_job_name(db), "neutralize", command, _db_env(db))
 
 
 def filestore_copy_job_name(db: OdooDatabase) -> str:
@@ -275,11 +333,13 @@ def build_filestore_copy_job(db: OdooDatabase, image: str) -> dict[str, Any]:
     }
 
 
-def build_deployment(db: OdooDatabase, replicas: int, credentials_hash: str) -> dict[str, Any]:
-    volumes, mounts = _volumes(db)
+def build_deployment(db: OdooDatabase, replicas: int, credentials_hash: str,
+                     endpoint: DatabaseEndpoint) -> dict[str, Any]:
+    volumes, mounts = _volumes(db, sessions=True)
     container: dict[str, Any] = {
         "name": "odoo",
         "image": db.image,
+        "command": ["odoo", "-c", ODOO_CONF],
         "args": [
             "--database", db.database_name,
             "--db-filter", f"^{db.database_name}$",
@@ -314,7 +374,7 @@ def build_deployment(db: OdooDatabase, replicas: int, credentials_hash: str) -> 
                     "labels": labels(db, "app"),
                     "annotations": {
                         "odoo.dbmanager.io/credentials": credentials_hash,
-                        "odoo.dbmanager.io/config": hashlib.sha256(render_odoo_conf(db).encode()).hexdigest()[:16],
+                        "odoo.dbmanager.io/config": config_hash(db, endpoint),
                     },
                 },
                 "spec": {
@@ -342,6 +402,14 @@ def build_service(db: OdooDatabase) -> dict[str, Any]:
     }
 
 
+def websocket_port(db: OdooDatabase) -> tuple[str, int]:
+    """The Service port that serves /websocket: the gevent (longpolling) server exists only in
+    prefork mode (workers > 0); the threaded server (workers 0) serves it on the HTTP port."""
+    if db.app.workers > 0:
+        return "longpolling", ODOO_LONGPOLLING_PORT
+    return "http", ODOO_HTTP_PORT
+
+
 def build_route(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
     """The database's own host: an Ingress, or an HTTPRoute when the operator is set for a Gateway."""
     if settings.gateway:
@@ -349,13 +417,14 @@ def build_route(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
             "apiVersion": "gateway.networking.k8s.io/v1",
             "kind": "HTTPRoute",
             "metadata": _metadata(db, db.name, "app"),
-            "spec": httproute_spec(db.hostname, db.name, settings),
+            "spec": httproute_spec(db.hostname, db.name, settings, websocket_port(db)[1]),
         }
     return build_ingress(db, settings)
 
 
-def httproute_spec(hostname: str, service: str, settings: Settings) -> dict[str, Any]:
-    """/websocket to Odoo's longpolling port, the rest to its HTTP port, on the configured Gateway."""
+def httproute_spec(hostname: str, service: str, settings: Settings, websocket: int) -> dict[str, Any]:
+    """/websocket to the port that serves it (websocket_port), the rest to the HTTP port, on the
+    configured Gateway."""
     parent = settings.gateway_parent
     assert parent is not None
 
@@ -364,7 +433,7 @@ def httproute_spec(hostname: str, service: str, settings: Settings) -> dict[str,
                 "backendRefs": [{"group": "", "kind": "Service", "name": service, "port": port, "weight": 1}]}
 
     return {"parentRefs": [parent], "hostnames": [hostname],
-            "rules": [rule("/websocket", ODOO_LONGPOLLING_PORT), rule("/", ODOO_HTTP_PORT)]}
+            "rules": [rule("/websocket", websocket), rule("/", ODOO_HTTP_PORT)]}
 
 
 def build_ingress(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
@@ -375,8 +444,9 @@ def build_ingress(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
             "backend": {"service": {"name": db.name, "port": {"name": port}}},
         }
 
+    websocket = websocket_port(db)[0]
     spec: dict[str, Any] = {
-        "rules": [{"host": db.hostname, "http": {"paths": [path("/websocket", "longpolling"), path("/", "http")]}}],
+        "rules": [{"host": db.hostname, "http": {"paths": [path("/websocket", websocket), path("/", "http")]}}],
     }
     annotations: dict[str, str] = {}
     if settings.ingress_class:

@@ -1,24 +1,31 @@
-"""`make dev`: a local control plane + PostgreSQL, the CRDs, a default PostgresServer, and the
-operator in the foreground. Ctrl-C stops everything and leaves nothing running."""
+"""`make dev`: a local control plane + PostgreSQL, the CRDs, a default PostgresServer, the node runner
+(Odoo's Pods of the `default` namespace run for real), the local Ingress proxy, and the operator in the
+foreground. Ctrl-C stops everything and leaves nothing running."""
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from .ingressproxy import IngressProxy
 from .localcluster import REPO_ROOT, LocalCluster
 
 DEV_DIR = Path(os.environ.get("ODOO_DEV_DIR") or REPO_ROOT / ".cache" / "dev")
 SYSTEM_NAMESPACE = "odoo-system"
+PROXY_PORT = int(os.environ.get("ODOO_DEV_PROXY_PORT") or 8080)
+ODOO_HOME = REPO_ROOT / ".cache" / "odoo" / "current"
 
 
-def apply_default_server(cluster: LocalCluster) -> None:
-    """The cluster's PostgreSQL as the default PostgresServer `local`, admin Secret in odoo-system."""
+def apply_default_server(cluster: LocalCluster, name: str = "local", host: str = "127.0.0.1",
+                         default: bool = True) -> None:
+    """The cluster's PostgreSQL as a PostgresServer (`local`, the default, unless told otherwise), its
+    admin Secret in odoo-system. Pods of the node runner reach it at `cluster.pod_gateway_ip`."""
     assert cluster.postgres is not None
     pg = cluster.postgres
     cluster.kubectl("create", "namespace", SYSTEM_NAMESPACE, check=False)
@@ -30,8 +37,8 @@ def apply_default_server(cluster: LocalCluster) -> None:
     }
     server = {
         "apiVersion": "odoo.dbmanager.io/v1alpha1", "kind": "PostgresServer",
-        "metadata": {"name": "local"},
-        "spec": {"host": "127.0.0.1", "port": pg.port, "default": True, "sslMode": "disable",
+        "metadata": {"name": name},
+        "spec": {"host": host, "port": pg.port, "default": default, "sslMode": "disable",
                  "adminSecretRef": {"namespace": SYSTEM_NAMESPACE, "name": "postgres-admin"}},
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
@@ -40,25 +47,37 @@ def apply_default_server(cluster: LocalCluster) -> None:
 
 def main() -> None:
     shutil.rmtree(DEV_DIR, ignore_errors=True)
-    cluster = LocalCluster(DEV_DIR)
+    if not (ODOO_HOME / "src" / "odoo-bin").exists():
+        sys.exit(f"no Odoo in {ODOO_HOME}: run `make setup` first")
+    cluster = LocalCluster(DEV_DIR, with_runner=True)
     operator: subprocess.Popen[bytes] | None = None
+    proxy: IngressProxy | None = None
     try:
-        print("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, PostgreSQL …",
-              flush=True)
+        print("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, the node runner, "
+              "PostgreSQL …", flush=True)
         cluster.start()
         cluster.install_crds()
         # The admission policy (protected delete) and the admin/editor/viewer roles.
         cluster.kubectl("apply", "-f", str(REPO_ROOT / "manifests"))
-        apply_default_server(cluster)
+        # Pods reach PostgreSQL through the pod network's gateway, as they would a server in a cluster.
+        apply_default_server(cluster, host=cluster.pod_gateway_ip)
+        # The tour's namespace: its Pods (Odoo's init Job, app, neutralize Job, backups) run for real.
+        cluster.real_namespace("default")
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+        logging.getLogger("odoo_operator.ingressproxy").setLevel(logging.INFO)  # one line per request
+        proxy = IngressProxy(cluster.kubeconfig, port=PROXY_PORT).start()
         kubectl = Path(sys.executable).parent / "kubectl"
         print(f"""
-Local control plane ready. In another terminal:
+Local control plane ready; Odoo's Pods in namespace `default` run for real (node odoo-runner-0),
+Ingress rules are served on http://127.0.0.1:{proxy.port}. In another terminal:
 
   export KUBECONFIG={cluster.kubeconfig}
   {kubectl} apply -f examples/odoodatabase.yaml
-  {kubectl} get odb,pgs -A
+  {kubectl} get odb shop -w                       # Ready after the real `odoo -i base` (a minute or two)
+  {kubectl} get secret shop-admin -o jsonpath='{{.data.password}}' | base64 -d; echo
+  open http://shop.odoo.localhost:{proxy.port}/web/login    # log in as admin with that password
 
-Logs of the control plane: {DEV_DIR}/*.log. Ctrl-C stops everything.
+Logs: {DEV_DIR}/*.log (control plane), {cluster.runner_root}/pods/*/*.log (containers). Ctrl-C stops everything.
 """, flush=True)
         env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
         operator = subprocess.Popen([sys.executable, "-m", "odoo_operator"], env=env)
@@ -66,6 +85,8 @@ Logs of the control plane: {DEV_DIR}/*.log. Ctrl-C stops everything.
     except KeyboardInterrupt:
         pass
     finally:
+        if proxy is not None:
+            proxy.stop()
         if operator and operator.poll() is None:
             operator.terminate()
             try:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import API_VERSION, claims, dnscheck
-from .builders import MANAGED_BY, httproute_spec
+from .builders import MANAGED_BY, httproute_spec, websocket_port
 from .claims import claim_name
 from .conditions import Condition, get_condition, summary
 from .config import Settings
 from .kube import KubeError
-from .model import SpecError, parse_odoo_database
+from .model import OdooDatabase, SpecError, parse_odoo_database
 from .odoodatabase import (
     Context,
     NotReady,
@@ -171,8 +171,9 @@ def database_token(body: Mapping[str, Any] | None, deleted: bool) -> Any:
     spec = body.get("spec") or {}
     status = body.get("status") or {}
     ready = get_condition(status, "Ready") or {}
+    app = spec.get("app") or {}
     return (body["metadata"].get("uid"), spec.get("databaseName"), spec.get("hostname"),
-            (spec.get("app") or {}).get("suspended"), status.get("phase"), ready.get("status"),
+            app.get("suspended"), app.get("workers"), status.get("phase"), ready.get("status"),
             bool(body["metadata"].get("deletionTimestamp")))
 
 
@@ -245,7 +246,7 @@ class MappingReconciler:
         self.status["dnsRecord"] = {"type": "CNAME", "name": mapping.domain, "value": db.hostname}
         if mapping.secret_name:
             self._check_tls_secret(mapping)
-        route = build_route(mapping, db.name, self.settings)
+        route = build_route(mapping, db, self.settings)
         self._apply(route)
         remove_other_route_kind(self.ctx, route["kind"], mapping.route_name, mapping.namespace, MAPPING_LABEL,
                                 mapping.name, mapping.uid)
@@ -379,7 +380,10 @@ def unroute(ctx: Context, name: str, namespace: str) -> None:
                                       deleted=True)
 
 
-def build_route(mapping: DomainMapping, service: str, settings: Settings) -> dict[str, Any]:
+def build_route(mapping: DomainMapping, db: OdooDatabase, settings: Settings) -> dict[str, Any]:
+    """The mapped domain routed like the database's own host: /websocket to the port that serves it."""
+    service = db.name
+    websocket_name, websocket_number = websocket_port(db)
     meta: dict[str, Any] = {
         "name": mapping.route_name,
         "namespace": mapping.namespace,
@@ -390,9 +394,9 @@ def build_route(mapping: DomainMapping, service: str, settings: Settings) -> dic
     }
     if settings.gateway:
         return {"apiVersion": GATEWAY_API, "kind": "HTTPRoute", "metadata": meta,
-                "spec": httproute_spec(mapping.domain, service, settings)}
+                "spec": httproute_spec(mapping.domain, service, settings, websocket_number)}
     spec: dict[str, Any] = {"rules": [{"host": mapping.domain, "http": {"paths": [
-        _path("/websocket", service, "longpolling"), _path("/", service, "http")]}}]}
+        _path("/websocket", service, websocket_name), _path("/", service, "http")]}}]}
     if settings.ingress_class:
         spec["ingressClassName"] = settings.ingress_class
     if mapping.cluster_issuer:

@@ -9,6 +9,7 @@ DomainMapping objects the operator reconciles:
   rename     change the PostgreSQL database name (`spec.databaseName`); the filestore and URL follow
   backup     one backup now (a one-shot DatabaseBackup)
   download   a backup ZIP to your disk (S3: a short-lived presigned URL; PVC: a short-lived reader Pod)
+  restore    a new database from a local Odoo ZIP or dump (uploaded first), or from another database's backup
   delete     delete a database after you typed its name (deletionPolicy and subscription protection apply)
   support    a support bundle (tar.gz) pre-filled with the database's details; Secrets are never read
 
@@ -37,6 +38,7 @@ import tarfile
 import time
 import urllib.request
 import uuid
+import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,10 +46,20 @@ from typing import Any
 import kubernetes
 import yaml
 
-from . import API_VERSION, backup
+from . import API_VERSION, backup, backup_builders, builders
 from .config import Settings
 from .kube import Kube, KubeError
-from .model import TAG_LABEL_PREFIX, TAG_RE, SpecError, check_database_name, parse_database_backup, parse_duration
+from .model import (
+    TAG_LABEL_PREFIX,
+    TAG_RE,
+    VERSION_RE,
+    SpecError,
+    Storage,
+    check_database_name,
+    parse_database_backup,
+    parse_duration,
+    parse_storage,
+)
 
 CHUNK = 1 << 20
 DATABASE_LABEL = "odoo.dbmanager.io/database"
@@ -1044,9 +1056,8 @@ def find_artifact(kube: Kube, namespace: str, database: str, backup_name: str | 
     return body, chosen
 
 
-def _s3_storage(kube: Kube, namespace: str, body: dict[str, Any]) -> backup.Storage:
-    parsed = parse_database_backup(body, Settings.from_env())
-    storage = parsed.storage
+def _s3_credentials(kube: Kube, namespace: str, storage: Storage) -> None:
+    """The bucket's keys, read from its Secret with your own rights, into this process's environment only."""
     if storage.s3_credentials_secret:
         secret = kube.get("v1", "Secret", storage.s3_credentials_secret, namespace)
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
@@ -1054,6 +1065,12 @@ def _s3_storage(kube: Kube, namespace: str, body: dict[str, Any]) -> backup.Stor
             if not value:
                 raise PluginError(f"Secret {namespace}/{storage.s3_credentials_secret} lacks {key}")
             os.environ[key] = base64.b64decode(value).decode()
+
+
+def _s3_storage(kube: Kube, namespace: str, body: dict[str, Any]) -> backup.Storage:
+    parsed = parse_database_backup(body, Settings.from_env())
+    storage = parsed.storage
+    _s3_credentials(kube, namespace, storage)
     return backup.open_storage(storage.url(namespace, parsed.database), s3_endpoint=storage.s3_endpoint,
                                s3_region=storage.s3_region)
 
@@ -1096,6 +1113,13 @@ def _reader_pod(namespace: str, claim: str, image: str, kubectl: list[str]) -> I
             "volumes": [{"name": "backups", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
         },
     }
+    with _short_lived_pod(pod, kubectl) as pod_name:
+        yield pod_name
+
+
+@contextlib.contextmanager
+def _short_lived_pod(pod: Mapping[str, Any], kubectl: list[str]) -> Iterator[str]:
+    name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
     subprocess.run([*kubectl, "apply", "-f", "-"], input=json.dumps(pod), text=True, check=True,
                    capture_output=True)
     try:
@@ -1113,6 +1137,185 @@ def _read_from_pod(namespace: str, pod: str, path: str, kubectl: list[str]) -> I
         yield chunk
     if proc.wait() != 0:
         raise PluginError(f"reading {path} from Pod {pod} failed")
+
+
+# ---- restore ---------------------------------------------------------------------------------------
+UPLOADS = "_uploads"  # '_' cannot start a namespace's name: never the folder of a database's backups
+
+
+def uploader_pod(namespace: str, claim: str, image: str) -> dict[str, Any]:
+    """A Pod of the operator's image with the backup volume writable at /backups, idle until it is sent a
+    file (`kubectl exec -i … receive`); it runs as the backup Jobs do, so they can read what it writes."""
+    name = f"odoo-upload-{uuid.uuid4().hex[:8]}"
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": PLUGIN}},
+        "spec": {
+            "restartPolicy": "Never", "activeDeadlineSeconds": 3600, "automountServiceAccountToken": False,
+            "securityContext": builders.POD_SECURITY_CONTEXT,
+            "containers": [{"name": "receiver", "image": image, "command": ["sleep", "3600"],
+                            "securityContext": {**builders.CONTAINER_SECURITY_CONTEXT, "readOnlyRootFilesystem": True},
+                            "volumeMounts": [{"name": "backups", "mountPath": backup_builders.BACKUPS_MOUNT}]}],
+            "volumes": [{"name": "backups", "persistentVolumeClaim": {"claimName": claim}}],
+        },
+    }
+
+
+def receive_command(kubectl: list[str], namespace: str, pod: str, path: str, sha256: str) -> list[str]:
+    """`kubectl exec -i` of the receiver: stdin is the file, written under the volume's root, checked
+    against the sha256 computed here before any byte was sent."""
+    return [*kubectl, "exec", "-i", "-n", namespace, pod, "-c", "receiver", "--", "python", "-m",
+            "odoo_operator.backup", "receive", "--storage", f"file://{backup_builders.BACKUPS_MOUNT}",
+            "--file", path, "--sha256", sha256]
+
+
+def sha256_of_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_receiver(argv: list[str], source: Path) -> dict[str, Any]:
+    """Streams `source` into the receiver's stdin (never read into memory here) and returns its JSON answer."""
+    with open(source, "rb") as stdin:
+        done = subprocess.run(argv, stdin=stdin, capture_output=True, text=True)
+    lines = done.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        answer = {}
+    if done.returncode != 0 or not answer.get("ok"):
+        raise PluginError(f"the upload failed: {answer.get('error') or one_line(done.stderr[-500:]) or 'no answer'}")
+    return dict(answer)
+
+
+def upload_to_pvc(conn: Connection, namespace: str, storage: Storage, local: Path, path: str, image: str
+                  ) -> dict[str, Any]:
+    claim = storage.pvc_claim or ""
+    settings = Settings.from_env()
+    if conn.kube.get("v1", "PersistentVolumeClaim", claim, namespace) is None:
+        if claim != settings.backup_pvc:
+            raise PluginError(f"PersistentVolumeClaim {namespace}/{claim} does not exist")
+        conn.kube.create(backup_builders.build_backup_pvc(namespace, settings))  # as the operator would
+        print(f"created PersistentVolumeClaim {namespace}/{claim} for backups (owned by nothing)", file=sys.stderr)
+    sha256 = sha256_of_file(local)
+    kubectl = conn.kubectl()
+    with _short_lived_pod(uploader_pod(namespace, claim, image), kubectl) as pod:
+        return run_receiver(receive_command(kubectl, namespace, pod, path, sha256), local)
+
+
+def upload_to_s3(conn: Connection, namespace: str, storage: Storage, local: Path, path: str) -> dict[str, Any]:
+    """Straight to the bucket with its own keys and the signing client: a multipart upload, each part's
+    sha256 signed (S3 refuses a damaged part), invisible until complete."""
+    _s3_credentials(conn.kube, namespace, storage)
+    target = backup.open_storage(storage.root_url(), s3_endpoint=storage.s3_endpoint, s3_region=storage.s3_region)
+    with open(local, "rb") as source:
+        return backup.receive(target, path, source)
+
+
+def local_backup_facts(local: Path) -> tuple[str, str | None]:
+    """Its format (by content, as the restore Job tells it) and, for an Odoo ZIP, the Odoo version it was made by."""
+    if not local.is_file():
+        raise PluginError(f"{local}: no such file")
+    with open(local, "rb") as handle:
+        fmt = backup.detect_format(handle.read(4096), local.name)
+    version = None
+    if fmt == "zip":
+        try:
+            with zipfile.ZipFile(local) as archive:
+                if "dump.sql" not in archive.namelist():
+                    raise PluginError(f"{local} is a ZIP but not an Odoo backup: it has no dump.sql")
+                if "manifest.json" in archive.namelist():
+                    manifest = json.loads(archive.read("manifest.json"))
+                    found = str(manifest.get("major_version") or "") if isinstance(manifest, dict) else ""
+                    version = found if VERSION_RE.fullmatch(found) else None
+        except (zipfile.BadZipFile, ValueError) as exc:
+            raise PluginError(f"{local} is not a valid ZIP: {exc}") from None
+    return fmt, version
+
+
+def restore_storage(args: argparse.Namespace, source: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None,
+                                                                                         Storage]:
+    """The storage to upload to: --pvc / --s3-…, else the source database's backup storage, else the default."""
+    explicit = storage_from_args(args, source or {})
+    return explicit, parse_storage(explicit, Settings.from_env())
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    conn = Connection(args)
+    namespace = conn.namespace
+    if not args.file and not args.from_database:
+        raise PluginError("give --file PATH (a local Odoo ZIP or dump) or --from-database SRC (its latest backup)")
+    if args.file and (args.backup or args.artifact):
+        raise PluginError("--backup and --artifact choose a database's backup; with --file, the file is restored")
+    if conn.get(odb_path(namespace, args.new)) is not None:
+        raise PluginError(f'OdooDatabase "{args.new}" in namespace "{namespace}" already exists')
+    source = get_database(conn, namespace, args.from_database) if args.from_database else None
+    src_spec, src_status = (source or {}).get("spec") or {}, (source or {}).get("status") or {}
+    spec: dict[str, Any] = {}
+    restore_from: dict[str, Any] = {"identity": args.identity, "neutralize": bool(args.neutralize)}
+    fmt = version = None
+    if args.file:
+        local = Path(args.file)
+        fmt, version = local_backup_facts(local)
+    version = args.version or src_status.get("version") or src_spec.get("version") or version
+    if not version or not VERSION_RE.fullmatch(version):
+        raise PluginError("give --version (e.g. 17.0): the file does not say which Odoo made it"
+                          if not version else f"--version {version!r} is not an Odoo version such as 17.0")
+    spec["version"] = version
+    for key in ("server", "image"):
+        if src_spec.get(key) or (key == "server" and src_status.get("server")):
+            spec[key] = src_spec.get(key) or src_status.get(key)
+    if args.file:
+        explicit, storage = restore_storage(args, source)
+        stamp = now().strftime("%Y%m%dT%H%M%SZ")
+        path = f"{UPLOADS}/{args.new}-{stamp}.{fmt}"
+        print(f"uploading {args.file} ({human_size(local.stat().st_size)}, {fmt}) to {storage.describe()} as {path}",
+              file=sys.stderr)
+        if storage.s3_bucket:
+            sent = upload_to_s3(conn, namespace, storage, local, path)
+        else:
+            sent = upload_to_pvc(conn, namespace, storage, local, path,
+                                 args.image or Settings.from_env().operator_image)
+        restore_from.update({"file": path, "sha256": sent["sha256"]})
+        if explicit:
+            restore_from["storage"] = explicit
+        what = f"{args.file} (uploaded to {path}, sha256 {sent['sha256'][:12]}…)"
+    else:
+        restore_from["backup"] = args.backup or f"{args.from_database}-daily"
+        if args.artifact:
+            restore_from["artifact"] = args.artifact
+        what = f"DatabaseBackup {restore_from['backup']}, artifact {args.artifact or 'the newest'}"
+    spec["restoreFrom"] = restore_from
+    body = {"apiVersion": API_VERSION, "kind": "OdooDatabase",
+            "metadata": {"name": args.new, "namespace": namespace}, "spec": spec}
+    try:
+        create(conn, odb_path(namespace), body, f'OdooDatabase "{args.new}" in namespace "{namespace}"')
+    except (KubeError, PluginError):
+        if args.file:
+            print(f"note: the upload stays at {restore_from['file']} on {storage.describe()}; spec.restoreFrom.file "
+                  "can name it", file=sys.stderr)
+        raise
+    identity = "keeping its identity (moved)" if args.identity == "keep" else "with a fresh identity (copied)"
+    print(f"odoodatabase.odoo.dbmanager.io/{args.new} created in namespace {namespace}: Odoo {version}, restored from "
+          f"{what}, {identity}" + (", neutralized" if args.neutralize else ""))
+    if args.wait:
+        wait_for(lambda: conn.get(odb_path(namespace, args.new)), restored_or_failed, parse_timeout(args.timeout),
+                 f"{args.new} to be Ready", db_state)
+        final = conn.get(odb_path(namespace, args.new)) or {}
+        print(f"{args.new} is Ready: {(final.get('status') or {}).get('url') or ''}".rstrip())
+    return 0
+
+
+def restored_or_failed(obj: dict[str, Any] | None) -> bool:
+    if obj is None:
+        raise PluginError("the OdooDatabase disappeared while waiting")
+    ready = condition(obj, "Ready")
+    if condition(obj, "Stalled").get("status") == "True":
+        raise PluginError(f"the restore stopped: {ready.get('reason')}: {one_line(ready.get('message'))}")
+    return database_ready(obj)
 
 
 def download(args: argparse.Namespace) -> int:
@@ -1148,6 +1351,7 @@ EPILOG = """examples:
   kubectl odoo duplicate shop shop-test --for-testing --wait
   kubectl odoo rename shop shop2
   kubectl odoo backup shop --wait && kubectl odoo download shop --backup shop-manual-20250101-120000
+  kubectl odoo restore shop2 --file shop.zip --identity keep --wait
   kubectl odoo delete shop-test
   kubectl odoo support shop -o shop-support.tar.gz
 
@@ -1179,7 +1383,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubectl odoo", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Odoo's database manager for OdooDatabase objects: list, status, duplicate, rename, backup, "
-                    "download, delete, support.")
+                    "restore, download, delete, support.")
     connection_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -1262,6 +1466,33 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--seconds", type=int, default=600, help="lifetime of the presigned URL")
     dl.add_argument("--image", help="image of the reader Pod for PVC storage (default: the operator image)")
     dl.set_defaults(func=download)
+
+    rs = command("restore", "a new database from a local Odoo ZIP or dump, or from a database's backup",
+                 "Create NEW from a backup. --file: a local file (a ZIP from Odoo's database manager or "
+                 "`kubectl odoo download`, a pg_dump -Fc archive, or plain SQL; told by its content) is uploaded to "
+                 f"the backup storage under {UPLOADS}/ (S3: straight to the bucket with the keys of its Secret; PVC: "
+                 "through a short-lived Pod of the operator's image, `kubectl exec -i`), its sha256 computed here "
+                 "and checked by the restore. --from-database SRC: SRC's version, server and image (and its backup "
+                 "storage for --file); without --file, SRC's newest backup (--backup, --artifact). --identity fresh "
+                 "(default) gives a new database.uuid/secret like Odoo's 'copied'; keep leaves them, like 'moved'.")
+    rs.add_argument("new", help="name of the new OdooDatabase")
+    rs.add_argument("--file", metavar="PATH", help="a local Odoo ZIP, pg_dump -Fc archive or SQL file to upload")
+    rs.add_argument("--from-database", metavar="SRC", help="take version/server/image (and backups) from SRC")
+    rs.add_argument("--backup", help="without --file: the DatabaseBackup (default <SRC>-daily)")
+    rs.add_argument("--artifact", help="without --file: the artifact id (default: the newest)")
+    rs.add_argument("--version", help="Odoo version of the new database (default: SRC's, or the ZIP's manifest)")
+    rs.add_argument("--identity", choices=["fresh", "keep"], default="fresh",
+                    help="fresh: new uuid/secret (a copy, default); keep: as in the backup (a moved database)")
+    rs.add_argument("--neutralize", action="store_true", help="neutralize it as a test copy (mail, crons … off)")
+    rs.add_argument("--pvc", metavar="CLAIM", help="upload to this PersistentVolumeClaim")
+    rs.add_argument("--s3-bucket", metavar="BUCKET", help="upload to this S3-compatible bucket")
+    rs.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint (default AWS)")
+    rs.add_argument("--s3-region", metavar="REGION")
+    rs.add_argument("--s3-prefix", metavar="PREFIX")
+    rs.add_argument("--s3-credentials-secret", metavar="SECRET", help="Secret with AWS_ACCESS_KEY_ID/…SECRET…")
+    rs.add_argument("--image", help="image of the uploader Pod for PVC storage (default: the operator image)")
+    wait_options(rs, "the restored database is Ready", "30m")
+    rs.set_defaults(func=cmd_restore)
 
     rm = command("delete", "delete a database, after typing its name",
                  "Delete an OdooDatabase. As in Odoo, you confirm by typing its name (read from stdin), or pass "

@@ -38,6 +38,13 @@ KWOK_DIR = REPO_ROOT / "hack" / "kwok"
 PG_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 PR_SET_PDEATHSIG = 1
 
+RUNNER_NODE = "odoo-runner-0"
+RUNNER_NAMESPACE_ANNOTATIONS = {
+    "scheduler.alpha.kubernetes.io/node-selector": "odoo.dbmanager.io/runner=local",
+    "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
+        [{"key": "odoo.dbmanager.io/runner", "operator": "Equal", "value": "local", "effect": "NoSchedule"}]),
+}
+
 FAKE_NODE = {
     "apiVersion": "v1",
     "kind": "Node",
@@ -65,7 +72,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent(uid: int | None = None, gid: int | None = None) -> Callable[[], None]:
+def _die_with_parent(uid: int | None = None, gid: int | None = None,
+                     death_signal: int = signal.SIGKILL) -> Callable[[], None]:
     def preexec() -> None:
         os.setsid()
         if gid is not None:
@@ -74,7 +82,7 @@ def _die_with_parent(uid: int | None = None, gid: int | None = None) -> Callable
         if uid is not None:
             os.setuid(uid)
         # SIGKILL, not SIGTERM: a kube-apiserver whose etcd is gone never finishes a graceful shutdown.
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, death_signal)
 
     return preexec
 
@@ -89,6 +97,9 @@ class Postgres:
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     process: subprocess.Popen[bytes] | None = None
     owns_dir: bool = False
+    # The pod network's gateway too when the node runner is on; pg_hba lets those CIDRs in.
+    listen_addresses: str = "127.0.0.1"
+    client_cidrs: list[str] = field(default_factory=list)
 
     @property
     def datadir(self) -> Path:
@@ -128,13 +139,15 @@ class Postgres:
             preexec_fn=_die_with_parent(uid, gid), cwd=self.workdir,
         )
         pwfile.unlink()
+        with open(self.datadir / "pg_hba.conf", "a") as hba:
+            hba.writelines(f"host all all {cidr} scram-sha-256\n" for cidr in self.client_cidrs)
 
     def start(self) -> None:
         uid, gid = self._ids()
         log = open(self.workdir / "postgres.log", "ab")
         self.process = subprocess.Popen(
             [str(PG_BIN_DIR / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
-             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.workdir}",
+             "-c", f"listen_addresses={self.listen_addresses}", "-c", f"unix_socket_directories={self.workdir}",
              "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
              "-c", "max_connections=400", "-c", "shared_buffers=128MB"],
             stdout=log, stderr=log, preexec_fn=_die_with_parent(uid, gid), cwd=self.workdir,
@@ -191,6 +204,12 @@ class LocalCluster:
     external_kubeconfig: Path | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     postgres: Postgres | None = None
+    # A second Node, odoo-runner-0, whose Pods run for real (noderunner.py): the Pods of namespaces
+    # made by real_namespace(). Other Pods stay on kwok.
+    with_runner: bool = False
+    odoo_homes: dict[str, Path] | None = None  # image series -> Odoo folder (default 16.0: .cache/odoo/current)
+    pod_bridge: str = ""
+    pod_cidr: str = ""
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -198,6 +217,7 @@ class LocalCluster:
         self.etcd_peer_port = free_port()
         self.api_port = free_port()
         self.token = secrets.token_hex(16)
+        self._runner_images: Path | None = None
 
     # ---- paths --------------------------------------------------------------------------
     @property
@@ -219,8 +239,16 @@ class LocalCluster:
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> LocalCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.with_runner = self.with_runner and not self.external_kubeconfig
+        if self.with_runner:
+            from .noderunner_exec import claim_bridge
+
+            self.pod_bridge, self.pod_cidr = claim_bridge()  # before PostgreSQL listens on its address
         if self.with_postgres:
             self.postgres = Postgres(self.workdir / "postgres")
+            if self.with_runner:
+                self.postgres.listen_addresses = f"127.0.0.1,{self.pod_gateway_ip}"
+                self.postgres.client_cidrs = [self.pod_cidr]
             self.postgres.init()
             self.postgres.start()
         if self.external_kubeconfig:
@@ -255,6 +283,8 @@ class LocalCluster:
             "--bind-address=127.0.0.1", "--secure-port=0",
         ])
         self._start_kwok()
+        if self.with_runner:
+            self._start_runner()
         return self
 
     def stop(self) -> None:
@@ -263,12 +293,18 @@ class LocalCluster:
             if proc.poll() is None:
                 proc.terminate()
                 try:
-                    proc.wait(5)
+                    proc.wait(20 if name == "noderunner" else 5)  # it kills its pods and removes their networks
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
         if self.postgres:
             self.postgres.remove()
+        if self.pod_bridge:
+            from .noderunner_exec import remove_leftovers
+
+            remove_leftovers(self.pod_bridge)  # in case the runner could not
+        if self._runner_images:
+            shutil.rmtree(self._runner_images, ignore_errors=True)
 
     def __enter__(self) -> LocalCluster:
         return self.start()
@@ -281,9 +317,10 @@ class LocalCluster:
     def pki(self) -> Path:
         return self.workdir / "pki"
 
-    def _start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def _start(self, name: str, argv: list[str], death_signal: int = signal.SIGKILL) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")
-        proc = subprocess.Popen(argv, stdout=log, stderr=log, preexec_fn=_die_with_parent(), cwd=self.workdir)
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, preexec_fn=_die_with_parent(death_signal=death_signal),
+                                cwd=self.workdir)
         self.processes[name] = proc
         return proc
 
@@ -328,6 +365,8 @@ class LocalCluster:
             "--service-cluster-ip-range=10.0.0.0/24", "--authorization-mode=RBAC",
             f"--token-auth-file={self.pki / 'tokens.csv'}", "--allow-privileged=true",
             "--endpoint-reconciler-type=none", "--max-requests-inflight=1000",
+            # Added to the default plugins: a namespace's annotations pick the node runner (real_namespace).
+            "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
             "--max-mutating-requests-inflight=500", "--enable-priority-and-fairness=false",
         ])
         context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
@@ -368,6 +407,54 @@ class LocalCluster:
                            "jsonpath={.status.conditions[?(@.type=='Ready')].status}").stdout
         return out.strip() == "True"
 
+    # ---- the node runner: Pods that run for real -----------------------------------------------
+    @property
+    def pod_gateway_ip(self) -> str:
+        """Where Pods of the runner reach this machine (PostgreSQL listens there too): the pod
+        network's gateway; 127.0.0.1 without the runner."""
+        if not self.pod_cidr:
+            return "127.0.0.1"
+        from .noderunner_exec import gateway_of
+
+        return gateway_of(self.pod_cidr)
+
+    @property
+    def runner_root(self) -> Path:
+        return self.workdir / "runner"
+
+    def _start_runner(self) -> None:
+        homes = self.odoo_homes or {"16.0": REPO_ROOT / ".cache" / "odoo" / "current"}
+        # The image's commands run as the container's user by their host path: not under workdir (0700).
+        images = self._runner_images = Path(tempfile.mkdtemp(prefix="odoo-runner-images-"))
+        self._start("noderunner", [
+            sys.executable, "-m", "odoo_operator.noderunner", f"--kubeconfig={self.kubeconfig}",
+            f"--node={RUNNER_NODE}", f"--root={self.runner_root}", f"--images-dir={images}",
+            f"--bridge={self.pod_bridge}", f"--cidr={self.pod_cidr}",
+            *(f"--odoo-home={series}={home}" for series, home in homes.items()),
+        ], death_signal=signal.SIGTERM)  # it removes its network namespaces and kills its containers
+        wait_for(self._runner_ready, 60, f"the node runner's node {RUNNER_NODE} to become Ready")
+
+    def _runner_ready(self) -> bool:
+        node = json.loads(self.kubectl("get", "node", RUNNER_NODE, "-o", "json").stdout)
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions") or [])
+        not_ready_taint = any(t["key"].startswith("node.kubernetes.io/") for t in node["spec"].get("taints") or [])
+        return ready and not not_ready_taint
+
+    def real_namespace(self, name: str) -> None:
+        """Creates (or marks) a namespace whose Pods run on the node runner, by the admission
+        plugins PodNodeSelector and PodTolerationRestriction."""
+        self.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=local-cluster", "-f", "-",
+                     input=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                         "name": name, "annotations": RUNNER_NAMESPACE_ANNOTATIONS}}))
+
+    def pod_log(self, namespace: str, pod: str, container: str, previous: bool = False) -> Path:
+        """The log file of a container of a Pod the runner ran (the newest Pod of that name)."""
+        name = f"{container}.previous.log" if previous else f"{container}.log"
+        found = sorted((self.runner_root / "pods").glob(f"{namespace}_{pod}_*/{name}"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise FileNotFoundError(f"no log of {namespace}/{pod}/{container} under {self.runner_root}")
+        return found[-1]
+
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -394,10 +481,10 @@ def kubectl_binary() -> str:
 
 
 @contextlib.contextmanager
-def local_cluster(workdir: Path | None = None) -> Iterator[LocalCluster]:
+def local_cluster(workdir: Path | None = None, with_runner: bool = False) -> Iterator[LocalCluster]:
     owned = workdir is None
     path = Path(tempfile.mkdtemp(prefix="odoo-local-")) if workdir is None else workdir
-    cluster = LocalCluster(path)
+    cluster = LocalCluster(path, with_runner=with_runner)
     try:
         cluster.start()
         yield cluster
@@ -410,8 +497,10 @@ def local_cluster(workdir: Path | None = None) -> Iterator[LocalCluster]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", type=Path, default=None, help="keep state here (default: a temp dir)")
+    parser.add_argument("--with-runner", action="store_true",
+                        help="run the Pods of real_namespace() namespaces for real (noderunner.py)")
     args = parser.parse_args()
-    with local_cluster(args.workdir) as cluster:
+    with local_cluster(args.workdir, args.with_runner) as cluster:
         print(f"kubeconfig: {cluster.kubeconfig}")
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()

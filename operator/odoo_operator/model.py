@@ -70,11 +70,39 @@ class DuplicateFrom:
     for_testing: bool = False
 
 
+# A file on a backup storage, relative to its root (the volume's root, or the bucket's prefix). Hostile
+# input: each segment starts with a letter, digit or '_' (so no '.', '..' or hidden files), no '//', no
+# leading '/', no backslash. The CRD's CEL rule is the same expression.
+STORAGE_PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+=@,-]*(/[A-Za-z0-9_][A-Za-z0-9._+=@,-]*)*$")
+STORAGE_PATH_MAX = 1024
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+IDENTITIES = ("fresh", "keep")
+
+
+def check_storage_path(path: Any, field_path: str = "spec.restoreFrom.file") -> str:
+    if not isinstance(path, str) or len(path) > STORAGE_PATH_MAX or not STORAGE_PATH_RE.fullmatch(path):
+        raise SpecError(f"{field_path} {path!r} must be a relative path inside the backup storage: segments of "
+                        "letters, digits, '.', '_', '-', '+', '=', '@', ',' separated by '/', none starting with '.' "
+                        f"(no '..'), at most {STORAGE_PATH_MAX} characters")
+    return path
+
+
 @dataclass(frozen=True)
 class RestoreFrom:
-    backup: str
+    """Either `backup` (+ `artifact`): an artifact a DatabaseBackup made, checked against its sidecar; or
+    `file` (+ `storage`, `sha256`): any Odoo ZIP, pg_dump archive or SQL file on a backup storage.
+    `identity`: fresh (Odoo's "copied": new uuid and secret) or keep (Odoo's "moved")."""
+    backup: str | None = None
     artifact: str | None = None
     neutralize: bool = False
+    file: str | None = None
+    storage: Storage | None = None
+    sha256: str | None = None
+    identity: str = "fresh"
+
+    @property
+    def keep_identity(self) -> bool:
+        return self.identity == "keep"
 
 
 @dataclass(frozen=True)
@@ -91,6 +119,16 @@ class Storage:
             prefix = "/".join(p for p in (self.s3_prefix.strip("/"), namespace, database) if p)
             return f"s3://{self.s3_bucket}/{prefix}"
         return f"file:///backups/{namespace}/{database}"
+
+    def root_url(self) -> str:
+        """The storage's root, which `spec.restoreFrom.file` is relative to: the volume's root or the prefix."""
+        if self.s3_bucket:
+            return f"s3://{self.s3_bucket}/{self.s3_prefix.strip('/')}".rstrip("/")
+        return "file:///backups"
+
+    def describe(self) -> str:
+        return f"s3://{self.s3_bucket}/{self.s3_prefix.strip('/')}".rstrip("/") if self.s3_bucket else \
+            f"PVC {self.pvc_claim}"
 
 
 @dataclass(frozen=True)
@@ -273,13 +311,7 @@ def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooData
     if policy not in DELETION_POLICIES:
         raise SpecError(f"spec.deletionPolicy {policy!r} must be one of {', '.join(DELETION_POLICIES)}")
     subscription = (spec.get("subscription") or {}).get("code")
-    restore_from = None
-    if spec.get("restoreFrom"):
-        raw_restore = spec["restoreFrom"]
-        if not isinstance(raw_restore, Mapping) or not raw_restore.get("backup"):
-            raise SpecError("spec.restoreFrom.backup must name a DatabaseBackup in this namespace")
-        restore_from = RestoreFrom(str(raw_restore["backup"]), raw_restore.get("artifact") or None,
-                                   bool(raw_restore.get("neutralize", False)))
+    restore_from = parse_restore_from(spec["restoreFrom"], settings) if spec.get("restoreFrom") is not None else None
     duplicate_from = None
     if spec.get("duplicateFrom"):
         raw = spec["duplicateFrom"]
@@ -311,6 +343,29 @@ def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooData
         restore_from=restore_from,
         backup=parse_backup_settings(spec.get("backup"), settings),
     )
+
+
+def parse_restore_from(raw: Any, settings: Settings) -> RestoreFrom:
+    if not isinstance(raw, Mapping) or bool(raw.get("backup")) == bool(raw.get("file")):
+        raise SpecError("spec.restoreFrom needs exactly one of backup (a DatabaseBackup in this namespace) or file "
+                        "(a path on a backup storage)")
+    identity = raw.get("identity") or "fresh"
+    if identity not in IDENTITIES:
+        raise SpecError(f"spec.restoreFrom.identity {identity!r} must be fresh or keep")
+    neutralize = bool(raw.get("neutralize", False))
+    if raw.get("backup"):
+        if raw.get("storage") or raw.get("sha256"):
+            raise SpecError("spec.restoreFrom.storage and sha256 go with file, not with backup (a backup's artifacts "
+                            "carry their storage and checksum)")
+        return RestoreFrom(backup=str(raw["backup"]), artifact=raw.get("artifact") or None, neutralize=neutralize,
+                           identity=identity)
+    if raw.get("artifact"):
+        raise SpecError("spec.restoreFrom.artifact goes with backup, not with file")
+    sha256 = raw.get("sha256") or None
+    if sha256 is not None and (not isinstance(sha256, str) or not SHA256_RE.fullmatch(sha256)):
+        raise SpecError("spec.restoreFrom.sha256 must be 64 lower-case hexadecimal digits")
+    return RestoreFrom(file=check_storage_path(raw["file"]), storage=parse_storage(raw.get("storage"), settings),
+                       sha256=sha256, neutralize=neutralize, identity=identity)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ raises for a condition a user can cause; only programming errors escape.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -213,6 +214,9 @@ class Reconciler:
         self.expiring: Condition | None = None
         self.wake_in: float | None = None  # the next expiry milestone
         self.db: OdooDatabase
+        self.admin: pg.ServerAddress  # the server's admin login
+        self.tenant: pg.ServerAddress  # the database's own role: work inside its database runs as it
+        self.endpoint: builders.DatabaseEndpoint  # what odoo.conf says of the server
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         self._refuse_when_deleting()
@@ -271,6 +275,9 @@ class Reconciler:
         self.new_status.update({"server": server_name, "roleName": db.role_name, "version": db.version})
 
         password, secret_recreated = self._ensure_db_secret(address.host, address.port, ssl_mode)
+        self.admin = address
+        self.tenant = dataclasses.replace(address, user=db.role_name, password=password)
+        self.endpoint = builders.DatabaseEndpoint(address.host, address.port, ssl_mode)
         with pg.connect(address) as conn:
             pg.ensure_role(conn, db.role_name, password, db.owner_marker, reset_password=secret_recreated)
             initialized = self._ensure_database(conn, server_name, source)
@@ -286,7 +293,8 @@ class Reconciler:
         })
 
         self.apply(builders.build_filestore_pvc(db, self.ctx.settings))
-        self.apply(builders.build_config_map(db))
+        self.apply(builders.build_sessions_pvc(db, self.ctx.settings))
+        self.apply(builders.build_config_map(db, self.endpoint))
         self.apply(builders.build_service(db))
         route = builders.build_route(db, self.ctx.settings)
         self.apply(route)
@@ -309,8 +317,11 @@ class Reconciler:
         if not initialized:
             # The app starts only on an initialised (or copied and neutralized) database.
             if db.duplicate_from:
-                reason, doing = "Duplicating", "the copy is getting its filestore and a fresh identity"
-                waiting = "waiting for the copy's filestore and fresh identity"
+                reason, doing = "Duplicating", "the copy is getting its filestore and a fresh identity" + (
+                    f", then Job {builders.neutralize_job_name(db)} neutralizes it (odoo neutralize)"
+                    if db.duplicate_from.for_testing else "")
+                waiting = "waiting for the copy's filestore and fresh identity" + (
+                    " and its neutralization" if db.duplicate_from.for_testing else "")
             elif db.restore_from:
                 job = backup_builders.restore_job_name(db)
                 reason, doing = "Restoring", f"Job {job} is loading the backup"
@@ -328,7 +339,7 @@ class Reconciler:
         suspended = db.app.suspended
         replicas = 0 if suspended else db.app.replicas
         deployment = self.apply(builders.build_deployment(
-            db, replicas, builders.credentials_fingerprint(db, password)))
+            db, replicas, builders.credentials_fingerprint(db, password), self.endpoint))
         # The daily backup comes once the app is up (or deliberately down): during a burst of creations
         # it does not compete with the databases still being provisioned.
         if suspended or deployment_available(deployment, replicas)[0]:
@@ -421,29 +432,61 @@ class Reconciler:
                 "roleName": source_status.get("roleName") or role_name(db.namespace, name)}
 
     def _finish_duplicate(self, address: pg.ServerAddress, source: Mapping[str, Any]) -> bool:
-        """Filestore copied, fresh identity, neutralized if for testing — then (only then) usable."""
+        """Filestore copied, fresh identity, then for a copy for testing Odoo's own neutralization —
+        then (only then) usable. The identity step is recorded in the database's marker, so a pass
+        after a crash resumes after it; `initialized` is written only once every step succeeded."""
         db = self.db
         assert db.duplicate_from is not None
         if self.ctx.settings.filestore_clone == "copy" and not self._filestore_copied():
             self.new_status["step"] = "CopyingFilestore"
             return False
-        self.new_status["step"] = "Neutralizing" if db.duplicate_from.for_testing else "ResettingIdentity"
-        url = builders.database_url(db, self.ctx.settings)
-        with pg.connect(address, db.database_name) as conn:
-            pg.reassign_owned(conn, source.get("roleName") or role_name(db.namespace, db.duplicate_from.name),
-                              db.role_name)
-            neutralize.reset_identity(conn, url)
-            failpoints.hit("duplicate-before-neutralize")
-            steps = neutralize.neutralize(conn) if db.duplicate_from.for_testing else []
+        owner = {**db.owner_marker, pg.MARKER_KEY: pg.MARKER_VALUE}
         with pg.connect(address) as conn:
-            info = pg.database_info(conn, db.database_name)
-            pg.set_database_marker(conn, db.database_name, (info.marker or {}) | {
-                **db.owner_marker, pg.MARKER_KEY: pg.MARKER_VALUE, "initialized": True,
-                "neutralized": db.duplicate_from.for_testing})
+            marker = (pg.database_info(conn, db.database_name).marker or {}) | owner
+        if not marker.get("identityReset"):
+            self.new_status["step"] = "ResettingIdentity"
+            with pg.connect(address, db.database_name) as conn:
+                pg.reassign_owned(conn, source.get("roleName") or role_name(db.namespace, db.duplicate_from.name),
+                                  db.role_name)
+            # As the copy's own role: the tables (and any trigger on them) are the tenant's.
+            with pg.connect(self.tenant, db.database_name) as conn:
+                neutralize.reset_identity(conn, builders.database_url(db, self.ctx.settings))
+            marker |= {"identityReset": True}
+            with pg.connect(address) as conn:
+                pg.set_database_marker(conn, db.database_name, marker)
+        failpoints.hit("duplicate-before-neutralize")
+        if db.duplicate_from.for_testing:
+            self.new_status["step"] = "Neutralizing"
+            if not self._neutralize_job_succeeded():
+                return False
+        with pg.connect(address) as conn:
+            pg.set_database_marker(conn, db.database_name, marker | {
+                "initialized": True, "neutralized": db.duplicate_from.for_testing})
         self.new_status.update({"initializedAt": now_iso(), "neutralized": db.duplicate_from.for_testing})
-        if steps:
-            self.events.append(("Normal", "Neutralized", "test copy neutralized: " + ", ".join(steps) + " off"))
+        if db.duplicate_from.for_testing:
+            self.events.append(("Normal", "Neutralized", "test copy neutralized by odoo neutralize (Job "
+                                f"{builders.neutralize_job_name(db)}: every installed module's data/neutralize.sql)"))
         return True
+
+    def _neutralize_job_succeeded(self) -> bool:
+        """Odoo's own `odoo neutralize`, in a Job of the database's image. Created once and never
+        updated; a failed Job stays for the user to inspect, deleting it retries."""
+        db = self.db
+        name = builders.neutralize_job_name(db)
+        job = self.ctx.registry.child("Job", db.namespace, name) or self.kube.get("batch/v1", "Job", name, db.namespace)
+        if job is None:
+            self._refuse_when_deleting()
+            job = self.kube.create(builders.build_neutralize_job(db)) or self.kube.get("batch/v1", "Job", name,
+                                                                                      db.namespace)
+            if job:
+                self.ctx.registry.record_child("Job", job, deleted=False)
+            failpoints.hit("neutralize-job-created")
+        state = job_state(job)
+        if state == "Failed":
+            raise NotReady("NeutralizeFailed", f"Job {name} failed to neutralize the database ({job_failure(job)}); "
+                           "the app is not started on a copy that is not neutralized. Fix the cause, then delete "
+                           "the Job to retry", stalled=True, phase=PHASE_FAILED)
+        return state == "Complete"
 
     def _filestore_copied(self) -> bool:
         db = self.db
@@ -474,10 +517,13 @@ class Reconciler:
             self.new_status["lastBackup"] = last
 
     def _restore_source(self) -> dict[str, Any]:
-        """The DatabaseBackup and artifact to restore from; checked before anything is created."""
+        """The DatabaseBackup and artifact, or the file, to restore from; checked before anything is created."""
         db = self.db
         assert db.restore_from is not None
+        if db.restore_from.file is not None:
+            return self._restore_file_source()
         name = db.restore_from.backup
+        assert name is not None
         backup = self.kube.get(API_VERSION, "DatabaseBackup", name, db.namespace)
         if backup is None:
             raise NotReady("BackupNotFound", f"DatabaseBackup {name!r} (spec.restoreFrom) does not exist in this "
@@ -492,7 +538,20 @@ class Reconciler:
                            stalled=bool(wanted), retry_after=30, phase=PHASE_FAILED if wanted else PHASE_PENDING)
         parsed = parse_database_backup(backup, self.ctx.settings)
         return {"backup": name, "artifact": artifact["id"], "storage": parsed.storage,
-                "sourceDatabase": parsed.database}
+                "sourceDatabase": parsed.database, "label": f"{name}/{artifact['id']}", "verified": True}
+
+    def _restore_file_source(self) -> dict[str, Any]:
+        """A file on a backup storage that the operator did not write (an Odoo ZIP, a dump): the Job reads it;
+        here only its volume can be checked. Without spec.restoreFrom.sha256 nothing can verify its bytes."""
+        db = self.db
+        assert db.restore_from is not None and db.restore_from.file is not None and db.restore_from.storage is not None
+        storage = db.restore_from.storage
+        if storage.pvc_claim and self.kube.get("v1", "PersistentVolumeClaim", storage.pvc_claim, db.namespace) is None:
+            raise NotReady("StorageNotFound", f"PersistentVolumeClaim {storage.pvc_claim!r} (the storage of "
+                           "spec.restoreFrom.file) does not exist in this namespace", retry_after=30)
+        return {"file": db.restore_from.file, "sha256": db.restore_from.sha256, "storage": storage,
+                "label": f"file {db.restore_from.file} on {storage.describe()}",
+                "verified": db.restore_from.sha256 is not None}
 
     def _run_restore(self, address: pg.ServerAddress, restore: Mapping[str, Any]) -> bool:
         db = self.db
@@ -502,27 +561,37 @@ class Reconciler:
         if job is None:
             self._refuse_when_deleting()
             job = self.kube.create(backup_builders.build_restore_job(
-                db, restore["storage"], restore["sourceDatabase"], restore["artifact"], self.ctx.settings))
+                db, restore["storage"], self.ctx.settings, source_database=restore.get("sourceDatabase"),
+                artifact=restore.get("artifact"), file=restore.get("file"), sha256=restore.get("sha256")))
         self.new_status["step"] = "Restoring"
         state = job_state(job)
         if state == "Failed":
-            raise NotReady("RestoreFailed", f"Job {name} failed to restore {restore['backup']}/{restore['artifact']} "
-                           f"({job_failure(job)}); the database was left empty. Fix the cause, then delete the Job "
+            raise NotReady("RestoreFailed", f"Job {name} failed to restore {restore['label']} ({job_failure(job)}; "
+                           f"its log says why); the database was left empty. Fix the cause, then delete the Job "
                            "to retry", stalled=True, phase=PHASE_FAILED)
         if state != "Complete":
             return False
+        if db.restore_from.neutralize:
+            self.new_status["step"] = "Neutralizing"
+            if not self._neutralize_job_succeeded():
+                return False
         url = builders.database_url(db, self.ctx.settings)
-        with pg.connect(address, db.database_name) as conn:
-            neutralize.reset_identity(conn, url)
-            steps = neutralize.neutralize(conn) if db.restore_from.neutralize else []
+        if not db.restore_from.keep_identity:  # Odoo's "copied"; "moved" (keep) leaves uuid and secret as dumped
+            with pg.connect(self.tenant, db.database_name) as conn:  # a restored dump's tables are the tenant's
+                neutralize.reset_identity(conn, url)
         with pg.connect(address) as conn:
             info = pg.database_info(conn, db.database_name)
             pg.set_database_marker(conn, db.database_name, (info.marker or {}) | {
                 **db.owner_marker, pg.MARKER_KEY: pg.MARKER_VALUE, "initialized": True})
+        checked = "" if restore["verified"] else " (unverified: no checksum)"
         self.new_status.update({"initializedAt": now_iso(), "neutralized": db.restore_from.neutralize,
-                                "source": f"restored from {restore['backup']}/{restore['artifact']}"})
-        self.events.append(("Normal", "Restored", f"restored from {restore['backup']}/{restore['artifact']} with a "
-                            "fresh identity" + (f"; neutralized: {', '.join(steps)} off" if steps else "")))
+                                "source": f"restored from {restore['label']}{checked}"})
+        identity = "its identity kept (moved)" if db.restore_from.keep_identity else "a fresh identity"
+        self.events.append(("Normal", "Restored", f"restored from {restore['label']}{checked} with {identity}"
+                            + ("; neutralized by odoo neutralize" if db.restore_from.neutralize else "")))
+        if not restore["verified"]:
+            self.events.append(("Warning", "RestoreUnverified", f"{restore['label']} was restored unverified: no "
+                                "checksum (set spec.restoreFrom.sha256 to have its bytes checked)"))
         return True
 
     # ---- credentials ---------------------------------------------------------------------
@@ -569,6 +638,7 @@ class Reconciler:
                                     "disconnected, as Odoo does"))
             else:
                 pg.create_database(conn, db.database_name, db.role_name, new_marker)
+                pg.create_odoo_extensions(self.admin, db.database_name, db.role_name)
             self.new_status["createdAt"] = now_iso()
             return False
         if not target.owned_by(db.owner_marker, db.role_name):
@@ -626,6 +696,8 @@ class Reconciler:
         job = self.ctx.registry.child("Job", db.namespace, name) or self.kube.get("batch/v1", "Job", name, db.namespace)
         if job is None:
             self._refuse_when_deleting()
+            # Again, for an operator killed between CREATE DATABASE and the extension (idempotent).
+            pg.create_odoo_extensions(self.admin, db.database_name, db.role_name)
             job = self.kube.create(builders.build_init_job(db)) or self.kube.get("batch/v1", "Job", name, db.namespace)
             if job:
                 self.ctx.registry.record_child("Job", job, deleted=False)

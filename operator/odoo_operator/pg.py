@@ -258,11 +258,27 @@ $reassign$
 def reassign_owned(conn_to_target: psycopg.Connection[Any], from_role: str, to_role: str) -> None:
     """Inside a copied database, hand the source role's objects to the copy's own role.
 
-    Not `REASSIGN OWNED`: it also moves shared objects, i.e. it would give the *source database*
-    itself to the copy's role. Object names are quoted by PostgreSQL (regclass, regprocedure, %I)."""
-    conn_to_target.execute(
-        sql.SQL(_REASSIGN_IN_DATABASE).format(source=sql.Literal(from_role), target=sql.Literal(to_role))
-    )
+    Not `REASSIGN OWNED` for the objects: it also moves shared objects, i.e. it would give the *source
+    database* itself to the copy's role. Object names are quoted by PostgreSQL (regclass, regprocedure,
+    %I). An extension the source role owns (Odoo creates pg_trgm as its own role) has no `ALTER … OWNER`:
+    only `REASSIGN OWNED` moves it, so the role's databases are given back in the same transaction —
+    no other session ever sees them moved. Left with the source role, the extension would keep that
+    role from being dropped with its own database."""
+    conn = conn_to_target
+    with conn.transaction():
+        conn.execute(sql.SQL(_REASSIGN_IN_DATABASE).format(source=sql.Literal(from_role), target=sql.Literal(to_role)))
+        owns_extension = conn.execute(
+            "SELECT 1 FROM pg_extension WHERE extowner = (SELECT oid FROM pg_roles WHERE rolname = %s)", (from_role,)
+        ).fetchone()
+        if owns_extension:
+            databases = [row[0] for row in conn.execute(
+                "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = %s)",
+                (from_role,)).fetchall()]
+            conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(sql.Identifier(from_role),
+                                                                       sql.Identifier(to_role)))
+            for name in databases:
+                conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name),
+                                                                          sql.Identifier(from_role)))
 
 
 def rename_database(conn: psycopg.Connection[Any], old: str, new: str, attempts: int = 5) -> int:
@@ -325,6 +341,26 @@ def create_database(conn: psycopg.Connection[Any], dbname: str, owner_role: str,
     )
     set_database_marker(conn, dbname, marker)
     conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
+
+
+def create_odoo_extensions(server: ServerAddress, dbname: str, owner_role: str) -> bool:
+    """`CREATE EXTENSION IF NOT EXISTS pg_trgm`, as Odoo's own `_create_empty_database` does in every
+    database it creates; like Odoo, a server that refuses it is no error (Odoo then works without
+    trigram indexes): returns whether the extension is there. Odoo creates `unaccent` only with its
+    `unaccent` option, which the operator never sets.
+
+    Run as the database's own role, as Odoo runs it (as its db_user; pg_trgm is a trusted extension
+    since PostgreSQL 13): the role owns the extension, so a dump of an Odoo database, which comments on
+    it, restores as that role; and nothing runs as the admin inside a database a tenant owns."""
+    with connect(server, dbname) as conn:
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner_role)))
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFile,
+                psycopg.errors.FeatureNotSupported):
+            return False
+    return True
 
 
 def drop_database(conn: psycopg.Connection[Any], dbname: str) -> bool:
