@@ -479,7 +479,7 @@ class AuditedCluster(LocalCluster):
     def audit_log(self) -> Path:
         return self.workdir / "audit.log"
 
-    def _start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def _start(self, name: str, argv: list[str], death_signal: int = signal.SIGKILL) -> subprocess.Popen[bytes]:
         if name == "kube-apiserver":
             argv = [*argv, *self.apiserver_args]
         if name == "kube-apiserver" and self.audit:
@@ -488,7 +488,7 @@ class AuditedCluster(LocalCluster):
             argv = [*argv, f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
                     "--audit-log-mode=batch", "--audit-log-batch-max-size=500",
                     "--audit-log-batch-max-wait=500ms", "--audit-log-maxsize=0", "--audit-log-maxbackup=0"]
-        return super()._start(name, argv)
+        return super()._start(name, argv, death_signal)
 
 
 # ---- setup steps ---------------------------------------------------------------------------------------------

@@ -1,0 +1,552 @@
+#!/usr/bin/env python3
+"""Benchmark: OdooDatabases Ready with the REAL Odoo init (the node runner), against bare `odoo-bin -i base`.
+
+Starts the local control plane + PostgreSQL with the node runner (`LocalCluster(with_runner=True)`:
+the Pods of namespace `bench` run for real, Odoo 16.0 from .cache/odoo/current), the PostgresServer
+`local` at the pod network's gateway and the operator as a process (`python -m odoo_operator`), then:
+
+1. one OdooDatabase (version 16.0, app replicas 1, workers 0): create → Ready, split into create →
+   init Job start, init Job start → complete (Job status times, 1 s precision; the init container's
+   own startedAt → finishedAt too), init Job complete → app Pod Ready, app Pod Ready → Ready;
+2. the floor: the same `odoo-bin -d X -i base --without-demo=all --stop-after-init --no-http` run
+   directly (.cache/odoo/current/venv/bin/python .cache/odoo/current/src/odoo-bin) against the same
+   PostgreSQL (a role with CREATEDB, its password in PGPASSWORD, a throwaway data_dir), then the init
+   Job's second step (`odoo-bin shell` setting the admin password) the same way;
+3. --count OdooDatabases created at once: time until all are Ready, per-object p50/p95/max, ratios to
+   --count x the floor (serial) and to the single one.
+
+Memory: the node runner process itself (VmHWM and VmRSS sampled every 250 ms, not its children), the
+sum of its descendants' RSS (the Odoo processes) at their peak, and the operator's peak RSS.
+Summary to stdout and the `bench_odoo` section of BENCHMARKS.md. Nothing is asserted on time; the exit
+status is 1 when an OdooDatabase is not Ready before its timeout (their Ready conditions are listed).
+
+    .venv/bin/python bench/bench_odoo.py --count 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import resource
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+with contextlib.suppress(ValueError):
+    sys.path.remove(str(REPO_ROOT / "operator"))
+sys.path.insert(0, str(REPO_ROOT / "operator"))
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+
+import psycopg  # noqa: E402
+from bench_create import (  # noqa: E402
+    BENCH_NAMESPACE,
+    CLK_TCK,
+    GROUP,
+    SERVER_NAME,
+    VERSION,
+    Api,
+    Watcher,
+    condition,
+    cpu_snapshot,
+    fmt_s,
+    log,
+    machine_cpu,
+    machine_info,
+    parse_rfc3339,
+    percentile,
+    proc_status_kb,
+    publish_summary,
+    start_operator,
+    stop_process,
+    table,
+    wait_for,
+)
+from psycopg import sql  # noqa: E402
+
+from odoo_operator.dev import apply_default_server  # noqa: E402
+from odoo_operator.localcluster import LocalCluster  # noqa: E402
+from odoo_operator.noderunner_exec import runner_cgroup  # noqa: E402
+
+ODOO_HOME = REPO_ROOT / ".cache" / "odoo" / "current"
+SPEC = {"version": "16.0", "app": {"replicas": 1, "workers": 0}}
+FLOOR_ROLE = "bench_floor"
+CONTAINERS = "Odoo containers (the runner's cgroup)"
+SET_ADMIN_PASSWORD = ("import os\nenv.ref('base.user_admin').write({'password': os.environ['ODOO_ADMIN_PASSWORD']})\n"
+                      "env.cr.commit()\n")
+# Per-object steps: (key, label); each is the difference of two moments, wall clock.
+STEPS = [
+    ("prepare", "create → init Job started (operator: role, database, Secrets, PVC, Job)"),
+    ("job", "init Job start → complete (Job status times)"),
+    ("container", "↳ of which the init container ran (its startedAt → finishedAt)"),
+    ("app", "init Job complete → app Pod Ready"),
+    ("app_start", "↳ init Job complete → app container started (operator, Deployment, scheduler, runner)"),
+    ("app_boot", "↳ app container started → Pod Ready (Odoo starts; readiness probe every 10 s)"),
+    ("last", "app Pod Ready → OdooDatabase Ready (operator)"),
+    ("total", "create → OdooDatabase Ready"),
+]
+
+
+class Tracker:
+    """Moments (wall clock, seconds) per OdooDatabase, from watches on databases, Jobs and Pods."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.moments: dict[str, dict[str, float]] = {}
+        self.ready_condition: dict[str, dict[str, Any]] = {}
+        self.skew = time.time() - time.monotonic()  # watch times are monotonic
+
+    def set(self, name: str, key: str, value: float, first: bool = True) -> None:
+        marks = self.moments.setdefault(name, {})
+        if not first or key not in marks:
+            marks[key] = value
+
+    def on_database(self, type_: str, obj: dict[str, Any], t: float) -> None:
+        name = obj["metadata"]["name"]
+        with self.changed:
+            self.ready_condition[name] = condition(obj, "Ready")
+            if type_ != "DELETED" and self.ready_condition[name].get("status") == "True":
+                self.set(name, "ready", t + self.skew)
+            self.changed.notify_all()
+
+    def on_job(self, type_: str, obj: dict[str, Any], t: float) -> None:
+        labels, status = obj["metadata"].get("labels") or {}, obj.get("status") or {}
+        if labels.get("app.kubernetes.io/component") != "init":
+            return
+        name = labels.get("app.kubernetes.io/instance", "")
+        with self.lock:
+            if status.get("startTime"):
+                self.set(name, "job_start", parse_rfc3339(status["startTime"]))
+            if status.get("completionTime"):
+                self.set(name, "job_done", parse_rfc3339(status["completionTime"]))
+
+    def on_pod(self, type_: str, obj: dict[str, Any], t: float) -> None:
+        labels, status = obj["metadata"].get("labels") or {}, obj.get("status") or {}
+        name, component = labels.get("app.kubernetes.io/instance", ""), labels.get("app.kubernetes.io/component")
+        with self.lock:
+            if component == "init":
+                for container in status.get("containerStatuses") or []:
+                    done = (container.get("state") or {}).get("terminated") or {}
+                    if done.get("exitCode") == 0 and done.get("startedAt") and done.get("finishedAt"):
+                        self.set(name, "container_start", parse_rfc3339(done["startedAt"]), first=False)
+                        self.set(name, "container_done", parse_rfc3339(done["finishedAt"]), first=False)
+            elif component == "app":
+                for container in status.get("containerStatuses") or []:
+                    running = (container.get("state") or {}).get("running") or {}
+                    if running.get("startedAt"):
+                        self.set(name, "app_start", parse_rfc3339(running["startedAt"]))
+                if condition(obj, "Ready").get("status") == "True":
+                    self.set(name, "app_ready", t + self.skew)
+
+    def wait_ready(self, names: list[str], deadline: float) -> bool:
+        next_report = time.monotonic() + 30
+        with self.changed:
+            while (ready := sum("ready" in self.moments.get(n, {}) for n in names)) < len(names):
+                if time.monotonic() >= deadline:
+                    return False
+                if time.monotonic() >= next_report:
+                    next_report += 30
+                    log(f"{ready}/{len(names)} Ready")
+                self.changed.wait(1.0)
+            return True
+
+    def steps(self, name: str) -> dict[str, float]:
+        """Durations of STEPS for one object (those whose two moments were seen)."""
+        m = self.moments.get(name, {})
+        pairs = {"prepare": ("created", "job_start"), "job": ("job_start", "job_done"),
+                 "container": ("container_start", "container_done"), "app": ("job_done", "app_ready"),
+                 "app_start": ("job_done", "app_start"), "app_boot": ("app_start", "app_ready"),
+                 "last": ("app_ready", "ready"), "total": ("created", "ready")}
+        return {key: m[b] - m[a] for key, (a, b) in pairs.items() if a in m and b in m}
+
+
+class MemorySampler(threading.Thread):
+    """Every 250 ms: VmRSS of the runner and the operator, and the summed VmRSS of the runner's descendants."""
+
+    def __init__(self, runner: int, operator: int) -> None:
+        super().__init__(name="memory", daemon=True)
+        self.runner, self.operator = runner, operator
+        self.stopping = threading.Event()
+        self.runner_peak = self.operator_peak = self.children_peak = self.children_at_peak = 0
+
+    def descendants(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    stat = (entry / "stat").read_text()
+                    children.setdefault(int(stat[stat.rindex(")") + 2:].split()[1]), []).append(int(entry.name))
+        found, todo = [], list(children.get(self.runner, []))
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo += children.get(pid, [])
+        return found
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.25):
+            self.runner_peak = max(self.runner_peak, proc_status_kb(self.runner, "VmRSS") or 0)
+            self.operator_peak = max(self.operator_peak, proc_status_kb(self.operator, "VmRSS") or 0)
+            pids = self.descendants()
+            total = sum(proc_status_kb(pid, "VmRSS") or 0 for pid in pids)
+            if total > self.children_peak:
+                self.children_peak, self.children_at_peak = total, len(pids)
+
+
+def cpu_now(cluster: LocalCluster, operator: int) -> dict[str, float]:
+    """CPU seconds so far per part; containers from the runner's cgroup (it keeps the usage of removed ones)."""
+    assert cluster.postgres is not None and cluster.postgres.process is not None
+    usage = float("nan")  # no cgroup v2 for the runner: shown as —
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        stat = (runner_cgroup(cluster.pod_bridge) / "cpu.stat").read_text().split()
+        usage = int(stat[stat.index("usage_usec") + 1]) / 1e6
+    runner = cluster.processes["noderunner"].pid
+    control = {k: p.pid for k, p in cluster.processes.items() if k != "noderunner"}
+    snap = cpu_snapshot({"postgres": cluster.postgres.process.pid, "operator": operator, **control})
+    fields = Path(f"/proc/{runner}/stat").read_text().rsplit(")", 1)[1].split()
+    return {CONTAINERS: usage,
+            "PostgreSQL (with its backends)": snap["postgres"],
+            "node runner (the process itself)": (int(fields[11]) + int(fields[12])) / CLK_TCK,
+            "operator": snap["operator"],
+            "control plane (" + ", ".join(control) + ")": sum(snap[k] for k in control),
+            "machine": machine_cpu()[0]}
+
+
+def cpu_rows(before: dict[str, float], after: dict[str, float], window: float, cpus: int) -> list[list[str]]:
+    used = {k: after[k] - before[k] for k in after}
+    busy = used.pop("machine")
+    used["everything else on the machine"] = max(0.0, busy - sum(v for v in used.values() if v == v))
+    return [[k, f"{v:.0f}", f"{v / max(window * cpus, 1e-9) * 100:.0f}%"] if v == v else [k, "—", "—"]
+            for k, v in used.items()]
+
+
+def odoo_database(name: str) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "OdooDatabase",
+            "metadata": {"name": name, "namespace": BENCH_NAMESPACE}, "spec": SPEC}
+
+
+def create_all(api: Api, tracker: Tracker, names: list[str]) -> None:
+    collection = f"/apis/{GROUP}/{VERSION}/namespaces/{BENCH_NAMESPACE}/odoodatabases"
+
+    def create(name: str) -> None:
+        status, body = api.request("POST", collection, odoo_database(name))
+        if status != 201:
+            raise RuntimeError(f"POST {name}: {status} {body}")
+        with tracker.lock:
+            tracker.set(name, "created", time.time())
+
+    with ThreadPoolExecutor(max_workers=min(len(names), 16)) as pool:
+        list(pool.map(create, names))
+
+
+def floor_role(cluster: LocalCluster) -> str:
+    """A role with CREATEDB for the bare Odoo runs; returns its password."""
+    assert cluster.postgres is not None
+    password = secrets.token_urlsafe(18)
+    with psycopg.connect(cluster.postgres.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
+            sql.Identifier(FLOOR_ROLE), sql.Literal(password)))
+    return password
+
+
+def odoo_floor(cluster: LocalCluster, folder: Path, password: str, dbname: str) -> dict[str, float]:
+    """Wall, Odoo CPU and PostgreSQL CPU seconds of `odoo-bin -i base` run directly, then of the
+    admin-password `odoo-bin shell`."""
+    assert cluster.postgres is not None and cluster.postgres.process is not None
+    postgres = {"pg": cluster.postgres.process.pid}
+    folder.mkdir(parents=True)
+    conf = folder / "odoo.conf"
+    conf.write_text(f"[options]\ndb_host = 127.0.0.1\ndb_port = {cluster.postgres.port}\ndb_user = {FLOOR_ROLE}\n"
+                    f"db_sslmode = disable\ndata_dir = {folder / 'data'}\n")
+    env = {**os.environ, "PGPASSWORD": password, "ODOO_ADMIN_PASSWORD": secrets.token_urlsafe(12)}
+    odoo = [str(ODOO_HOME / "venv" / "bin" / "python"), str(ODOO_HOME / "src" / "odoo-bin")]
+    runs = {"init": [*odoo, "-c", str(conf), "-d", dbname, "-i", "base", "--without-demo=all",
+                     "--stop-after-init", "--no-http"],
+            "shell": [*odoo, "shell", "-c", str(conf), "-d", dbname, "--no-http"]}
+    figures: dict[str, float] = {}
+    for step, argv in runs.items():
+        before, pg_before = resource.getrusage(resource.RUSAGE_CHILDREN), cpu_snapshot(postgres)["pg"]
+        began = time.monotonic()
+        with open(folder / f"{step}.log", "wb") as out:
+            proc = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=folder,
+                                  input=SET_ADMIN_PASSWORD.encode() if step == "shell" else None)
+        figures[step] = time.monotonic() - began
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        figures[f"{step}_cpu"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        figures[f"{step}_pg"] = cpu_snapshot(postgres)["pg"] - pg_before
+        if proc.returncode != 0:
+            raise RuntimeError(f"floor {step} exited with {proc.returncode}; see {folder / (step + '.log')}")
+    return figures
+
+
+def app_log_marks(cluster: LocalCluster, name: str) -> str:
+    """From the app container's log of one database: Odoo's first line → registry loaded → HTTP listening."""
+    found = sorted((cluster.runner_root / "pods").glob(f"{BENCH_NAMESPACE}_{name}-*/odoo.log"))
+    marks: dict[str, float] = {}
+    for line in (found[0].read_text(errors="replace").splitlines() if found else []):
+        with contextlib.suppress(ValueError):
+            at = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            marks.setdefault("first", at)
+            for key, text in (("registry", "Registry loaded"), ("http", "HTTP service")):
+                if text in line:
+                    marks.setdefault(key, at)
+    if len(marks) < 3:
+        return ""
+    text = (f"The app Pod's Odoo (its log): first line → registry loaded {marks['registry'] - marks['first']:.1f} s, "
+            f"→ \"HTTP service running\" {marks['http'] - marks['first']:.1f} s.")
+    if marks["http"] - marks["registry"] > 5:
+        text += (" Most of that is Python's HTTPServer.server_bind() calling socket.getfqdn(): a DNS lookup of "
+                 "the Pod's hostname that times out in the runner's network namespace, which has no /etc/hosts "
+                 "entry for it (a kubelet writes one).")
+    return text
+
+
+def loadavg() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def describe_stuck(cluster: LocalCluster, tracker: Tracker, names: list[str]) -> list[list[str]]:
+    rows = []
+    for name in names:
+        if "ready" in tracker.moments.get(name, {}):
+            continue
+        ready = tracker.ready_condition.get(name) or {}
+        logs = sorted((cluster.runner_root / "pods").glob(f"{BENCH_NAMESPACE}_{name}-*/*.log"))
+        rows.append([name, ready.get("status", "—"), ready.get("reason", "—"),
+                     (ready.get("message") or "—").replace("|", "\\|")[:200],
+                     ", ".join(str(p.relative_to(cluster.workdir)) for p in logs[-3:]) or "—"])
+    return rows
+
+
+def run(args: argparse.Namespace, workdir: Path) -> tuple[str, bool]:
+    started_at = datetime.datetime.now().astimezone()
+    cluster = LocalCluster(workdir, with_runner=True)
+    operator: subprocess.Popen[bytes] | None = None
+    sampler: MemorySampler | None = None
+    watchers: list[Watcher] = []
+    try:
+        t0 = time.monotonic()
+        log(f"starting the local cluster with the node runner in {workdir}")
+        cluster.start()
+        cluster.install_crds()
+        apply_default_server(cluster, host=cluster.pod_gateway_ip)
+        cluster.real_namespace(BENCH_NAMESPACE)
+        api = Api(cluster.server, cluster.token, cluster.pki / "ca.crt")
+        operator = start_operator(cluster, workdir / "operator.log", {})
+        wait_for(lambda: (api.get(f"/apis/{GROUP}/{VERSION}/postgresservers/{SERVER_NAME}").get("status")
+                          or {}).get("reachable") is True, 120, "PostgresServer local reachable")
+        startup = time.monotonic() - t0
+        log(f"cluster, runner and operator up in {startup:.1f}s")
+        runner_pid = cluster.processes["noderunner"].pid
+        sampler = MemorySampler(runner_pid, operator.pid)
+        sampler.start()
+        tracker = Tracker()
+        base = f"namespaces/{BENCH_NAMESPACE}"
+        for path, handler in [(f"/apis/{GROUP}/{VERSION}/{base}/odoodatabases", tracker.on_database),
+                              (f"/apis/batch/v1/{base}/jobs", tracker.on_job),
+                              (f"/api/v1/{base}/pods", tracker.on_pod)]:
+            watchers.append(Watcher(api, path, handler))
+            watchers[-1].start()
+        for watcher in watchers:
+            watcher.synced.wait(30)
+
+        # 1. The floor: bare Odoo on the same PostgreSQL, twice (the first run also compiles the .pyc files
+        # that the containers, running as uid 101, cannot write into the Odoo tree).
+        load = {"floor": loadavg()}
+        password = floor_role(cluster)
+        log("the floor: odoo-bin -i base run directly, twice")
+        cold = odoo_floor(cluster, workdir / "floor-1", password, "bench_floor_1")
+        floor = odoo_floor(cluster, workdir / "floor-2", password, "bench_floor_2")
+        log(f"floor: init {fmt_s(floor['init'])} ({floor['init_cpu']:.1f} s CPU), shell {fmt_s(floor['shell'])}; "
+            f"first run {fmt_s(cold['init'])}")
+
+        # 2. One database.
+        log("one OdooDatabase: create → Ready")
+        create_all(api, tracker, ["single"])
+        single_ok = tracker.wait_ready(["single"], time.monotonic() + args.single_timeout)
+        single = tracker.steps("single")
+        log(f"single: {'Ready after ' + fmt_s(single['total']) if single_ok else 'NOT Ready'}")
+        runner_idle_kb = proc_status_kb(runner_pid, "VmRSS") or 0
+
+        # 3. N at once.
+        names = [f"bench-{i:02d}" for i in range(args.count)] if single_ok else []
+        load["batch"] = loadavg()
+        cpu0 = cpu_now(cluster, operator.pid)
+        t_batch = time.monotonic()
+        if names:
+            log(f"{args.count} OdooDatabases at once (timeout {args.timeout:.0f}s)")
+            create_all(api, tracker, names)
+            tracker.wait_ready(names, t_batch + args.timeout)
+        batch_s = time.monotonic() - t_batch
+        cpu1 = cpu_now(cluster, operator.pid)
+        sampler.stopping.set()
+        sampler.join()
+        runner_hwm = proc_status_kb(runner_pid, "VmHWM") or 0
+        operator_hwm = proc_status_kb(operator.pid, "VmHWM") or 0
+        ready_names = [n for n in names if "ready" in tracker.moments.get(n, {})]
+        all_ready = single_ok and len(ready_names) == len(names)
+        if names:
+            log(f"{len(ready_names)}/{len(names)} Ready after {batch_s:.1f}s")
+        first_create = min((tracker.moments[n]["created"] for n in names), default=0.0)
+        batch_total = (max(tracker.moments[n]["ready"] for n in names) - first_create) if all_ready and names \
+            else None
+        stuck = describe_stuck(cluster, tracker, ["single", *names])
+
+        # -- the report ------------------------------------------------------------------------------------
+        m, n = machine_info(), args.count
+        cmd = "bench/bench_odoo.py" + (f" --count {n}" if n != 20 else "") + \
+            (f" --timeout {args.timeout:g}" if args.timeout != 1800 else "")
+        lines = [
+            "## bench_odoo: OdooDatabases Ready with the real Odoo init (node runner)",
+            "",
+            f"Run {started_at:%Y-%m-%d %H:%M %Z} with `.venv/bin/python {cmd}`.",
+            f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory']} RAM, Linux {m['kernel']}; Python "
+            f"{m['python']}, kopf {m['kopf']}, {m['postgres']}. Control plane, PostgreSQL, the operator and the node "
+            "runner (Odoo 16.0 from `.cache/odoo/current`, each Pod in its own network namespace) on this machine; "
+            f"cluster, runner and operator up in {fmt_s(startup)}.",
+            "",
+            f"1-minute load average before the floor {load['floor']}, before the batch {load.get('batch', '—')} "
+            "(other work on the machine shows there).",
+            "",
+            "Targets: none fixed by an issue; the ratios to the floor below are the figures to watch "
+            "(reported, never asserted).",
+            "",
+            "### One database, and the floor",
+            "",
+            "Floor, the same PostgreSQL, no Kubernetes (`venv/bin/python src/odoo-bin`, run as root on the host, "
+            f"twice; the first run, {fmt_s(cold['init'])} for `-i base`, also wrote the .pyc files, and is not the "
+            "floor):",
+            "",
+            *table(["run", "wall", "Odoo CPU", "PostgreSQL CPU"], [
+                ["`odoo-bin -d X -i base --without-demo=all --stop-after-init --no-http`",
+                 fmt_s(floor["init"]), fmt_s(floor["init_cpu"]), fmt_s(floor["init_pg"])],
+                ["then `odoo-bin shell` setting the admin password (the init Job's second step)",
+                 fmt_s(floor["shell"]), fmt_s(floor["shell_cpu"]), fmt_s(floor["shell_pg"])],
+            ]),
+            "",
+            f"Then one OdooDatabase `spec: {json.dumps(SPEC)}`, times from its POST (wall clock; Job and "
+            "container times have 1 s precision):",
+            "",
+            *table(["step", "time"], [[label, fmt_s(single[key]) if key in single else "—"] for key, label in STEPS]),
+            "",
+        ]
+        if "total" in single:
+            lines.append(f"Operator create → Ready = **{single['total'] / floor['init']:.2f}×** the floor "
+                         f"(`-i base` alone), {single['total'] / (floor['init'] + floor['shell']):.2f}× the floor's "
+                         "two steps.")
+        lines += ["", app_log_marks(cluster, "single")]
+        if names:
+            per = [tracker.steps(x) for x in ready_names]
+            rows = []
+            for key, label in STEPS:
+                values = [s[key] for s in per if key in s]
+                rows.append([label, str(len(values)), *(fmt_s(percentile(values, q)) for q in (0.5, 0.95, 1.0))]
+                            if values else [label, "0", "—", "—", "—"])
+            serial_floor = n * floor["init"]
+            lines += [
+                "",
+                f"### {n} databases at once",
+                "",
+                f"{n} POSTs sent together (16 client threads), then until all were Ready: "
+                + (f"**{fmt_s(batch_total)}**" if batch_total is not None else
+                   f"**{len(ready_names)}/{n} Ready after {fmt_s(batch_s)}** (timeout)")
+                + f". Machine busy {(cpu1['machine'] - cpu0['machine']) / (batch_s * int(m['cpus'])) * 100:.0f}% of "
+                f"{m['cpus']} CPUs.",
+                "",
+                *table(["step, per object", "n", "p50", "p95", "max"], rows),
+                "",
+            ]
+            if batch_total is not None:
+                per_db = sum(floor[k] for k in ("init_cpu", "shell_cpu", "init_pg", "shell_pg"))
+                cpu_bound = max(floor["init"] + floor["shell"], n * per_db / int(m["cpus"]))
+                lines += table(["ratio", "value"], [
+                    [f"all Ready / ({n} × floor `-i base`, in series: {fmt_s(serial_floor)})",
+                     f"**{batch_total / serial_floor:.2f}**"],
+                    [f"all Ready / ({n} × the single database: {fmt_s(n * single['total'])})",
+                     f"{batch_total / (n * single['total']):.2f}"],
+                    [f"all Ready / the single database ({fmt_s(single['total'])})",
+                     f"{batch_total / single['total']:.1f}"],
+                    [f"all Ready / ({n} × the floor's CPU, Odoo + PostgreSQL, both steps / {m['cpus']} CPUs: "
+                     f"{fmt_s(cpu_bound)}, a lower bound)",
+                     f"{batch_total / cpu_bound:.2f}"],
+                ])
+            lines += ["", f"CPU seconds from the first POST until all were Ready ({fmt_s(batch_s)}); the Odoo "
+                      f"containers used {(cpu1[CONTAINERS] - cpu0[CONTAINERS]) / n:.1f} s per database (the floor's "
+                      f"two steps: {floor['init_cpu'] + floor['shell_cpu']:.1f} s):", ""]
+            lines += table(["part", "CPU seconds", "share of the machine"],
+                           cpu_rows(cpu0, cpu1, batch_s, int(m["cpus"])))
+        lines += [
+            "",
+            "### Memory",
+            "",
+            *table(["process", "peak RSS"], [
+                ["node runner, the process itself (VmRSS sampled every 250 ms)",
+                 f"{sampler.runner_peak / 1024:.0f} MB"],
+                ["node runner, the process itself (kernel VmHWM)", f"{runner_hwm / 1024:.0f} MB"],
+                ["node runner after the single database, before the batch", f"{runner_idle_kb / 1024:.0f} MB"],
+                [f"its descendants (Odoo processes and their shells), summed, at peak ({sampler.children_at_peak} "
+                 "processes)", f"{sampler.children_peak / 1024:.0f} MB"],
+                ["operator (VmRSS sampled / VmHWM)",
+                 f"{sampler.operator_peak / 1024:.0f} MB / {operator_hwm / 1024:.0f} MB"],
+            ]),
+            "",
+            "Notes: the init Job runs two Odoo processes in a row (`-i base`, then `odoo shell` for the admin "
+            "password); the app Pod is Ready at the first successful readiness probe (`/web/health`, every 10 s). "
+            "The floor ran before the operator's databases, with the same Odoo and PostgreSQL.",
+        ]
+        if stuck:
+            lines += ["", f"### Not Ready ({len(stuck)})", ""]
+            lines += table(["object", "Ready", "reason", "message", "logs (under the work directory)"], stuck)
+        return "\n".join(lines) + "\n", all_ready
+    finally:
+        for watcher in watchers:
+            watcher.stop()
+        if sampler is not None:
+            sampler.stopping.set()
+        stop_process(operator)
+        cluster.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=20, help="OdooDatabases created at once (default 20)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds until all of them must be Ready "
+                        "(default 1800)")
+    parser.add_argument("--single-timeout", type=float, default=600, help="seconds for the single database")
+    parser.add_argument("--output", default="BENCHMARKS.md", help="Markdown file whose bench_odoo section is "
+                        "replaced ('' to write nothing)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs) after success")
+    args = parser.parse_args(argv)
+    if args.count < 0:
+        parser.error("--count must be at least 0")
+    if not (ODOO_HOME / "src" / "odoo-bin").exists():
+        sys.exit(f"no Odoo in {ODOO_HOME}: run `make setup` first")
+    workdir = Path(tempfile.mkdtemp(prefix="odoo-bench-odoo-"))
+    try:
+        summary, ok = run(args, workdir)
+    except BaseException:
+        log(f"failed; logs kept in {workdir}")
+        raise
+    publish_summary(summary, args.output, "bench_odoo")
+    if ok and not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        log(f"logs kept in {workdir}")
+    if not ok:
+        print("not Ready: see the table above (Ready conditions and log files)", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
