@@ -74,6 +74,7 @@ def test_dev_runs_everything_and_leaves_nothing_behind(tmp_path, stop):
     assert processes_mentioning(str(dev_dir)) == [] and processes_mentioning(pg_dir) == []
 
 
+@pytest.mark.timeout(1200)
 def test_dev_tour_ends_on_the_real_odoo_login_page(tmp_path):
     """The README tour as a newcomer follows it: `make dev`, apply the example, open the login page of
     the real Odoo through the database's host, log in as admin with the password from `<name>-admin`.

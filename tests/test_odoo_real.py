@@ -30,7 +30,8 @@ from conftest import apply_yaml, condition, get_json, pg_query, wait_until
 from odoo_operator.localcluster import LocalCluster
 from odoo_real import DirectOdoo, authenticate, json_rpc, odoo_series, request, volume_dir, websocket_handshake
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+# Real inits and module installs: minutes, not seconds, on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(900)]
 
 SERIES = odoo_series()
 READY_TIMEOUT = 900  # a real `odoo -i base` on a loaded 2-core machine
@@ -375,6 +376,7 @@ def table_rows(dsn: str, table: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in rows]
 
 
+@pytest.mark.timeout(1800)
 def test_a_copy_for_testing_is_neutralized_as_odoo_neutralize_does(
         cluster: LocalCluster, real_ns: str, shop: str, pg_dsn: str, tmp_path: Path) -> None:
     # The source, with the apps of the issue installed and seeded by Odoo's own code, its app stopped.
@@ -394,7 +396,7 @@ def test_a_copy_for_testing_is_neutralized_as_odoo_neutralize_does(
     try:
         direct.odoo_bin("neutralize", "-d", reference)
         queries = direct.odoo_bin("neutralize", "-d", reference, "--stdout").stdout
-        tables = sorted({word.split()[-1].strip('"') for word in _statement_targets(queries)})
+        tables = sorted(set(_statement_targets(queries)))
         assert {"payment_provider", "google_calendar_credentials", "res_users", "website", "delivery_carrier",
                 "iap_account", "ir_mail_server", "ir_cron", "ir_config_parameter", "mail_template",
                 "fetchmail_server", "ir_ui_view"} <= set(tables), tables
@@ -431,4 +433,6 @@ def test_a_copy_for_testing_is_neutralized_as_odoo_neutralize_does(
 def _statement_targets(queries: str) -> list[str]:
     import re
 
-    return re.findall(r"(?:UPDATE|INSERT INTO)\s+\"?\w+\"?", queries, flags=re.IGNORECASE)
+    # The table of each UPDATE / INSERT INTO statement (not the `DO UPDATE SET` of an upsert).
+    return re.findall(r"^\s*(?:UPDATE|INSERT\s+INTO)\s+(?!SET\b)\"?(\w+)\"?", queries,
+                      flags=re.IGNORECASE | re.MULTILINE)

@@ -40,7 +40,7 @@ bridge; the next runner of the same bridge (or LocalCluster.stop) removes what a
 
 Not done: configMap/secret volume updates after start, token refresh (tokens last ≥ 1 h), preStop and
 postStart hooks, resource limits, `kubectl logs/exec` (no kubelet API; read the log files),
-Service links env, /etc/hosts and resolv.conf of the Pod.
+Service links env and resolv.conf of the Pod (/etc/hosts is written: the Pod's name → its IP).
 """
 
 from __future__ import annotations
@@ -887,6 +887,15 @@ def exec_plan(worker: PodWorker, c: Container, image: Image, env: dict[str, str]
                 _give_to_fs_group(source, pod_sc.get("fsGroup"))
         mounts.append({"source": str(source), "target": m["mountPath"],
                        "readOnly": read_only or bool(m.get("readOnly"))})
+    if worker.netns and "/etc/hosts" not in mounted:
+        # What the kubelet writes: the Pod's own name resolves to its IP (Odoo's server looks it up at
+        # start; without it the lookup goes to a nameserver the pod network cannot reach, 10 s lost).
+        rootfs.mkdir(parents=True, exist_ok=True)
+        hosts = rootfs / "etc-hosts"
+        hosts.write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                         f"{worker.ip}\t{worker.name}\n")
+        hosts.chmod(0o644)
+        mounts.append({"source": str(hosts), "target": "/etc/hosts", "readOnly": True})
     env = dict(env)
     argv = container_argv(c.spec, image, env)
     return {"netns": worker.netns, "premounts": worker.runner.exposures if uid != 0 else [],
