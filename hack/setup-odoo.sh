@@ -48,6 +48,17 @@ if [[ ! -f "$HOME_DIR/src/.done" ]]; then
   mv "$HOME_DIR/src.tmp" "$HOME_DIR/src"
 fi
 
+# The official images install Odoo as a package: every addon sits in odoo/addons, and their odoo.conf
+# only adds /mnt/extra-addons. The same layout here (links, the source tree unchanged otherwise), so an
+# odoo.conf written for the image finds the same modules.
+if [[ ! -f "$HOME_DIR/src/.image-layout" ]]; then
+  for module in "$HOME_DIR"/src/addons/*/; do
+    name="$(basename "$module")"
+    [[ -e "$HOME_DIR/src/odoo/addons/$name" ]] || ln -s "../../addons/$name" "$HOME_DIR/src/odoo/addons/$name"
+  done
+  touch "$HOME_DIR/src/.image-layout"
+fi
+
 # Odoo's requirements.txt, adapted to binary wheels (shared/odoo/README.md): psycopg2 -> psycopg2-binary;
 # python-ldap (only auth_ldap needs it, and it must compile against libldap) left out. gevent's own
 # dependencies are unpinned upstream: a zope.interface built today has a normalised dist-info name

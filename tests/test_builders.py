@@ -110,6 +110,12 @@ def test_odoo_conf_holds_the_connection_but_never_the_password():
     assert config_map["data"]["odoo.conf"] == conf
 
 
+def test_odoo_conf_keeps_the_images_extra_addons():
+    """The ConfigMap replaces the official image's odoo.conf, whose addons_path is /mnt/extra-addons:
+    without it, modules of images built FROM odoo (and their neutralize.sql) would be invisible."""
+    assert conf_options(builders.render_odoo_conf(make_db(), ENDPOINT))["addons_path"] == "/mnt/extra-addons"
+
+
 @pytest.mark.parametrize("mode", ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"])
 def test_odoo_conf_applies_the_servers_ssl_mode(mode):
     # Odoo's own db_sslmode (default prefer) wins over PGSSLMODE: the mode must be in odoo.conf.

@@ -14,6 +14,7 @@ from .model import OdooDatabase
 ODOO_DATA_DIR = "/var/lib/odoo"
 ODOO_SESSIONS_DIR = f"{ODOO_DATA_DIR}/sessions"  # odoo.tools.config.session_dir: <data_dir>/sessions
 ODOO_CONF = "/etc/odoo/odoo.conf"
+ODOO_EXTRA_ADDONS = "/mnt/extra-addons"  # a VOLUME of the official images 16.0-18.0
 ODOO_HTTP_PORT = 8069
 ODOO_LONGPOLLING_PORT = 8072  # gevent_port: only listens with workers > 0 (prefork)
 SESSIONS_SIZE = "1Gi"  # HTTP session files of a few kB each, removed by Odoo after a week
@@ -186,6 +187,9 @@ def render_odoo_conf(db: OdooDatabase, endpoint: DatabaseEndpoint) -> str:
         "db_port": str(endpoint.port),
         "db_user": db.role_name,
         "db_sslmode": endpoint.ssl_mode,
+        # What the official image's own odoo.conf (which this one replaces) says: modules of images built
+        # FROM odoo live there, and `odoo neutralize` must see their neutralize.sql too.
+        "addons_path": ODOO_EXTRA_ADDONS,
         "data_dir": ODOO_DATA_DIR,
         "proxy_mode": "True",
         "list_db": "False",
