@@ -112,6 +112,20 @@ def ingress_proxy(cluster: LocalCluster) -> Iterator[Any]:
     proxy.stop()
 
 
+GATEWAY_CRDS = REPO_ROOT / ".cache" / "gateway-api" / "current"
+
+
+def install_gateway_api(cluster: LocalCluster) -> None:
+    """The Gateway API CRDs (standard channel, from their Go module by `make setup`), established."""
+    crds = sorted(GATEWAY_CRDS.glob("*.yaml"))
+    if not crds:
+        pytest.fail(f"no Gateway API CRDs in {GATEWAY_CRDS}: run `make setup`")
+    for crd in crds:
+        cluster.kubectl("apply", "--server-side", "-f", str(crd))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io",
+                    "--timeout=60s")
+
+
 class OperatorProcess:
     """The operator as a real process (`python -m odoo_operator`), so tests can kill and restart it.
     Its Prometheus metrics are on a port of its own (`metrics_url`, `scrape()`); `env` adds or overrides

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import OperatorProcess, apply_yaml, condition, get_json, odoo_database, wait_until
+from conftest import OperatorProcess, apply_yaml, condition, get_json, install_gateway_api, odoo_database, wait_until
 from odoo_operator.builders import DatabaseEndpoint, render_odoo_conf
 from odoo_operator.config import Settings
 from odoo_operator.domainmapping import (
@@ -26,10 +26,8 @@ from odoo_operator.domainmapping import (
     claim_name,
     inside_base_domain,
 )
-from odoo_operator.localcluster import REPO_ROOT, LocalCluster
+from odoo_operator.localcluster import LocalCluster
 from odoo_operator.model import SpecError, parse_odoo_database
-
-GATEWAY_CRDS = REPO_ROOT / ".cache" / "gateway-api" / "current"
 
 
 def mapping(name: str, namespace: str, domain: str, database: str, **tls: str) -> str:
@@ -408,13 +406,7 @@ def test_mapping_follows_creation_rename_suspension_and_deletion(
 @pytest.fixture
 def gateway_operator(cluster: LocalCluster, operator: OperatorProcess) -> Iterator[OperatorProcess]:
     """The operator configured for a Gateway, in place of the session's (one operator at a time)."""
-    crds = sorted(GATEWAY_CRDS.glob("*.yaml"))
-    if not crds:
-        pytest.fail(f"no Gateway API CRDs in {GATEWAY_CRDS}: run `make setup`")
-    for crd in crds:
-        cluster.kubectl("apply", "--server-side", "-f", str(crd))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io",
-                    "--timeout=60s")
+    install_gateway_api(cluster)
     operator.stop()
     gateway = OperatorProcess(cluster, cluster.workdir, env={"ODOO_OPERATOR_GATEWAY": "infra/public/https"})
     gateway.start()

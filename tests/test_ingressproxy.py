@@ -32,7 +32,7 @@ import pytest
 import websocket  # websocket-client, a dependency of the kubernetes client
 import yaml
 
-from conftest import apply_yaml, wait_until
+from conftest import apply_yaml, install_gateway_api, wait_until
 from odoo_operator.ingressproxy import (
     BackendRef,
     IngressProxy,
@@ -50,8 +50,6 @@ from odoo_operator.ingressproxy import (
     upstream_head,
 )
 from odoo_operator.localcluster import REPO_ROOT, LocalCluster, free_port
-
-GATEWAY_CRDS = REPO_ROOT / ".cache" / "gateway-api" / "current"
 
 # ---- unit -------------------------------------------------------------------------------------------------
 
@@ -623,13 +621,7 @@ def _connectable(port: int) -> bool:
 @e2e
 def test_httproutes_when_gateway_api_is_installed(cluster: LocalCluster, proxy: IngressProxy, ns: str,
                                                   backends: dict[str, Any]) -> None:
-    crds = sorted(GATEWAY_CRDS.glob("*.yaml"))
-    if not crds:
-        pytest.fail(f"no Gateway API CRDs in {GATEWAY_CRDS}: run `make setup`")
-    for crd in crds:
-        cluster.kubectl("apply", "--server-side", "-f", str(crd))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io",
-                    "--timeout=60s")
+    install_gateway_api(cluster)
     host = f"{unique('gw')}.odoo.localhost"
     service(cluster, ns, "gw-a", at(backends["a"], True))
     service(cluster, ns, "gw-b", at(backends["b"], True), port=8072, target="longpolling")

@@ -1379,6 +1379,16 @@ def wait_options(parser: argparse.ArgumentParser, what: str, timeout: str = "10m
     parser.add_argument("--timeout", default=timeout, help=f"how long --wait waits: 90s, 10m, 1h… (default {timeout})")
 
 
+
+def storage_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    """--pvc or --s3-* : the backup storage a command writes to (backup) or uploads to (restore)."""
+    parser.add_argument("--pvc", metavar="CLAIM", help=f"{verb} this PersistentVolumeClaim")
+    parser.add_argument("--s3-bucket", metavar="BUCKET", help=f"{verb} this S3-compatible bucket")
+    parser.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint (default AWS)")
+    parser.add_argument("--s3-region", metavar="REGION")
+    parser.add_argument("--s3-prefix", metavar="PREFIX")
+    parser.add_argument("--s3-credentials-secret", metavar="SECRET", help="Secret with AWS_ACCESS_KEY_ID/…SECRET…")
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubectl odoo", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -1446,12 +1456,7 @@ def build_parser() -> argparse.ArgumentParser:
     bk.add_argument("--name", help="name of the DatabaseBackup (default <database>-manual-<time>)")
     bk.add_argument("--format", choices=["zip", "dump"], default="zip",
                     help="zip: Odoo's format with the filestore (default); dump: pg_dump -Fc, database only")
-    bk.add_argument("--pvc", metavar="CLAIM", help="write to this PersistentVolumeClaim")
-    bk.add_argument("--s3-bucket", metavar="BUCKET", help="write to this S3-compatible bucket")
-    bk.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint (default AWS)")
-    bk.add_argument("--s3-region", metavar="REGION")
-    bk.add_argument("--s3-prefix", metavar="PREFIX")
-    bk.add_argument("--s3-credentials-secret", metavar="SECRET", help="Secret with AWS_ACCESS_KEY_ID/…SECRET…")
+    storage_options(bk, "write to")
     wait_options(bk, "the backup succeeded", "30m")
     bk.set_defaults(func=cmd_backup)
 
@@ -1484,12 +1489,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--identity", choices=["fresh", "keep"], default="fresh",
                     help="fresh: new uuid/secret (a copy, default); keep: as in the backup (a moved database)")
     rs.add_argument("--neutralize", action="store_true", help="neutralize it as a test copy (mail, crons … off)")
-    rs.add_argument("--pvc", metavar="CLAIM", help="upload to this PersistentVolumeClaim")
-    rs.add_argument("--s3-bucket", metavar="BUCKET", help="upload to this S3-compatible bucket")
-    rs.add_argument("--s3-endpoint", metavar="URL", help="S3 endpoint (default AWS)")
-    rs.add_argument("--s3-region", metavar="REGION")
-    rs.add_argument("--s3-prefix", metavar="PREFIX")
-    rs.add_argument("--s3-credentials-secret", metavar="SECRET", help="Secret with AWS_ACCESS_KEY_ID/…SECRET…")
+    storage_options(rs, "upload to")
     rs.add_argument("--image", help="image of the uploader Pod for PVC storage (default: the operator image)")
     wait_options(rs, "the restored database is Ready", "30m")
     rs.set_defaults(func=cmd_restore)
