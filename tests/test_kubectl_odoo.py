@@ -380,7 +380,7 @@ def test_restore_upload_to_a_pvc_goes_through_a_pod_and_kubectl_exec(tmp_path: P
     data = b"PK\x05\x06" + b"\x00" * 18  # an (empty) ZIP: what a restore accepts, by content
     local = tmp_path / "shop.zip"
     local.write_bytes(data)
-    sha = kubectl_odoo.sha256_of_file(local)
+    sha = kubectl_odoo.backup.sha256_of_file(local)
     argv = kubectl_odoo.receive_command(["kubectl", "--context=prod"], "sales", "odoo-upload-1", "_uploads/s.zip", sha)
     assert argv[:9] == ["kubectl", "--context=prod", "exec", "-i", "-n", "sales", "odoo-upload-1", "-c", "receiver"]
     inner = argv[argv.index("--") + 1:]

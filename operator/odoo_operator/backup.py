@@ -305,21 +305,21 @@ class FileStorage(Storage):
         target = self._inside(path)
         if not target.is_file():
             raise BackupError(f"no file {path!r} in {self.location('')}")
-        yield target, _sha256_of(target) if digest else None
+        yield target, sha256_of_file(target) if digest else None
 
     @contextlib.contextmanager
     def local_copy(self, artifact: Artifact) -> Iterator[tuple[Path, str]]:
         path = self.root / artifact.name
         if not path.is_file():
             raise BackupError(f"{artifact.name} is listed but its file is missing from {self.location('')}")
-        yield path, _sha256_of(path)
+        yield path, sha256_of_file(path)
 
 
 def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
-def _sha256_of(path: Path) -> str:
+def sha256_of_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK):
@@ -364,7 +364,7 @@ class _FileWriter(ArtifactWriter):
 
     def verify(self, size: int, sha256: str, check: Callable[[IO[bytes]], None]) -> None:
         stored_size = self.partial.stat().st_size
-        stored_sha = _sha256_of(self.partial)
+        stored_sha = sha256_of_file(self.partial)
         if (stored_size, stored_sha) != (size, sha256):
             raise BackupError(f"{self.partial.name} reads back as {stored_size} bytes, sha256 {stored_sha}; "
                               f"{size} bytes, sha256 {sha256} were written")

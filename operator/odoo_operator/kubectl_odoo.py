@@ -1169,14 +1169,6 @@ def receive_command(kubectl: list[str], namespace: str, pod: str, path: str, sha
             "--file", path, "--sha256", sha256]
 
 
-def sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def run_receiver(argv: list[str], source: Path) -> dict[str, Any]:
     """Streams `source` into the receiver's stdin (never read into memory here) and returns its JSON answer."""
     with open(source, "rb") as stdin:
@@ -1200,7 +1192,7 @@ def upload_to_pvc(conn: Connection, namespace: str, storage: Storage, local: Pat
             raise PluginError(f"PersistentVolumeClaim {namespace}/{claim} does not exist")
         conn.kube.create(backup_builders.build_backup_pvc(namespace, settings))  # as the operator would
         print(f"created PersistentVolumeClaim {namespace}/{claim} for backups (owned by nothing)", file=sys.stderr)
-    sha256 = sha256_of_file(local)
+    sha256 = backup.sha256_of_file(local)
     kubectl = conn.kubectl()
     with _short_lived_pod(uploader_pod(namespace, claim, image), kubectl) as pod:
         return run_receiver(receive_command(kubectl, namespace, pod, path, sha256), local)
