@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import psycopg
@@ -210,3 +211,233 @@ def test_copy_hands_objects_to_the_copys_role_and_never_the_source_database(serv
         pg.drop_role(conn, dst_role, dst_owner)
         assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname IN (%s, %s)", (src_role, dst_role)
                             ).fetchone() == (0,)
+
+
+# ---- a hostile tenant: nothing it owns may run with the admin role -------------------------------
+
+PLANT_PWNED = """
+CREATE TABLE public.pwned (who text, what text);
+GRANT INSERT, SELECT ON public.pwned TO PUBLIC;
+CREATE TABLE public.attackers (role name);
+GRANT SELECT ON public.attackers TO PUBLIC;
+CREATE FUNCTION public.escalate(what text) RETURNS void LANGUAGE plpgsql AS $f$
+DECLARE r name;
+BEGIN
+    INSERT INTO public.pwned VALUES (current_user, what);
+    FOR r IN SELECT role FROM public.attackers LOOP
+        BEGIN
+            EXECUTE pg_catalog.format('ALTER ROLE %I SUPERUSER CREATEROLE CREATEDB', r);
+        EXCEPTION WHEN insufficient_privilege THEN NULL;
+        END;
+    END LOOP;
+END $f$;
+"""
+
+# Functions more specific than pg_catalog's (format(text, VARIADIC "any"), quote_ident(text)), so that
+# PostgreSQL would pick them for the calls in a DO block run with public on the search_path.
+PLANT_SHADOWS = """
+CREATE FUNCTION public.format(text, name, text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN PERFORM public.escalate('format(text,name,text)'); RETURN pg_catalog.format($1, $2, $3); END $f$;
+CREATE FUNCTION public.format(text, text, text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN PERFORM public.escalate('format(text,text,text)'); RETURN pg_catalog.format($1, $2, $3); END $f$;
+CREATE FUNCTION public.format(text, regclass, text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN PERFORM public.escalate('format(text,regclass,text)'); RETURN pg_catalog.format($1, $2, $3); END $f$;
+CREATE FUNCTION public.format(text, text, regclass, text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN PERFORM public.escalate('format(text,text,regclass,text)'); RETURN pg_catalog.format($1, $2, $3, $4); END $f$;
+CREATE FUNCTION public.format(text, regprocedure, text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN PERFORM public.escalate('format(text,regprocedure,text)'); RETURN pg_catalog.format($1, $2, $3); END $f$;
+CREATE FUNCTION public.format(text, regtype, text) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN PERFORM public.escalate('format(text,regtype,text)'); RETURN pg_catalog.format($1, $2, $3); END $f$;
+CREATE FUNCTION public.shobj_description(oid, name) RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN PERFORM public.escalate('shobj_description'); RETURN pg_catalog.shobj_description($1, $2); END $f$;
+CREATE TABLE public.ir_config_parameter (id serial PRIMARY KEY, key varchar NOT NULL UNIQUE, value text NOT NULL);
+INSERT INTO public.ir_config_parameter (key, value) VALUES ('database.uuid', 'old');
+CREATE FUNCTION public.on_param() RETURNS trigger LANGUAGE plpgsql AS $f$
+BEGIN PERFORM public.escalate('trigger on ir_config_parameter'); RETURN NEW; END $f$;
+CREATE TRIGGER on_param BEFORE INSERT OR UPDATE ON public.ir_config_parameter
+    FOR EACH ROW EXECUTE FUNCTION public.on_param();
+"""
+
+
+def _privileged_roles(conn) -> set[tuple[str, bool, bool, bool]]:
+    return set(conn.execute(
+        "SELECT rolname, rolsuper, rolcreaterole, rolcreatedb FROM pg_roles"
+        " WHERE rolsuper OR rolcreaterole OR rolcreatedb").fetchall())
+
+
+def _tenant(server, role: str, dbname: str) -> psycopg.Connection:
+    return psycopg.connect(host=server.host, port=server.port, user=role, password="pw", dbname=dbname,
+                           autocommit=True)
+
+
+def test_a_hostile_copy_never_runs_tenant_code_as_the_admin(server):
+    """The source's tenant plants functions that shadow the catalog's and a trigger; the copy's tenant
+    (it has the copy's password from the moment the copy exists) points its database's search_path at
+    them before the operator hands the objects over. The hand-over and the identity reset must call
+    none of them as the admin, and no role may gain a privilege."""
+    from odoo_operator import neutralize
+
+    src_role, dst_role, src_db, dst_db = unique("odoo"), unique("odoo"), unique("src"), unique("dst")
+    src_owner, dst_owner = OWNER | {"name": "src"}, OWNER | {"name": "dst"}
+    with pg.connect(server) as conn:
+        before = _privileged_roles(conn)
+        pg.ensure_role(conn, src_role, "pw", src_owner, reset_password=False)
+        pg.ensure_role(conn, dst_role, "pw", dst_owner, reset_password=False)
+        pg.create_database(conn, src_db, src_role, src_owner | {pg.MARKER_KEY: pg.MARKER_VALUE})
+    with _tenant(server, src_role, src_db) as own:
+        own.execute(PLANT_PWNED)
+        own.execute(PLANT_SHADOWS)
+        own.execute("INSERT INTO public.attackers VALUES (%s), (%s)", (src_role, dst_role))
+        own.execute(sql.SQL("ALTER ROLE {} SET search_path = public, pg_catalog").format(sql.Identifier(src_role)))
+    with pg.connect(server) as conn:
+        pg.copy_database(conn, src_db, dst_db, dst_role, dst_owner | {pg.MARKER_KEY: pg.MARKER_VALUE})
+    with _tenant(server, dst_role, dst_db) as own:  # the copy's tenant, racing the operator
+        own.execute(sql.SQL("ALTER DATABASE {} SET search_path = public, pg_catalog").format(sql.Identifier(dst_db)))
+    with pg.connect(server, dst_db) as conn:
+        assert conn.execute("SHOW search_path").fetchone() == ("pg_catalog,pg_temp",)
+        pg.reassign_owned(conn, src_role, dst_role)
+    # The identity reset writes the tenant's table, so as the tenant: its trigger runs with its rights.
+    with pg.connect(server.as_role(dst_role, "pw"), dst_db) as conn:
+        neutralize.reset_identity(conn, "https://copy.example.com")
+    with pg.connect(server) as conn:
+        assert _privileged_roles(conn) == before
+    with _tenant(server, dst_role, dst_db) as own:
+        rows = own.execute("SELECT who, what FROM public.pwned").fetchall()
+    assert rows and {who for who, _ in rows} == {dst_role}, rows  # the trigger ran, as the tenant only
+    with pg.connect(server) as conn:
+        for db in (src_db, dst_db):
+            pg.drop_database(conn, db)
+        pg.drop_role(conn, src_role, src_owner)
+        pg.drop_role(conn, dst_role, dst_owner)
+
+
+def test_the_source_role_owns_nothing_in_the_copy_and_can_be_dropped(server):
+    """Extensions, large objects, default privileges and grants to the source role: PostgreSQL refuses
+    DROP ROLE while any of them remains in any database."""
+    src_role, dst_role, src_db, dst_db = unique("odoo"), unique("odoo"), unique("src"), unique("dst")
+    src_owner, dst_owner = OWNER | {"name": "src"}, OWNER | {"name": "dst"}
+    with pg.connect(server) as conn:
+        pg.ensure_role(conn, src_role, "pw", src_owner, reset_password=False)
+        pg.ensure_role(conn, dst_role, "pw", dst_owner, reset_password=False)
+        pg.create_database(conn, src_db, src_role, src_owner | {pg.MARKER_KEY: pg.MARKER_VALUE})
+    assert pg.create_odoo_extensions(server, src_db, src_role)
+    with _tenant(server, src_role, src_db) as own:
+        own.execute("ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC")
+        own.execute("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE ON SEQUENCES TO PUBLIC")
+        own.execute("SELECT lo_from_bytea(0, 'attachment')")
+        own.execute("CREATE TABLE t (id int)")
+        own.execute("CREATE TYPE mood AS ENUM ('ok')")
+    with pg.connect(server) as conn:
+        pg.copy_database(conn, src_db, dst_db, dst_role, dst_owner | {pg.MARKER_KEY: pg.MARKER_VALUE})
+    with pg.connect(server, dst_db) as conn:
+        pg.reassign_owned(conn, src_role, dst_role)
+        pg.reassign_owned(conn, src_role, dst_role)  # a pass after a crash does it again, harmlessly
+    with _tenant(server, dst_role, dst_db) as own:  # the copy's role has everything, large objects too
+        assert own.execute("SELECT convert_from(lo_get(oid), 'UTF8') FROM pg_largeobject_metadata").fetchone() == (
+            "attachment",)
+        own.execute("DROP TABLE t")
+    with _tenant(server, src_role, src_db) as own:  # the source is untouched and still its own
+        assert own.execute("SELECT count(*) FROM pg_default_acl").fetchone() == (2,)
+        assert own.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+                           ).fetchone() == (src_role,)
+    with pg.connect(server) as conn:
+        pg.drop_database(conn, src_db)
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(src_role)))  # raises if anything depends on it
+        pg.drop_database(conn, dst_db)
+        pg.drop_role(conn, dst_role, dst_owner)
+
+
+def test_a_database_left_open_to_public_is_closed_again(server):
+    role, dbname = unique("odoo"), unique("db")
+    with pg.connect(server) as conn:
+        pg.ensure_role(conn, role, "pw", OWNER, reset_password=False)
+        pg.create_database(conn, dbname, role, OWNER | {pg.MARKER_KEY: pg.MARKER_VALUE})
+        assert pg.ensure_private(conn, dbname) is False
+    with _tenant(server, role, dbname) as own:  # the owning tenant opens its own database to everyone
+        own.execute(sql.SQL("GRANT CONNECT, TEMP ON DATABASE {} TO PUBLIC").format(sql.Identifier(dbname)))
+    with pg.connect(server) as conn:
+        assert pg.ensure_private(conn, dbname) is True
+        assert conn.execute("SELECT has_database_privilege('public', %s, 'CONNECT')", (dbname,)).fetchone() == (
+            False,)
+        pg.drop_database(conn, dbname)
+        pg.drop_role(conn, role, OWNER)
+
+
+def test_role_passwords_reach_the_server_only_as_scram_verifiers(server, cluster):
+    """With statement logging on (as many servers have it), the log must not hold the password."""
+    role, password = unique("odoo"), "pw-" + uuid.uuid4().hex
+    log = cluster.postgres.workdir / "postgres.log"
+    start = log.stat().st_size
+    with pg.connect(server) as conn:
+        conn.execute("ALTER SYSTEM SET log_statement = 'ddl'")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        time.sleep(0.5)
+        with pg.connect(server) as conn:
+            pg.ensure_role(conn, role, password, OWNER, reset_password=False)
+            pg.ensure_role(conn, role, password + "-2", OWNER, reset_password=True)
+            stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
+        assert stored is not None and stored[0].startswith("SCRAM-SHA-256$")
+        with psycopg.connect(host=server.host, port=server.port, user=role, password=password + "-2",
+                             dbname="postgres"):
+            pass
+    finally:
+        with pg.connect(server) as conn:
+            conn.execute("ALTER SYSTEM RESET log_statement")
+            conn.execute("SELECT pg_reload_conf()")
+            pg.drop_role(conn, role, OWNER)
+    with log.open("rb") as handle:
+        handle.seek(start)
+        logged = handle.read().decode(errors="replace")
+    assert "ALTER ROLE" in logged and "SCRAM-SHA-256$" in logged  # the statements were logged, verifiers only
+    assert password not in logged
+
+
+def test_a_cancelled_statement_is_not_an_unreachable_server(server):
+    with pg.connect(server) as conn:
+        pid = conn.info.backend_pid
+    canceller = threading.Timer(0.5, lambda: psycopg.connect(
+        host=server.host, port=server.port, user=server.user, password=server.password, dbname="postgres",
+        autocommit=True).execute("SELECT pg_cancel_backend(%s)", (pid,)))
+    canceller.start()
+    with pytest.raises(pg.StatementCancelled, match="cancel"):
+        with pg.connect(server) as conn:
+            assert conn.info.backend_pid == pid  # the pooled connection
+            conn.execute("SELECT pg_sleep(5)")
+    canceller.join()
+    with pg.connect(server) as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("2min",)
+        with pg.long_statement(conn):
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("2min",)
+
+
+def test_a_copy_still_running_is_waited_for_without_disconnecting_anyone(server):
+    """An operator stopped mid-copy leaves its statement running on the server: the next attempt must
+    neither start a second copy nor terminate the source's sessions again."""
+    role, src_db, dst_db = unique("odoo"), unique("src"), unique("dst")
+    with pg.connect(server) as conn:
+        pg.ensure_role(conn, role, "pw", OWNER, reset_password=False)
+        pg.create_database(conn, src_db, role, OWNER | {pg.MARKER_KEY: pg.MARKER_VALUE})
+    user = _tenant(server, role, src_db)  # an app session: CREATE DATABASE waits 5 s for it to leave
+    statement = sql.SQL("CREATE DATABASE {} WITH TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
+        sql.Identifier(dst_db), sql.Identifier(src_db), sql.Identifier(role))
+    earlier = psycopg.connect(host=server.host, port=server.port, user=server.user, password=server.password,
+                              dbname="postgres", autocommit=True)
+    running = threading.Thread(target=lambda: pytest.raises(psycopg.errors.ObjectInUse, earlier.execute, statement))
+    running.start()
+    try:
+        time.sleep(1)
+        with pg.connect(server) as conn:
+            with pytest.raises(pg.CopyInProgress):
+                pg.copy_database(conn, src_db, dst_db, role, OWNER | {pg.MARKER_KEY: pg.MARKER_VALUE})
+        assert user.execute("SELECT 1").fetchone() == (1,)  # not disconnected
+    finally:
+        running.join()
+        earlier.close()
+    with pg.connect(server) as conn:  # once it is over, the copy is made, disconnecting the user then
+        assert pg.copy_database(conn, src_db, dst_db, role, OWNER | {pg.MARKER_KEY: pg.MARKER_VALUE}) == 1
+        for db in (src_db, dst_db):
+            pg.drop_database(conn, db)
+        pg.drop_role(conn, role, OWNER)
+    user.close()

@@ -8,7 +8,6 @@ raises for a condition a user can cause; only programming errors escape.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import datetime
 import hashlib
 import json
@@ -237,6 +236,12 @@ class Reconciler:
             return self._converge()
         except NotReady as exc:
             return self._failed(exc)
+        except pg.StatementCancelled as exc:
+            return self._failed(NotReady("StatementCancelled", f"PostgreSQL cancelled a statement ({exc}); the "
+                                         "server is up, the step is retried", retry_after=30))
+        except pg.CopyInProgress as exc:
+            return self._failed(NotReady("Copying", f"{exc}; waiting for it (its sessions are not disconnected "
+                                         "again)", retry_after=15, warning=False))
         except pg.PostgresUnavailable as exc:
             return self._failed(NotReady("ServerUnavailable", f"PostgreSQL is unreachable: {exc}; retrying",
                                          retry_after=self.ctx.settings.retry_max_seconds))
@@ -276,11 +281,14 @@ class Reconciler:
 
         password, secret_recreated = self._ensure_db_secret(address.host, address.port, ssl_mode)
         self.admin = address
-        self.tenant = dataclasses.replace(address, user=db.role_name, password=password)
+        self.tenant = address.as_role(db.role_name, password)
         self.endpoint = builders.DatabaseEndpoint(address.host, address.port, ssl_mode)
         with pg.connect(address) as conn:
             pg.ensure_role(conn, db.role_name, password, db.owner_marker, reset_password=secret_recreated)
             initialized = self._ensure_database(conn, server_name, source)
+            if pg.ensure_private(conn, db.database_name):  # also after a crash before the REVOKE
+                self.events.append(("Warning", "ConnectRevoked", f"database {db.database_name!r} was open to "
+                                    "every role (CONNECT for PUBLIC); revoked"))
             if _age_seconds(self.status.get("sizeUpdatedAt")) >= self.ctx.settings.size_refresh_seconds:
                 size = pg.database_size(conn, db.database_name)
                 if size is not None:

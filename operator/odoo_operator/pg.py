@@ -3,11 +3,19 @@
 One connection policy: short connect timeout, autocommit (CREATE/DROP DATABASE cannot run in a
 transaction), identifiers always composed with `sql.Identifier`, values with parameters or
 `sql.Literal` where PostgreSQL's utility statements take no parameters.
+
+Nothing a tenant owns runs with the admin role. A tenant owns its database and everything in it
+(tables, triggers, functions, its database-level settings), so an admin connection — also one into a
+tenant's database — has its `search_path` pinned to `pg_catalog, pg_temp` in the startup packet (which
+takes precedence over `ALTER DATABASE … SET`), and only runs catalog statements there (`REASSIGN
+OWNED`, `DROP OWNED`); every write into a tenant's tables is made as the tenant's own role
+(`ServerAddress.as_role`, `SET LOCAL ROLE`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -20,10 +28,21 @@ from psycopg import sql
 
 MARKER_KEY = "managedBy"
 MARKER_VALUE = "odoo-db-operator"
+APPLICATION_NAME = "odoo-db-operator"
 
 
 class PostgresUnavailable(Exception):
     """The server cannot be reached or refused our credentials; worth retrying."""
+
+
+class StatementCancelled(PostgresUnavailable):
+    """PostgreSQL cancelled a statement (an administrator's pg_cancel_backend, a timeout): the server is
+    up; the step is retried as it is."""
+
+
+class CopyInProgress(Exception):
+    """A CREATE DATABASE … TEMPLATE for this name still runs (started by an operator that was stopped
+    since): wait for it instead of copying again and disconnecting the source's users again."""
 
 
 class OwnershipConflict(Exception):
@@ -38,12 +57,26 @@ class ServerAddress:
     password: str
     sslmode: str = "prefer"
     connect_timeout: int = 5
+    tenant: bool = False  # a tenant's own role: its own search_path; the admin's is pinned
 
     def __repr__(self) -> str:  # never print the password
         return f"ServerAddress(host={self.host!r}, port={self.port}, user={self.user!r})"
 
+    def as_role(self, user: str, password: str) -> ServerAddress:
+        """The same server, as a tenant's own login role."""
+        return dataclasses.replace(self, user=user, password=password, tenant=True)
+
+
+# Every statement of the operator is short, except the ones whose duration grows with the database
+# (copy, rename, drop): those run under `long_statement`, without a timeout.
+STATEMENT_TIMEOUT = "120s"
+ADMIN_SEARCH_PATH = "pg_catalog,pg_temp"
+
 
 def _open(server: ServerAddress, dbname: str) -> psycopg.Connection[Any]:
+    options = f"-c statement_timeout={STATEMENT_TIMEOUT}"
+    if not server.tenant:
+        options += f" -c search_path={ADMIN_SEARCH_PATH}"
     try:
         return psycopg.connect(
             host=server.host,
@@ -54,8 +87,8 @@ def _open(server: ServerAddress, dbname: str) -> psycopg.Connection[Any]:
             sslmode=server.sslmode,
             connect_timeout=server.connect_timeout,
             autocommit=True,
-            application_name="odoo-db-operator",
-            options="-c statement_timeout=120s",
+            application_name=APPLICATION_NAME,
+            options=options,
         )
     except psycopg.OperationalError as exc:
         raise PostgresUnavailable(_short(exc)) from None
@@ -101,6 +134,9 @@ class ConnectionPool:
         conn = (self._checkout(key) if dbname == "postgres" else None) or _open(server, dbname)
         try:
             yield conn
+        except psycopg.errors.QueryCanceled as exc:
+            conn.close()
+            raise StatementCancelled(_short(exc)) from None
         except psycopg.OperationalError as exc:
             conn.close()
             raise PostgresUnavailable(_short(exc)) from None
@@ -127,6 +163,19 @@ def connect(server: ServerAddress, dbname: str = "postgres") -> contextlib.Abstr
         psycopg.Connection[Any]]:
     """An autocommit connection with the operator's timeouts, from the shared pool."""
     return _pool.connection(server, dbname)
+
+
+@contextlib.contextmanager
+def long_statement(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """No statement timeout for a statement whose duration grows with the data (a 100 GB copy takes
+    as long as it takes: cancelling it only makes the retry start over). Back to the connection's own
+    timeout afterwards: pooled connections are reused."""
+    conn.execute("SET statement_timeout = 0")
+    try:
+        yield
+    finally:
+        if not conn.closed and not conn.broken:
+            conn.execute("RESET statement_timeout")
 
 
 def _short(exc: BaseException) -> str:
@@ -196,102 +245,89 @@ def terminate_connections(conn: psycopg.Connection[Any], dbname: str) -> int:
     return len(rows)
 
 
+def _copy_statement(source: str, target: str, owner_role: str) -> sql.Composed:
+    return sql.SQL("CREATE DATABASE {} WITH TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
+        sql.Identifier(target), sql.Identifier(source), sql.Identifier(owner_role))
+
+
+def copy_in_progress(conn: psycopg.Connection[Any], source: str, target: str, owner_role: str) -> bool:
+    """Whether another session (an operator stopped mid-copy: PostgreSQL finishes the statement) still
+    runs this very copy."""
+    row = conn.execute(
+        "SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state = 'active' AND query = %s",
+        (_copy_statement(source, target, owner_role).as_string(conn),),
+    ).fetchone()
+    return row is not None
+
+
 def copy_database(conn: psycopg.Connection[Any], source: str, target: str, owner_role: str,
                   marker: dict[str, Any], attempts: int = 5) -> int:
-    """CREATE DATABASE target TEMPLATE source (FILE_COPY: fastest for large databases), after
-    terminating the source's sessions; retried while the app reconnects in between.
-    Returns how many sessions were terminated."""
+    """CREATE DATABASE target TEMPLATE source (FILE_COPY: fastest for large databases), without a
+    statement timeout. The source's sessions are terminated (as Odoo does before it duplicates) only
+    when PostgreSQL refuses the copy because of them, and again while the app reconnects in between.
+    Returns how many sessions were terminated. Raises CopyInProgress when a previous attempt's
+    statement still runs: nobody is disconnected for a copy already being made."""
+    if copy_in_progress(conn, source, target, owner_role):
+        raise CopyInProgress(f"a copy of {source!r} to {target!r} is still running on the server")
     terminated = 0
-    for attempt in range(attempts):
-        terminated += terminate_connections(conn, source)
-        try:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} WITH TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
-                    sql.Identifier(target), sql.Identifier(source), sql.Identifier(owner_role)
-                )
-            )
-            break
-        except psycopg.errors.ObjectInUse:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
+    with long_statement(conn):
+        for attempt in range(attempts):
+            try:
+                conn.execute(_copy_statement(source, target, owner_role))
+                break
+            except psycopg.errors.ObjectInUse:
+                if attempt == attempts - 1:
+                    raise
+                terminated += terminate_connections(conn, source)
+                time.sleep(0.2 * attempt)
     set_database_marker(conn, target, marker)
-    conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(target)))
+    ensure_private(conn, target)
     return terminated
 
 
-_REASSIGN_IN_DATABASE = """
-DO $reassign$
-DECLARE
-    r record;
-    src oid := (SELECT oid FROM pg_roles WHERE rolname = {source});
-    dst text := {target};
-BEGIN
-    IF src IS NULL THEN
-        RETURN;
-    END IF;
-    FOR r IN SELECT nspname FROM pg_namespace WHERE nspowner = src LOOP
-        EXECUTE format('ALTER SCHEMA %I OWNER TO %I', r.nspname, dst);
-    END LOOP;
-    FOR r IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c
-             WHERE c.relowner = src AND c.relkind IN ('r', 'p', 'f', 'v', 'm') LOOP
-        EXECUTE format('ALTER %s %s OWNER TO %I',
-                       CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
-                                      WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, r.rel, dst);
-    END LOOP;
-    -- Sequences owned by a column moved with their table above; the rest now.
-    FOR r IN SELECT c.oid::regclass AS rel FROM pg_class c WHERE c.relowner = src AND c.relkind = 'S' LOOP
-        EXECUTE format('ALTER SEQUENCE %s OWNER TO %I', r.rel, dst);
-    END LOOP;
-    FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_proc p WHERE p.proowner = src LOOP
-        EXECUTE format('ALTER ROUTINE %s OWNER TO %I', r.fn, dst);
-    END LOOP;
-    FOR r IN SELECT t.oid::regtype AS typ FROM pg_type t
-             WHERE t.typowner = src AND t.typtype IN ('d', 'e', 'r', 'm') LOOP
-        EXECUTE format('ALTER TYPE %s OWNER TO %I', r.typ, dst);
-    END LOOP;
-END
-$reassign$
-"""
-
-
 def reassign_owned(conn_to_target: psycopg.Connection[Any], from_role: str, to_role: str) -> None:
-    """Inside a copied database, hand the source role's objects to the copy's own role.
+    """Inside a copied database, hand the source role's objects to the copy's own role, and leave the
+    source role nothing there: PostgreSQL's own way to free a role (REASSIGN OWNED, then DROP OWNED, in
+    each database), so `DROP ROLE` of the source succeeds once the source is deleted.
 
-    Not `REASSIGN OWNED` for the objects: it also moves shared objects, i.e. it would give the *source
-    database* itself to the copy's role. Object names are quoted by PostgreSQL (regclass, regprocedure,
-    %I). An extension the source role owns (Odoo creates pg_trgm as its own role) has no `ALTER … OWNER`:
-    only `REASSIGN OWNED` moves it, so the role's databases are given back in the same transaction —
-    no other session ever sees them moved. Left with the source role, the extension would keep that
-    role from being dropped with its own database."""
+    `REASSIGN OWNED` moves every object (tables, sequences, functions, types, schemas, extensions — Odoo
+    creates pg_trgm as its own role —, large objects); `DROP OWNED` then removes the source role's
+    default privileges and the privileges granted to it in the copy (REASSIGN leaves both). REASSIGN
+    also moves the role's shared objects, i.e. it would give the *source database* itself to the
+    copy's role: the role's databases are given back in the same transaction, so no other session
+    ever sees them moved.
+
+    Runs as the admin inside a database the tenant owns: only catalog statements, on a connection
+    whose search_path is pinned (`_open`): no function, operator, trigger or setting of the tenant's
+    is ever called."""
     conn = conn_to_target
     with conn.transaction():
-        conn.execute(sql.SQL(_REASSIGN_IN_DATABASE).format(source=sql.Literal(from_role), target=sql.Literal(to_role)))
-        owns_extension = conn.execute(
-            "SELECT 1 FROM pg_extension WHERE extowner = (SELECT oid FROM pg_roles WHERE rolname = %s)", (from_role,)
-        ).fetchone()
-        if owns_extension:
-            databases = [row[0] for row in conn.execute(
-                "SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = %s)",
-                (from_role,)).fetchall()]
-            conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(sql.Identifier(from_role),
-                                                                       sql.Identifier(to_role)))
-            for name in databases:
-                conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name),
-                                                                          sql.Identifier(from_role)))
+        databases = [row[0] for row in conn.execute(
+            "SELECT datname FROM pg_catalog.pg_database"
+            " WHERE datdba OPERATOR(pg_catalog.=) (SELECT oid FROM pg_catalog.pg_roles"
+            " WHERE rolname OPERATOR(pg_catalog.=) %s)", (from_role,)).fetchall()]
+        conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(sql.Identifier(from_role), sql.Identifier(to_role)))
+        for name in databases:
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name),
+                                                                      sql.Identifier(from_role)))
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(from_role)))
 
 
 def rename_database(conn: psycopg.Connection[Any], old: str, new: str, attempts: int = 5) -> int:
+    """ALTER DATABASE … RENAME (refused while anyone is connected: sessions are terminated, as Odoo's
+    rename does, and again while the app reconnects in between). Returns how many were terminated."""
     terminated = 0
-    for attempt in range(attempts):
-        terminated += terminate_connections(conn, old)
-        try:
-            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new)))
-            return terminated
-        except psycopg.errors.ObjectInUse:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
+    with long_statement(conn):
+        for attempt in range(attempts):
+            terminated += terminate_connections(conn, old)
+            try:
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old),
+                                                                           sql.Identifier(new)))
+                return terminated
+            except psycopg.errors.ObjectInUse:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     return terminated
 
 
@@ -301,6 +337,13 @@ def set_database_marker(conn: psycopg.Connection[Any], dbname: str, marker: dict
             sql.Identifier(dbname), sql.Literal(json.dumps(marker, sort_keys=True))
         )
     )
+
+
+def password_verifier(conn: psycopg.Connection[Any], role: str, password: str) -> str:
+    """The SCRAM-SHA-256 verifier of a password, computed here by libpq (PQencryptPasswordConn): the
+    server stores it as is, and the plaintext never travels in a statement (nor reaches the server's
+    log with log_statement, pg_stat_statements or an error message)."""
+    return conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
 
 
 def ensure_role(
@@ -313,9 +356,8 @@ def ensure_role(
     marker = json.dumps(owner | {MARKER_KEY: MARKER_VALUE}, sort_keys=True)
     if row is None:
         try:
-            conn.execute(
-                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
-            )
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password_verifier(conn, role, password))))
         except psycopg.errors.DuplicateObject:
             return ensure_role(conn, role, password, owner, reset_password)
         conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(role), sql.Literal(marker)))
@@ -326,9 +368,8 @@ def ensure_role(
     if not _same_owner(_parse_marker(row[0]), owner):
         raise OwnershipConflict(f"PostgreSQL role {role!r} exists and is not managed for this database")
     if reset_password:
-        conn.execute(
-            sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
-        )
+        conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(password_verifier(conn, role, password))))
     return False
 
 
@@ -340,7 +381,20 @@ def create_database(conn: psycopg.Connection[Any], dbname: str, owner_role: str,
         )
     )
     set_database_marker(conn, dbname, marker)
+    ensure_private(conn, dbname)
+
+
+def ensure_private(conn: psycopg.Connection[Any], dbname: str) -> bool:
+    """No CONNECT (nor TEMP) for PUBLIC on a tenant's database: checked on every reconcile, since an
+    operator stopped between CREATE DATABASE and the REVOKE (or the owning tenant itself, with a GRANT)
+    may have left it open. Returns True if it had to be closed."""
+    row = conn.execute(
+        "SELECT datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(datacl) a WHERE a.grantee = 0)"
+        " FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+    if row is None or not row[0]:
+        return False
     conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(dbname)))
+    return True
 
 
 def create_odoo_extensions(server: ServerAddress, dbname: str, owner_role: str) -> bool:
@@ -356,7 +410,8 @@ def create_odoo_extensions(server: ServerAddress, dbname: str, owner_role: str) 
         try:
             with conn.transaction():
                 conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner_role)))
-                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+                # In public, where Odoo's own CREATE EXTENSION puts it (the admin's search_path is pinned).
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
         except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFile,
                 psycopg.errors.FeatureNotSupported):
             return False
@@ -366,7 +421,8 @@ def create_odoo_extensions(server: ServerAddress, dbname: str, owner_role: str) 
 def drop_database(conn: psycopg.Connection[Any], dbname: str) -> bool:
     """Drop the database, terminating its connections. Returns True if something was dropped."""
     exists, _ = database_marker(conn, dbname)
-    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+    with long_statement(conn):  # removes every file of the database: grows with its size
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
     return exists
 
 
