@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import types
 import urllib.request
@@ -150,7 +151,7 @@ def test_zip_backup_is_odoo_s_format_and_restores_identically(tmp_path, admin_ds
     artifact = create_backup(storage, source, fmt="zip", odoo_version="17.0", filestore=fs_root, pg_env=pg_env)
 
     path = tmp_path / "backups" / f"{source}-{artifact.id}.zip"
-    assert re.fullmatch(r"\d{8}T\d{6}Z", artifact.id)
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", artifact.id)
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name, path.name + ".json"]  # no .partial left
     assert artifact.size_bytes == path.stat().st_size
     assert artifact.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -189,8 +190,11 @@ def test_zip_backup_is_odoo_s_format_and_restores_identically(tmp_path, admin_ds
     # Ours: streamed from the storage into an existing empty database and a new filestore directory.
     target = databases("bk_restored")
     target_fs = tmp_path / "restored-filestore" / target
-    restored = restore_backup(storage, artifact.id, target, target_fs, pg_env=pg_env)
+    restored, result = restore_backup(storage, artifact.id, target, target_fs, pg_env=pg_env, odoo_version="17.0")
     assert restored == artifact
+    assert result.manifest == {"version": "17.0", "major_version": "17.0", "db_name": source,
+                               "pg_version": f"{server_version // 10000}.0", "modules": len(INSTALLED)}
+    assert result.warnings == [] and result.files == len(files) and not result.resumed
     assert snapshot(admin_dsn, target) == snapshot(admin_dsn, source)
     assert tree(target_fs) == files
 
@@ -413,15 +417,69 @@ def test_a_database_dropped_mid_backup_fails_cleanly(tmp_path, admin_dsn, pg_env
     assert list(storage_dir.iterdir()) == []  # no artifact, no .partial, no sidecar
 
 
-def test_a_stale_partial_is_removed_by_the_next_run(tmp_path, pg_env, source):
+def test_only_the_partials_of_dead_runs_are_removed(tmp_path, pg_env, source):
     storage = FileStorage(tmp_path)
-    stale = tmp_path / f"{source}-20200101T000000Z.zip.partial"
+    long_ago = time.time() - 3600
+    stale = tmp_path / f"{source}-20200101T000000Z.zip.partial"  # a run that died: no lock, idle for an hour
     stale.write_bytes(b"half a backup")
+    young = tmp_path / f"{source}-20200101T000001Z.zip.partial"  # just created, not locked yet
+    young.write_bytes(b"")
     other = tmp_path / "otherdb-20200101T000000Z.zip.partial"
     other.write_bytes(b"not ours")
+    live = storage.open_writer(f"{source}-20200101T000002Z.dump")  # a live run, idle for an hour (a slow dump)
+    live.write(b"PGDMP and more")
+    for path in (stale, other, tmp_path / f"{source}-20200101T000002Z.dump.partial"):
+        os.utime(path, (long_ago, long_ago))
+
     artifact = create_backup(storage, source, fmt="dump", pg_env=pg_env)
-    assert not stale.exists() and other.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([artifact.name, artifact.name + ".json", other.name])
+
+    assert not stale.exists() and young.exists() and other.exists()
+    live.finish()
+    live.publish()  # the live run was not disturbed
+    assert (tmp_path / f"{source}-20200101T000002Z.dump").read_bytes() == b"PGDMP and more"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [artifact.name, artifact.name + ".json", other.name, young.name, f"{source}-20200101T000002Z.dump"])
+
+
+def test_two_concurrent_backups_of_one_database_both_complete(tmp_path, admin_dsn, pg_env, source, monkeypatch):
+    """Both runs hold a partial while pg_dump waits on a lock; neither removes the other's, even with no grace
+    for unlocked partials (only the lock protects them)."""
+    monkeypatch.setattr(backup, "UNLOCKED_PARTIAL_GRACE", 0.0)
+    storage = FileStorage(tmp_path)
+    results: dict[str, Any] = {}
+
+    def run(label: str) -> None:
+        try:
+            results[label] = create_backup(storage, source, fmt="dump", pg_env=pg_env)
+        except BaseException as exc:  # reported below
+            results[label] = exc
+
+    with psycopg.connect(dsn_of(admin_dsn, source)) as blocker:
+        blocker.execute("LOCK TABLE res_partner IN ACCESS EXCLUSIVE MODE")  # pg_dump waits for it
+        first = threading.Thread(target=run, args=("first",))
+        first.start()
+        wait_for(lambda: list(tmp_path.glob("*.partial")), "the first run's partial")
+        second = threading.Thread(target=run, args=("second",))
+        second.start()
+        wait_for(lambda: len(list(tmp_path.glob("*.partial"))) == 2,
+                 lambda: f"the second run's partial: {results}, {sorted(p.name for p in tmp_path.iterdir())}")
+        time.sleep(0.5)
+        blocker.rollback()
+    first.join(60)
+    second.join(60)
+    assert isinstance(results["first"], backup.Artifact), results["first"]
+    assert isinstance(results["second"], backup.Artifact), results["second"]
+    assert {a.id for a in storage.list()} == {results["first"].id, results["second"].id}
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def wait_for(check: Callable[[], Any], what: str | Callable[[], str], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what if isinstance(what, str) else what()}")
 
 
 # --- the command line: retention, report -------------------------------------------------------
@@ -584,8 +642,8 @@ def test_two_backups_in_the_same_second_get_different_ids(tmp_path, pg_env, sour
     moment = datetime.now(UTC)
     first = create_backup(storage, source, fmt="dump", pg_env=pg_env, now=moment)
     second = create_backup(storage, source, fmt="dump", pg_env=pg_env, now=moment)
-    assert first.id != second.id
-    assert storage.list() == [second, first]
+    assert first.id != second.id and first.time == second.time
+    assert sorted(storage.list(), key=lambda a: a.id) == sorted([first, second], key=lambda a: a.id)
 
 
 # --- files the operator did not write (Odoo's own ZIP, a dump, SQL): no sidecar ------------------
@@ -663,7 +721,10 @@ def test_an_operator_zip_without_its_sidecar_restores_unverified_or_checked_agai
 
     target = make()
     result = backup.restore_storage_file(storage, "_uploads/shop.zip", target, tmp_path / "fs1", pg_env=env)
-    assert result == {"file": copy.as_uri(), "format": "zip", "verified": False, "sha256": None}
+    assert result == {"file": copy.as_uri(), "format": "zip", "verified": False, "sha256": None,
+                      "filestoreFiles": len(filestore[1]), "resumed": False, "warnings": [],
+                      "manifest": {"version": "17.0", "major_version": "17.0", "db_name": source,
+                                   "pg_version": result["manifest"]["pg_version"], "modules": len(INSTALLED)}}
     assert snapshot(admin_dsn, target) == snapshot(admin_dsn, source)
     assert tree(tmp_path / "fs1") == filestore[1]
     owners = pg_query(dsn_of(admin_dsn, target),
@@ -697,7 +758,7 @@ def test_custom_format_dump_and_plain_sql_whatever_their_names(tmp_path, admin_d
                    env={**os.environ, **pg_env})
     for path, fmt in ((custom, "dump"), (plain, "sql")):
         target = make()
-        assert restore_file(path, target, None, pg_env=env) == fmt
+        assert restore_file(path, target, None, pg_env=env).format == fmt
         assert snapshot(admin_dsn, target) == snapshot(admin_dsn, source)
         # --no-owner --no-privileges: everything belongs to the restoring role, no foreign GRANT applied
         owners = pg_query(dsn_of(admin_dsn, target), "SELECT DISTINCT tableowner FROM pg_tables "
@@ -788,8 +849,9 @@ def test_cli_restore_of_a_file_says_whether_it_was_verified(tmp_path, admin_dsn,
     code, out, stderr = cli("restore", "--storage", root.as_uri(), "--file", "in/shop.zip", "--database", target,
                             "--filestore", str(tmp_path / "fs"), "--odoo-version", "17.0", env=env)
     assert code == 0, stderr
-    assert out == {"ok": True, "file": (root / "in" / "shop.zip").as_uri(), "format": "zip", "verified": False,
-                   "sha256": None, "database": target}
+    assert {k: out[k] for k in ("ok", "file", "format", "verified", "sha256", "database", "warnings")} == {
+        "ok": True, "file": (root / "in" / "shop.zip").as_uri(), "format": "zip", "verified": False, "sha256": None,
+        "database": target, "warnings": []}
     assert "no checksum given, restoring it unverified" in stderr
     code, out, _ = cli("restore", "--storage", root.as_uri(), "--file", "../volume/in/shop.zip", "--database",
                        make(), env=env)
@@ -849,7 +911,10 @@ def test_restore_from_is_parsed_and_checked_again_by_the_operator():
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["args"] == ["restore", "--storage", "s3://bk/tenants", "--file", "in/a.dump", "--sha256", "b" * 64,
-                                 "--database", "shop", "--filestore", "/filestore", "--odoo-version", "17.0"]
+                                 "--database", "shop", "--filestore", "/filestore", "--odoo-version", "17.0",
+                                 "--max-bytes", str(100 << 30), "--max-members", "2000000",
+                                 "--spool-limit", str((20 << 30) - (16 << 20))]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "20Gi"}} in pod["volumes"]  # the S3 download's spool, bounded
     assert pod["serviceAccountName"] == "default" and pod["automountServiceAccountToken"] is False
     env = {e["name"]: e for e in container["env"]}
     assert env["PGUSER"]["valueFrom"]["secretKeyRef"] == {"name": "shop-db", "key": "user"}  # the tenant's role
@@ -860,3 +925,227 @@ def test_restore_from_is_parsed_and_checked_again_by_the_operator():
     artifact = build_restore_job(db, db.restore_from.storage, settings, source_database="old", artifact="20240101T0Z")
     assert artifact["spec"]["template"]["spec"]["containers"][0]["args"][:5] == [
         "restore", "--storage", "file:///backups/ns/old", "--artifact", "20240101T0Z"]
+
+
+# --- retention scoped to the DatabaseBackup that made the artifacts --------------------------------
+
+def owned_artifact(root: Path, db_name: str, ident: str, owner: str | None) -> None:
+    fake_artifact(root, db_name, ident)
+    if owner is not None:
+        sidecar = root / f"{db_name}-{ident}.dump.json"
+        sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "backup": owner}))
+
+
+def test_a_one_off_backup_with_retention_0_prunes_nothing_of_the_daily_backup(tmp_path, pg_env, source):
+    root = tmp_path / "backups"
+    root.mkdir()
+    daily = [f"202401{d:02d}T020000Z" for d in range(1, 6)]
+    legacy = ["20231201T020000Z", "20231202T020000Z"]  # made before owners were recorded
+    for ident in daily:
+        owned_artifact(root, source, ident, f"{source}-daily")
+    for ident in legacy:
+        owned_artifact(root, source, ident, None)
+    owned_artifact(root, source, "20240102T120000Z", "earlier-one-off")
+    zero = ["--keep-last", "0", "--keep-daily", "0", "--keep-weekly", "0", "--keep-monthly", "0"]
+
+    code, out, stderr = cli("create", "--format", "dump", "--database", source, "--storage", root.as_uri(), *zero,
+                            "--owner", "now", env=pg_env)
+    assert code == 0, stderr
+    assert out["pruned"] == [] and [a["id"] for a in out["artifacts"]] == [out["artifact"]["id"]]
+    listed = {a.id: a.owner for a in FileStorage(root).list()}
+    assert listed == {**{i: f"{source}-daily" for i in daily}, **{i: None for i in legacy},
+                      "20240102T120000Z": "earlier-one-off", out["artifact"]["id"]: "now"}
+    restored_ids = set(listed)
+
+    # The daily backup prunes its own artifacts and, told to adopt them, the unowned ones; never another's.
+    code, out, stderr = cli("create", "--format", "dump", "--database", source, "--storage", root.as_uri(),
+                            "--keep-daily", "2", "--keep-weekly", "0", "--keep-monthly", "0",
+                            "--owner", f"{source}-daily", "--adopt-unowned", env=pg_env)
+    assert code == 0, stderr
+    assert sorted(out["pruned"]) == sorted(legacy + daily[:4])
+    remaining = {a.id: a.owner for a in FileStorage(root).list()}
+    assert set(remaining) == restored_ids - set(out["pruned"]) | {out["artifact"]["id"]}
+    assert "20240102T120000Z" in remaining and [i for i, o in remaining.items() if o == "now"]
+
+
+def test_backup_jobs_carry_their_owner_and_only_the_daily_adopts_unowned_artifacts():
+    from odoo_operator.backup_builders import build_backup_job, build_daily_backup, build_final_backup_job
+    from odoo_operator.config import Settings
+    from odoo_operator.model import parse_database_backup, parse_odoo_database
+
+    settings = Settings()
+    db = parse_odoo_database({"metadata": {"name": "shop", "namespace": "ns", "uid": "u-1"},
+                              "spec": {"version": "17.0"}}, settings)
+    daily_body = build_daily_backup(db)
+    daily_body["metadata"]["uid"] = "d-1"
+    daily = parse_database_backup(daily_body, settings)
+    args = build_backup_job(daily, db, "shop", settings)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--owner") + 1] == daily_body["metadata"]["name"] and "--adopt-unowned" in args
+    one_off = parse_database_backup({"metadata": {"name": "now", "namespace": "ns"},
+                                     "spec": {"databaseRef": {"name": "shop"}}}, settings)
+    job = build_backup_job(one_off, db, "shop", settings)
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--owner") + 1] == "now" and "--adopt-unowned" not in args
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}} in job["spec"]["template"]["spec"]["volumes"]
+    assert db.backup is not None
+    final = build_final_backup_job(db, "shop", db.backup.storage, db.backup.retention, settings)
+    args = final["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--owner") + 1] == "shop/final-backup"  # no DatabaseBackup can have that name
+    assert final["metadata"]["labels"]["odoo.dbmanager.io/owner-uid"] == "u-1"
+
+
+# --- S3: uploads in progress belong to live runs until idle for the bound -------------------------------------
+
+def test_s3_only_idle_uploads_are_aborted(pg_env, source, s3_endpoint, s3_bucket):
+    storage = open_storage(f"s3://{s3_bucket}/ns/{source}", s3_endpoint=s3_endpoint)
+    assert isinstance(storage, backup.S3Storage)
+    client = storage.client
+    # moto dates every upload's initiation in 2010: the parts' own times tell idle from moving here.
+    idle = client.create_multipart(storage.key(f"{source}-20200101T000000Z.zip"))
+    client.upload_part(storage.key(f"{source}-20200101T000000Z.zip"), idle, 1, b"a part, then nothing")
+    moving = client.create_multipart(storage.key(f"{source}-20200101T000001Z.zip"))
+    time.sleep(2.2)
+    client.upload_part(storage.key(f"{source}-20200101T000001Z.zip"), moving, 1, b"a part just uploaded")
+
+    assert storage.clean_partials(source) == []  # the default bound: both are live runs'
+    create_backup(storage, source, fmt="dump", pg_env=pg_env)  # a concurrent run leaves them alone
+    assert {u for _, u, _ in client.list_multipart(storage.key(""))} == {idle, moving}
+
+    client.upload_part(storage.key(f"{source}-20200101T000001Z.zip"), moving, 2, b"still moving")
+    assert storage.clean_partials(source, stale_after=2) == [storage.key(f"{source}-20200101T000000Z.zip")]
+    assert {u for _, u, _ in client.list_multipart(storage.key(""))} == {moving}
+
+
+def test_s3_restore_refuses_a_download_larger_than_its_spool(tmp_path, pg_env, source, s3_endpoint, s3_bucket,
+                                                              databases):
+    storage = open_storage(f"s3://{s3_bucket}/ns/{source}", s3_endpoint=s3_endpoint)
+    artifact = create_backup(storage, source, fmt="dump", pg_env=pg_env)
+    target = databases("bk_spool")
+    with pytest.raises(BackupError, match=rf"is {artifact.size_bytes} bytes, more than the 1000 bytes the restore "
+                                          "may download to its temporary volume"):
+        restore_backup(storage, artifact.id, target, None, pg_env=pg_env, spool_limit=1000)
+    restore_backup(storage, artifact.id, target, None, pg_env=pg_env, spool_limit=artifact.size_bytes)
+
+
+# --- restores that fail half-way are retried; zip bombs; manifest.json ------------------------------------------
+
+def test_a_restore_that_failed_after_its_sql_committed_is_finished_by_the_retry(tmp_path, admin_dsn, pg_env, source,
+                                                                               filestore, good_zip, databases,
+                                                                               monkeypatch):
+    target = databases("bk_retry")
+    target_fs = tmp_path / "fs" / target
+    real_publish = backup._publish_staging
+
+    def crash(fs: Path) -> int:
+        raise OSError("the volume went away")  # e.g. the Pod killed between the SQL commit and the files
+
+    monkeypatch.setattr(backup, "_publish_staging", crash)
+    with pytest.raises(OSError, match="went away"):
+        restore_file(good_zip, target, target_fs, pg_env=pg_env)
+    assert table_count(admin_dsn, target) > 0  # committed
+    assert json.loads((target_fs / backup.RESTORE_STATE).read_text())["step"] == "publishing"
+
+    monkeypatch.setattr(backup, "_publish_staging", real_publish)
+    other = write_zip(tmp_path / "other.zip", {"dump.sql": b"CREATE TABLE t (x int);\n"})
+    with pytest.raises(BackupError, match="is not empty .* no interrupted restore of this same backup"):
+        restore_file(other, target, target_fs, pg_env=pg_env)  # another file is never taken for ours
+
+    result = restore_file(good_zip, target, target_fs, pg_env=pg_env)
+    assert result.resumed and result.files == len(filestore[1])
+    assert snapshot(admin_dsn, target) == snapshot(admin_dsn, source)
+    assert tree(target_fs) == filestore[1]  # its state and staging are gone too
+
+
+def test_a_restore_killed_before_its_sql_committed_starts_afresh(tmp_path, admin_dsn, pg_env, source, filestore,
+                                                                  good_zip, databases, monkeypatch):
+    target = databases("bk_retry2")
+    target_fs = tmp_path / "fs" / target
+    real_loader = backup._run_loader
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise BackupError("psql was killed")
+
+    monkeypatch.setattr(backup, "_run_loader", killed)
+    with pytest.raises(BackupError, match="killed"):
+        restore_file(good_zip, target, target_fs, pg_env=pg_env)
+    assert table_count(admin_dsn, target) == 0 and not target_fs.exists()
+    monkeypatch.setattr(backup, "_run_loader", real_loader)
+    result = restore_file(good_zip, target, target_fs, pg_env=pg_env)
+    assert not result.resumed
+    assert snapshot(admin_dsn, target) == snapshot(admin_dsn, source) and tree(target_fs) == filestore[1]
+
+
+def test_zip_bombs_are_refused_before_anything_is_written(tmp_path, admin_dsn, pg_env, databases):
+    target = databases("bk_bomb")
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("dump.sql", b"CREATE TABLE t (x int);\n")
+        with archive.open("filestore/ab/abcdef", "w", force_zip64=True) as entry:
+            for _ in range(64):
+                entry.write(bytes(1 << 20))  # 64 MiB of zeros, a few kB once compressed
+    assert bomb.stat().st_size < 1 << 20
+    limits = backup.RestoreLimits(max_bytes=32 << 20, max_members=100)
+    with pytest.raises(BackupError, match=r"bomb.zip expands to \d+ bytes, more than the 33554432 a restore accepts "
+                                          r"\(the operator's ODOO_OPERATOR_RESTORE_MAX_BYTES; --max-bytes\)"):
+        restore_file(bomb, target, tmp_path / "fs", pg_env=pg_env, limits=limits)
+    many = write_zip(tmp_path / "many.zip", {"dump.sql": b"CREATE TABLE t (x int);\n",
+                                             **{f"filestore/ab/{n:04d}": b"x" for n in range(150)}})
+    with pytest.raises(BackupError, match="many.zip holds 151 entries, more than the 100 a restore accepts"):
+        restore_file(many, target, tmp_path / "fs", pg_env=pg_env, limits=limits)
+    assert table_count(admin_dsn, target) == 0 and not (tmp_path / "fs").exists()
+
+    code, out, _ = cli("restore", "--storage", tmp_path.as_uri(), "--file", "bomb.zip", "--database", target,
+                       "--filestore", str(tmp_path / "fs"), "--max-bytes", str(1 << 20), env=pg_env)
+    assert code == 1 and "more than the 1048576 a restore accepts" in out["error"]
+
+
+def test_manifest_versions_are_checked_and_reported(tmp_path, admin_dsn, pg_env, databases):
+    sql = b"CREATE TABLE t (x int);\n"
+    server = int(pg_query(admin_dsn, "SHOW server_version_num")[0][0])
+
+    def manifest(**fields: Any) -> bytes:
+        return json.dumps({"odoo_dump": "1", "db_name": "x", "modules": {"base": "16.0.1.3"}, **fields}).encode()
+
+    older = write_zip(tmp_path / "older.zip", {"dump.sql": sql, "manifest.json": manifest(
+        version="15.0", version_info=[15, 0, 0, "final", 0, ""], major_version="15.0", pg_version="99.0")})
+    result = restore_file(older, databases("bk_mf"), tmp_path / "fs1", pg_env=pg_env, odoo_version="16.0")
+    assert result.manifest == {"version": "15.0", "major_version": "15.0", "pg_version": "99.0", "db_name": "x",
+                               "modules": 1}
+    assert len(result.warnings) == 2
+    assert "made by Odoo 15.0, older than this database's Odoo 16.0" in result.warnings[0]
+    assert f"dumped from PostgreSQL 99.0, newer than this server's {server // 10000}.0" in result.warnings[1]
+
+    missing = write_zip(tmp_path / "missing.zip", {"dump.sql": sql})
+    result = restore_file(missing, databases("bk_mf"), tmp_path / "fs2", pg_env=pg_env, odoo_version="16.0")
+    assert result.warnings == ["missing.zip has no manifest.json: the Odoo version that made it is unknown and was "
+                               "not checked"]
+
+    newer = write_zip(tmp_path / "newer.zip", {"dump.sql": sql, "manifest.json": manifest(major_version="17.0")})
+    target = databases("bk_mf")
+    with pytest.raises(BackupError, match="made by Odoo 17.0, newer than this database's Odoo 16.0: Odoo cannot "
+                                          "downgrade"):
+        restore_file(newer, target, tmp_path / "fs3", pg_env=pg_env, odoo_version="16.0")
+    assert table_count(admin_dsn, target) == 0
+
+    code, out, _ = cli("restore", "--storage", tmp_path.as_uri(), "--file", "older.zip", "--database",
+                       databases("bk_mf"), "--filestore", str(tmp_path / "fs4"), "--odoo-version", "16.0", env=pg_env)
+    assert code == 0 and out["manifest"]["version"] == "15.0" and len(out["warnings"]) == 2
+
+
+def test_artifacts_of_earlier_versions_stay_restorable_by_their_id(tmp_path, admin_dsn, pg_env, source, databases):
+    """Before owners and id suffixes: `<db>-<timestamp>.dump` with a sidecar that names no backup."""
+    storage = FileStorage(tmp_path)
+    made = create_backup(storage, source, fmt="dump", pg_env=pg_env, owner="shop-daily")
+    legacy_id = made.id.split("-")[0]
+    (tmp_path / made.name).rename(tmp_path / f"{source}-{legacy_id}.dump")
+    sidecar = json.loads((tmp_path / (made.name + ".json")).read_text())
+    (tmp_path / (made.name + ".json")).unlink()
+    del sidecar["backup"]
+    sidecar.update(id=legacy_id, location=(tmp_path / f"{source}-{legacy_id}.dump").as_uri())
+    (tmp_path / f"{source}-{legacy_id}.dump.json").write_text(json.dumps(sidecar))
+
+    [listed] = storage.list()
+    assert listed.id == legacy_id and listed.owner is None
+    target = databases("bk_legacy")
+    restored, _ = restore_backup(storage, legacy_id, target, None, pg_env=pg_env)
+    assert restored.id == legacy_id and snapshot(admin_dsn, target) == snapshot(admin_dsn, source)

@@ -161,6 +161,83 @@ def test_snapshot_policy_blocks_the_drop_until_the_final_backup_succeeds(cluster
     assert len(list((tmp_path / namespace / "odoo-backups").rglob("snap-*.zip"))) == 1
 
 
+def sidecar_owners(root: Path, prefix: str) -> dict[str, str | None]:
+    return {json.loads(p.read_text())["id"]: json.loads(p.read_text()).get("backup")
+            for p in root.rglob(f"{prefix}-*.zip.json")}
+
+
+def test_a_one_off_backup_with_retention_0_keeps_the_daily_backups_artifacts(cluster, namespace, shop, tmp_path):
+    wait_until(lambda: get_json(cluster, "cronjob", "shop-daily", "-n", namespace), 30, "the daily CronJob")
+    cluster.kubectl("create", "job", "shop-daily-manual", "--from=cronjob/shop-daily", "-n", namespace)
+    result = run_job(cluster, namespace, "shop-daily-manual", tmp_path)
+    assert result.returncode == 0, result.stderr
+    daily = wait_until(lambda: (lambda o: o if (o.get("status") or {}).get("artifacts") else None)(
+        get_json(cluster, "odbb", "shop-daily", "-n", namespace)), 30, "the daily backup's artifact")
+    [daily_artifact] = daily["status"]["artifacts"]
+
+    zero = {"keepLast": 0, "keepDaily": 0, "keepWeekly": 0, "keepMonthly": 0}
+    cluster.kubectl("apply", "-f", "-", input=database_backup("once", namespace, "shop", retention=zero))
+    result = run_job(cluster, namespace, "once", tmp_path)
+    assert result.returncode == 0, result.stderr
+    once = backup_status(cluster, "once", namespace, "Succeeded")
+    [once_artifact] = once["status"]["artifacts"]  # its own only
+    assert once_artifact["id"] != daily_artifact["id"]
+    owners = sidecar_owners(tmp_path / namespace / "odoo-backups", "shop")
+    assert owners == {daily_artifact["id"]: "shop-daily", once_artifact["id"]: "once"}  # the daily one is kept
+    assert get_json(cluster, "odbb", "shop-daily", "-n", namespace)["status"]["artifacts"] == [daily_artifact]
+
+
+def test_snapshot_deletion_stops_the_app_and_trusts_only_its_own_job(cluster, operator, namespace, tmp_path, pg_dsn):
+    cluster.kubectl("apply", "-f", "-", input=odoo_database("snap2", namespace, deletionPolicy="Snapshot"))
+    obj = wait_ready(cluster, "snap2", namespace)
+    uid = obj["metadata"]["uid"]
+    assert get_json(cluster, "deployment", "snap2", "-n", namespace)["spec"]["replicas"] == 1
+    # A completed Job of the right name, not made by the operator for this object.
+    pod = {"restartPolicy": "Never", "serviceAccountName": "default",
+           "containers": [{"name": "fake", "image": "busybox", "command": ["true"]}]}
+    planted = {"apiVersion": "batch/v1", "kind": "Job",
+               "metadata": {"name": "snap2-final-backup", "namespace": namespace,
+                            "labels": {"odoo.dbmanager.io/owner-uid": "someone-else"}},
+               "spec": {"backoffLimit": 0, "template": {"spec": pod}}}
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(planted))
+    # kwok completes its Pod by itself (only the operator's Jobs wait for the tests to run them).
+    wait_until(lambda: (get_json(cluster, "job", "snap2-final-backup", "-n", namespace).get("status") or {}).get(
+        "succeeded"), 30, "the planted Job to complete")
+
+    cluster.kubectl("delete", "odb", "snap2", "-n", namespace, "--wait=false")
+
+    def ours() -> dict[str, Any] | None:
+        job = get_json(cluster, "job", "snap2-final-backup", "-n", namespace)
+        labels = (job.get("metadata") or {}).get("labels") or {}
+        return job if labels.get("odoo.dbmanager.io/owner-uid") == uid else None
+
+    job = wait_until(ours, 60, "the operator's own final backup Job")
+    assert get_json(cluster, "deployment", "snap2", "-n", namespace)["spec"]["replicas"] == 0  # stopped first
+    assert "snap2" in databases(pg_dsn)  # the planted Job was not trusted
+    recorded = get_json(cluster, "odb", "snap2", "-n", namespace)["status"]["finalBackup"]
+    assert recorded["jobUid"] == job["metadata"]["uid"] and not recorded.get("completedAt")
+    result = run_job(cluster, namespace, "snap2-final-backup", tmp_path)
+    assert result.returncode == 0, result.stderr
+    wait_until(lambda: not get_json(cluster, "odb", "snap2", "-n", namespace), 60, "the object to be gone")
+    assert "snap2" not in databases(pg_dsn)
+    assert list(sidecar_owners(tmp_path / namespace / "odoo-backups", "snap2").values()) == ["snap2/final-backup"]
+
+
+def test_a_snapshot_deletion_resumed_after_the_drop_does_not_back_up_again(cluster, operator, namespace, pg_dsn):
+    """The operator recorded the final backup's completion, dropped the database, and was killed before the
+    object went: the resumed deletion finishes without a final backup of a missing database."""
+    cluster.kubectl("apply", "-f", "-", input=odoo_database("snap3", namespace, deletionPolicy="Snapshot"))
+    wait_ready(cluster, "snap3", namespace)
+    cluster.kubectl("patch", "odb", "snap3", "-n", namespace, "--subresource=status", "--type=merge", "-p",
+                    json.dumps({"status": {"finalBackup": {"job": "snap3-final-backup", "jobUid": "gone",
+                                                           "completedAt": "2026-01-01T00:00:00Z"}}}))
+    assert get_json(cluster, "odb", "snap3", "-n", namespace)["status"]["finalBackup"]["completedAt"]
+    pg_exec(pg_dsn, 'DROP DATABASE "snap3" WITH (FORCE)')
+    cluster.kubectl("delete", "odb", "snap3", "-n", namespace, "--wait=false")
+    wait_until(lambda: not get_json(cluster, "odb", "snap3", "-n", namespace), 60, "the object to be gone")
+    assert not get_json(cluster, "job", "snap3-final-backup", "-n", namespace)
+
+
 def test_s3_backup_and_kubectl_odoo_download(cluster, namespace, shop, tmp_path, s3_endpoint):
     bucket = f"b-{namespace}"
     urllib.request.urlopen(urllib.request.Request(f"{s3_endpoint}/{bucket}", method="PUT"), timeout=10).close()
@@ -285,7 +362,8 @@ def test_an_odoo_made_zip_with_no_sidecar_restores_keeping_its_identity(cluster,
     pod = job["spec"]["template"]["spec"]
     args = pod["containers"][0]["args"]
     assert args[:5] == ["restore", "--storage", "file:///backups", "--file", "_uploads/shop.zip"]
-    assert "--sha256" not in args and args[-2:] == ["--odoo-version", "17.0"]
+    assert "--sha256" not in args and args[args.index("--odoo-version") + 1] == "17.0"
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "20Gi"}} in pod["volumes"]
     assert pod["automountServiceAccountToken"] is False  # a user's dump is loaded without any API token
     result = run_job(cluster, namespace, "moved-restore", tmp_path)
     assert result.returncode == 0, result.stderr

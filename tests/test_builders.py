@@ -248,3 +248,37 @@ def test_the_database_host_is_an_httproute_on_the_configured_gateway():
 def test_a_malformed_gateway_setting_stops_the_operator_at_start(gateway):
     with pytest.raises(ValueError, match="namespace/name"):
         Settings.from_env({"ODOO_OPERATOR_GATEWAY": gateway})
+
+
+def test_child_names_fit_their_kind_and_stay_stable():
+    from odoo_operator.builders import child_name
+    assert child_name("shop", "init") == "shop-init"  # short names are unchanged: existing objects are found again
+    long = "a" * 63
+    name = child_name(long, "filestore-copy")
+    assert len(name) <= 63 and name.endswith("-filestore-copy") and name == child_name(long, "filestore-copy")
+    # Two names that share their first 50 characters still get different children.
+    assert child_name("b" * 50 + "x" * 13, "neutralize") != child_name("b" * 50 + "y" * 13, "neutralize")
+    # A cut that ends on '-' or '.' leaves no '--' before the hash, and the result is a DNS-1123 label.
+    cut = child_name("c" * 40 + "-" * 10 + "d" * 13, "restore")
+    assert "--" not in cut and cut[0].isalnum() and cut[-1].isalnum()
+    assert len(child_name("e" * 63, limit=52)) == 52
+
+
+def test_the_longest_name_gives_valid_job_cronjob_and_label_names():
+    from odoo_operator import backup_builders
+    from odoo_operator.model import parse_database_backup
+    db = parse_odoo_database({"metadata": {"name": "n" * 63, "namespace": "ns", "uid": "u"},
+                              "spec": {"version": "17.0", "databaseName": "shop",
+                                       "duplicateFrom": {"name": "src"}}}, SETTINGS)
+    jobs = [builders.build_init_job(db), builders.build_neutralize_job(db), builders.build_filestore_copy_job(db, "i"),
+            backup_builders.build_restore_job(db, db.backup.storage, SETTINGS, source_database="s", artifact="a"),
+            backup_builders.build_final_backup_job(db, "shop", db.backup.storage, db.backup.retention, SETTINGS)]
+    assert all(len(job["metadata"]["name"]) <= 63 for job in jobs)
+    assert len({job["metadata"]["name"] for job in jobs}) == len(jobs)
+    daily = backup_builders.build_daily_backup(db)
+    assert len(daily["metadata"]["name"]) <= 63
+    backup = parse_database_backup({**daily, "metadata": {**daily["metadata"], "uid": "u2"}}, SETTINGS)
+    cron = backup_builders.build_backup_cronjob(backup, db, "shop", SETTINGS)
+    assert len(cron["metadata"]["name"]) <= 52
+    for obj in [*jobs, daily, cron]:
+        assert all(len(value) <= 63 for value in obj["metadata"]["labels"].values())

@@ -125,7 +125,9 @@ def test_default_rendering() -> None:
     kinds = sorted(o["kind"] for o in objs)
     assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service",
                             "Deployment", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
-                            "ClusterRole", "ClusterRole", "ClusterRole"]), kinds
+                            "ClusterRole", "ClusterRole", "ClusterRole", "NetworkPolicy",
+                            # tenantPolicies: routes (4), lifetime (1), backupIdentity (5)
+                            *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 10]), kinds
     assert not OPTIONAL_KINDS & set(kinds)
 
     deployment = one(objs, "Deployment")
@@ -140,6 +142,7 @@ def test_default_rendering() -> None:
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
     env = env_of(objs)
     assert env["ODOO_OPERATOR_METRICS_PORT"] == "9090"
+    assert env["ODOO_OPERATOR_METRICS_ADDRESS"] == "0.0.0.0"  # Prometheus scrapes the Pod IP
     assert env["ODOO_OPERATOR_LEADER_ELECTION"] == "true"
     assert env["ODOO_OPERATOR_LEASE_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["ODOO_OPERATOR_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
@@ -171,6 +174,7 @@ def test_rendered_settings_are_what_the_operator_reads() -> None:
     assert default.operator_image == "odoo-db-operator:0.1.0"
     assert (default.backup_pvc, default.backup_pvc_size) == ("odoo-backups", "20Gi")
     assert default.metrics_port == 9090 and default.leader_election is True
+    assert default.metrics_address == "0.0.0.0"
     assert not default.gateway and not default.allow_wildcard_domains and not default.cluster_issuer
 
     env = env_of(render(ALL_OPTIONS))
@@ -186,6 +190,7 @@ def test_rendered_settings_are_what_the_operator_reads() -> None:
     assert full.storage_class == "fast-ssd"
     assert (full.backup_pvc, full.backup_pvc_size) == ("tenant-backups", "50Gi")
     assert full.max_duplicates == 3  # `env` passes any other setting through
+    assert full.metrics_address == "::"
 
     # Every ODOO_OPERATOR_* variable the chart sets is one the operator reads.
     source = "\n".join(p.read_text() for p in (REPO_ROOT / "operator" / "odoo_operator").glob("*.py"))
@@ -220,6 +225,47 @@ def test_all_options_rendering() -> None:
     assert pdb["spec"]["selector"] == one(objs, "Deployment")["spec"]["selector"]
 
 
+def test_one_replica_may_run_without_leader_election() -> None:
+    objs = render(sets=("leaderElection.enabled=false", "replicaCount=1"))
+    assert one(objs, "Deployment")["spec"]["replicas"] == 1
+    assert env_of(objs)["ODOO_OPERATOR_LEADER_ELECTION"] == "false"
+    assert not [o for o in objs if o["kind"] == "Role"]  # no Lease, no Role on Leases
+
+
+def egress_ports(policy: Obj) -> list[set[tuple[Any, str]]]:
+    return [{(p["port"], p["protocol"]) for p in rule["ports"]} for rule in policy["spec"]["egress"]]
+
+
+def test_network_policy_of_the_operator() -> None:
+    objs = render()
+    policy = one(objs, "NetworkPolicy")
+    spec = policy["spec"]
+    assert spec["podSelector"]["matchLabels"] == one(objs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    # In: only the metrics port (by name, as the container declares it); by default from anywhere in the cluster.
+    assert spec["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}],
+                                "from": [{"namespaceSelector": {}, "podSelector": {}}]}]
+    assert "metrics" in {p["name"] for p in container(objs)["ports"]}
+    # Out: the API server, PostgreSQL, DNS; nothing else.
+    assert egress_ports(policy) == [{(443, "TCP"), (6443, "TCP"), (8443, "TCP")}, {(5432, "TCP")},
+                                    {(53, "UDP"), (53, "TCP")}]
+    assert [peer["ipBlock"]["cidr"] for peer in spec["egress"][0]["to"]] == ["0.0.0.0/0", "::/0"]
+    assert "to" not in spec["egress"][2]  # any resolver (node-local caches too)
+
+    objs = render(ALL_OPTIONS, release="shop", namespace="platform")
+    spec = one(objs, "NetworkPolicy")["spec"]
+    assert spec["ingress"][0]["from"] == [{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]
+    assert egress_ports(one(objs, "NetworkPolicy")) == [{(6443, "TCP")}, {(5432, "TCP"), (5433, "TCP")},
+                                                        {(53, "UDP"), (53, "TCP")}, {(6432, "TCP")}]
+    assert spec["egress"][1]["to"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
+    assert spec["egress"][2]["to"] == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "kube-system"}}}]
+
+    assert not [o for o in render(sets=("networkPolicy.enabled=false",)) if o["kind"] == "NetworkPolicy"]
+
+
 def test_default_server_namespace_defaults_to_the_release_namespace() -> None:
     objs = render(namespace="databases", sets=("defaultPostgresServer.enabled=true",
                                                "defaultPostgresServer.host=pg.example.com"))
@@ -231,6 +277,8 @@ def test_default_server_namespace_defaults_to_the_release_namespace() -> None:
 @pytest.mark.parametrize(("sets", "message"), [
     (("operator.gateway=public",), "operator.gateway must be namespace/name"),
     (("defaultPostgresServer.enabled=true",), "defaultPostgresServer.host is required"),
+    (("leaderElection.enabled=false",), "replicaCount=2 needs leaderElection.enabled=true"),
+    (("leaderElection.enabled=false", "replicaCount=3"), "replicaCount=3 needs leaderElection.enabled=true"),
 ])
 def test_invalid_values_are_refused(sets: tuple[str, ...], message: str) -> None:
     args = ["template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION]
@@ -241,7 +289,8 @@ def test_invalid_values_are_refused(sets: tuple[str, ...], message: str) -> None
 
 
 # ---- one source: policies, CRDs, generated manifests ---------------------------------------------
-@pytest.mark.parametrize("manifest", ["admission-policy.yaml", "rbac-user-roles.yaml"])
+@pytest.mark.parametrize("manifest", ["admission-policy.yaml", "rbac-user-roles.yaml", "admission-policy-routes.yaml",
+                                      "admission-policy-lifetime.yaml", "admission-policy-backup-identity.yaml"])
 def test_policy_templates_equal_the_manifests(manifest: str) -> None:
     """manifests/ and the chart ship the same policy objects; the chart only adds its labels."""
     rendered = {(o["kind"], o["metadata"]["name"]): o for o in render()}
@@ -299,7 +348,11 @@ def test_cluster_role_covers_every_kind_the_operator_touches() -> None:
     for rule in rules:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
         assert not {"escalate", "bind", "impersonate", "deletecollection", "update"} & set(rule["verbs"]), rule
-        assert "pods" not in rule["resources"] and "namespaces" not in rule["resources"], rule
+        assert "pods" not in rule["resources"], rule
+        if "namespaces" in rule["resources"] or "secrets" in rule["resources"]:
+            assert rule["resources"] in (["namespaces"], ["secrets"]), rule
+            assert not {"list", "watch", "delete"} & set(rule["verbs"]), rule  # by name only
+    assert "Secret" not in operator_main.CHILD_KINDS  # watching would need list/watch on every Secret
 
 
 # ---- the Dockerfile (not built here: there is no Docker daemon) ----------------------------------
@@ -379,6 +432,18 @@ def test_rendering_passes_server_side_dry_run(cluster: LocalCluster, chart_names
 
 
 @pytest.mark.e2e
+def test_tenant_network_policy_example_is_valid(cluster: LocalCluster, chart_namespace: str) -> None:
+    """manifests/network-policies/ is an example to adapt, but as shipped the API server accepts it."""
+    path = REPO_ROOT / "manifests" / "network-policies" / "tenant-namespace.yaml"
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    assert {d["kind"] for d in docs} == {"NetworkPolicy"} and len(docs) == 4
+    result = cluster.kubectl("apply", "--server-side", "--dry-run=server", "-n", chart_namespace, "-f", str(path),
+                             check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("serverside-applied (server dry run)") == len(docs), result.stdout
+
+
+@pytest.mark.e2e
 def test_kustomize_install_passes_server_side_dry_run(cluster: LocalCluster) -> None:
     result = cluster.kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server",
                              "-k", str(INSTALL), check=False)
@@ -418,9 +483,10 @@ OPERATOR_MAY = [
     ("create", "odoo.dbmanager.io", "domainclaims", False),
     ("delete", "odoo.dbmanager.io", "domainclaims", False),
     ("list", "apiextensions.k8s.io", "customresourcedefinitions", False),
-    ("get", "", "secrets", True),  # a PostgresServer's admin Secret, in any namespace
-    ("watch", "", "secrets", False),
+    ("get", "", "secrets", True),  # by name: its own <name>-db/-admin, a PostgresServer's admin Secret
     ("create", "", "secrets", True),
+    ("patch", "", "secrets", True),
+    ("get", "", "namespaces", False),  # labels, for PostgresServer spec.allowedNamespaces.selector
     ("patch", "", "configmaps", True),
     ("create", "", "persistentvolumeclaims", True),
     ("create", "", "events", True),
@@ -441,6 +507,11 @@ OPERATOR_MAY_NOT = [
     ("create", "", "pods", True),
     ("create", "", "pods/exec", True),
     ("delete", "", "secrets", True),
+    ("list", "", "secrets", True),
+    ("watch", "", "secrets", True),
+    ("list", "", "secrets", False),
+    ("watch", "", "secrets", False),
+    ("list", "", "namespaces", False),
     ("update", "", "secrets", True),
     ("deletecollection", "", "secrets", True),
     ("delete", "apps", "deployments", True),
@@ -498,7 +569,8 @@ def test_operator_rbac_is_least_privilege(cluster: LocalCluster, chart_namespace
         return cluster.kubectl("auth", "can-i", *args, f"--as={user}", check=False).stdout.strip()
 
     assert can_i("delete", "namespaces") == "no"
-    assert can_i("list", "secrets", "--all-namespaces") == "yes"  # honest: see the ClusterRole's comment
+    assert can_i("list", "secrets", "--all-namespaces") == "no"
+    assert can_i("get", "secrets", "-n", tenant) == "yes"  # by name; see the ClusterRole's comment
     assert can_i("patch", "databasebackups.odoo.dbmanager.io", "--subresource=status", "-n", tenant) == "yes"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import condition, get_json, odoo_database, pg_query, wait_until
+from conftest import condition, get_json, odoo_database, pg_exec, pg_query, wait_until
 from test_lifecycle import databases, events, secret_data, wait_ready, wait_reason
 
 pytestmark = pytest.mark.e2e
@@ -139,6 +139,39 @@ def test_a_failed_neutralization_never_starts_the_copy_and_says_why(cluster, nam
     assert_neutralized_by_odoo_before_the_app(cluster, "prod-bad", namespace, "prod-bad")
 
 
+def test_a_recreated_duplicate_never_adopts_the_retained_database_of_its_name(cluster, namespace, source, pg_dsn):
+    """An earlier object of the same name kept its database (Retain): a live one, never neutralized. A
+    duplicate for testing of that name refuses it rather than start the app on it; once that database
+    is dropped, the duplicate copies its source afresh and neutralizes it."""
+    cluster.kubectl("apply", "-f", "-", input=odoo_database("again", namespace, deletionPolicy="Retain"))
+    wait_ready(cluster, "again", namespace)
+    with connect_as_owner(cluster, "again", namespace) as conn:
+        conn.execute(FIXTURE.read_text())  # live mail servers and crons
+    cluster.kubectl("delete", "odb", "again", "-n", namespace, "--timeout=60s")
+    assert "again" in databases(pg_dsn)
+    cluster.kubectl("apply", "-f", "-", input=odoo_database(
+        "again", namespace, duplicateFrom={"name": source, "forTesting": True}))
+    obj = wait_reason(cluster, "again", namespace, "DatabaseExists")
+    assert condition(obj, "Stalled")["status"] == "True" and "never adopts" in condition(obj, "Ready")["message"]
+    assert not obj["status"].get("createdAt") and not obj["status"].get("initializedAt")
+    assert not get_json(cluster, "deployment", "again", "-n", namespace)
+    assert not get_json(cluster, "job", "again-neutralize", "-n", namespace)
+    with psycopg.connect(pg_dsn.replace("dbname=postgres", "dbname=again")) as conn:
+        assert "database.is_neutralized" not in params(conn)  # left as it was
+    # Deleting the refused object (deletionPolicy Delete) drops nothing it never used.
+    cluster.kubectl("delete", "odb", "again", "-n", namespace, "--timeout=60s")
+    assert "again" in databases(pg_dsn)
+    cluster.kubectl("apply", "-f", "-", input=odoo_database(
+        "again", namespace, duplicateFrom={"name": source, "forTesting": True}))
+    wait_reason(cluster, "again", namespace, "DatabaseExists")
+    # As the message says: drop it, and the duplicate goes its normal way.
+    pg_exec(pg_dsn, 'DROP DATABASE "again" WITH (FORCE)')  # looked at again within a minute; a change at once:
+    cluster.kubectl("patch", "odb", "again", "-n", namespace, "--type=merge", "-p", '{"spec":{"tags":["retry"]}}')
+    obj = wait_ready(cluster, "again", namespace, timeout=120)
+    assert obj["status"]["neutralized"] is True and obj["status"]["source"] == "duplicate of prod"
+    assert_neutralized_by_odoo_before_the_app(cluster, "again", namespace, "again")
+
+
 def test_sixth_duplicate_is_refused_and_creates_nothing(cluster, namespace, source, pg_dsn):
     for i in range(5):
         cluster.kubectl("apply", "-f", "-", input=odoo_database(f"copy-{i}", namespace, duplicateFrom={"name": source}))
@@ -189,7 +222,7 @@ def test_rename_to_a_taken_name_changes_nothing(cluster, namespace, source, pg_d
     # Its own host (spec.hostname), so the PostgreSQL name is what conflicts (the host would too: see
     # test_lifecycle's hostname test).
     cluster.kubectl("patch", "odb", source, "-n", namespace, "--type=merge", "-p",
-                    '{"spec":{"databaseName":"other","hostname":"prod-moved.odoo.localhost"}}')
+                    '{"spec":{"databaseName":"other","hostname":"prod-moved-' + namespace + '.example.com"}}')
     obj = wait_reason(cluster, source, namespace, "NameConflict")
     assert condition(obj, "Stalled")["status"] == "True" and "nothing was changed" in condition(obj, "Ready")["message"]
     assert obj["status"]["databaseName"] == "prod"

@@ -265,7 +265,7 @@ def test_same_database_name_in_two_namespaces_is_a_conflict(cluster, operator, n
     cluster.kubectl("apply", "-f", "-", input=odoo_database("dup", namespace))
     wait_ready(cluster, "dup", namespace)
     # Same database name, another host: PostgreSQL's name is the conflict.
-    cluster.kubectl("apply", "-f", "-", input=odoo_database("dup", other, hostname="dup-b.odoo.localhost"))
+    cluster.kubectl("apply", "-f", "-", input=odoo_database("dup", other, hostname=f"dup-{other}.example.com"))
     obj = wait_reason(cluster, "dup", other, "NameConflict")
     assert condition(obj, "Stalled")["status"] == "True"
     # The loser's deletion never drops the winner's database.

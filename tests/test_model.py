@@ -106,3 +106,67 @@ def test_settings_image_table_from_env():
     assert _parse_images('{"17.0": "r/odoo:17"}') == {"17.0": "r/odoo:17"}
     settings = Settings.from_env({"ODOO_OPERATOR_BASE_DOMAIN": "x.io", "ODOO_OPERATOR_CLUSTER_ISSUER": "le"})
     assert settings.base_domain == "x.io" and settings.url_scheme == "https"
+
+
+TRAVERSALS = ["../other/odoodatabases/shop", "..", "a/b", "shop%2F..", "Shop", "shop\n", "", "x" * 254]
+
+
+@pytest.mark.parametrize("value", TRAVERSALS)
+@pytest.mark.parametrize("spec, field", [
+    (lambda v: {"duplicateFrom": {"name": v or 5}}, "spec.duplicateFrom.name"),
+    (lambda v: {"restoreFrom": {"backup": v or 5}}, "spec.restoreFrom.backup"),
+    (lambda v: {"restoreFrom": {"file": "a.zip", "storage": {"pvc": {"claimName": v}}}},
+     "spec.restoreFrom.storage.pvc.claimName"),
+    (lambda v: {"backup": {"storage": {"pvc": {"claimName": v}}}}, "spec.backup.storage.pvc.claimName"),
+    (lambda v: {"backup": {"storage": {"s3": {"bucket": "b", "credentialsSecret": {"name": v}}}}},
+     "spec.backup.storage.s3.credentialsSecret.name"),
+    (lambda v: {"server": v}, "spec.server"),
+])
+def test_every_reference_is_a_kubernetes_name_and_the_error_names_the_field(spec, field, value):
+    with pytest.raises(SpecError, match=field.replace(".", r"\.")):
+        parse_odoo_database(body(**spec(value)), SETTINGS)
+
+
+@pytest.mark.parametrize("name", ["1shop", "shop.prod", "-shop", "shop-", "x" * 64, "Shop", "shop\n"])
+def test_an_odoo_database_name_is_a_dns_1035_label(name):
+    with pytest.raises(SpecError, match="metadata.name"):
+        parse_odoo_database(body(name=name, databaseName="shop"), SETTINGS)
+    assert parse_odoo_database(body(name="x" * 63, databaseName="shop"), SETTINGS).name == "x" * 63
+
+
+def test_database_backup_references_and_names_are_checked():
+    from odoo_operator.model import parse_database_backup
+
+    def backup(name="b", **spec):
+        return {"metadata": {"name": name, "namespace": "ns"}, "spec": {"databaseRef": {"name": "shop"}, **spec}}
+
+    assert parse_database_backup(backup("a.b-" + "c" * 59), SETTINGS).database == "shop"
+    for raw, field in [(backup("b" * 64), "metadata.name"),
+                       (backup(databaseRef={"name": "../x"}), "spec.databaseRef.name"),
+                       (backup(storage={"pvc": {"claimName": "a/b"}}), "spec.storage.pvc.claimName"),
+                       (backup(storage={"s3": {"bucket": "x/../y"}}), "spec.storage.s3.bucket"),
+                       (backup(schedule="@daily\n"), "spec.schedule")]:
+        with pytest.raises(SpecError, match=field.replace(".", r"\.")):
+            parse_database_backup(raw, SETTINGS)
+
+
+@pytest.mark.parametrize("ref, field", [({"namespace": "../x", "name": "s"}, "adminSecretRef.namespace"),
+                                        ({"namespace": "db", "name": "a/b"}, "adminSecretRef.name")])
+def test_postgres_server_admin_secret_ref_is_a_name(ref, field):
+    with pytest.raises(SpecError, match=field):
+        parse_postgres_server({"metadata": {"name": "pg"}, "spec": {"host": "db", "adminSecretRef": ref}})
+
+
+@pytest.mark.parametrize("text", ["9999999999d", "1234567h", "1d\n", "٣d", "-1d"])
+def test_expires_after_is_bounded_and_the_error_names_the_field(text):
+    with pytest.raises(SpecError, match=r"spec\.expiresAfter"):
+        parse_odoo_database(body(expiresAfter=text), SETTINGS)
+    longest = parse_odoo_database(body(expiresAfter="999999d999999h999999m999999s"), SETTINGS).expires_after
+    assert longest is not None and longest.days > 999999
+
+
+@pytest.mark.parametrize("spec", [{"databaseName": "shop\n"}, {"hostname": "shop.example.com\n"},
+                                  {"tags": ["prod\n"]}, {"version": "17.0\n"}])
+def test_a_trailing_newline_never_slips_through_a_pattern(spec):
+    with pytest.raises(SpecError):
+        parse_odoo_database(body(**spec), SETTINGS)

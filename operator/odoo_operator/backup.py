@@ -13,10 +13,16 @@ ZIP's own CRCs are still checked). `receive` writes such a file from stdin (the 
 restore --file`). A dump is tenant-controlled input: psql runs it with every backslash command refused
 (`\restrict`), as the database's own role.
 
-An artifact is written under a temporary name (`<name>.partial` on a volume; an uncompleted multipart
-upload on S3, invisible until completed), checked, published under its final name, and only then
-described by a small sidecar `<name>.json`. Listing reads sidecars only: an artifact without one does
-not exist for restore or retention.
+An artifact is written under a temporary name (`<name>.partial` on a volume, created exclusively and locked
+while its run lives; an uncompleted multipart upload on S3, invisible until completed), checked, published under
+its final name (never over another), and only then described by a small sidecar `<name>.json`. Listing reads
+sidecars only: an artifact without one does not exist for restore or retention. Several runs may back one
+database up at once: each has its own artifact id, and a run removes only the partials of dead runs.
+
+Every backup of a database shares its folder (`<namespace>/<database>/`, how artifacts are addressed). The
+sidecar records which DatabaseBackup made the artifact (`backup`), and retention only ever considers that
+DatabaseBackup's own artifacts; artifacts made before this was recorded belong to no one and are pruned only by
+the run that is told to adopt them (the database's daily backup).
 
 PostgreSQL is reached through the standard libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD,
 PGSSLMODE); the S3 client is a small SigV4 implementation on the standard library (see `S3Client`).
@@ -25,8 +31,10 @@ PGSSLMODE); the S3 client is a small SigV4 implementation on the standard librar
 from __future__ import annotations
 
 import argparse
+import builtins
 import codecs
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import http.client
@@ -38,6 +46,7 @@ import secrets
 import shutil
 import signal
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -63,6 +72,9 @@ from odoo_operator.retention import Retention, select_keep
 log = logging.getLogger("odoo_operator.backup")
 
 CHUNK = 1 << 20
+# What a restored ZIP may expand to, and hold (a zip bomb is refused): see RestoreLimits.
+DEFAULT_RESTORE_MAX_BYTES = 100 << 30
+DEFAULT_RESTORE_MAX_MEMBERS = 2_000_000
 # Level 1 deflate: measured on a 190 MB plain dump of hard-to-compress rows, 91 MB/s against 29 MB/s
 # for the default level 6, for 2% more bytes (112 MB against 110 MB).
 ZIP_COMPRESSLEVEL = 1
@@ -70,6 +82,11 @@ FORMATS = ("zip", "dump")
 EXTENSIONS = {"zip": "zip", "dump": "dump"}
 ID_FORMAT = "%Y%m%dT%H%M%SZ"
 PARTIAL = ".partial"
+# A partial that no live run holds (its lock free: the run died) and that nothing wrote to for this long is
+# removed; the delay covers the instant between its creation and its lock, and writers without a lock.
+UNLOCKED_PARTIAL_GRACE = 600.0
+# An S3 upload cannot be locked: it is another run's until nothing was uploaded to it for this long.
+DEFAULT_STALE_AFTER = 6 * 3600.0
 SIDECAR = ".json"
 APPLICATION_NAME = "odoo-db-operator-backup"
 LIBPQ_ENV = {"PGHOST": "host", "PGPORT": "port", "PGUSER": "user", "PGPASSWORD": "password",
@@ -91,6 +108,7 @@ class Artifact:
     format: str
     db_name: str
     location: str
+    owner: str | None = None  # the DatabaseBackup that made it (None: made before owners were recorded)
 
     @property
     def name(self) -> str:
@@ -102,17 +120,22 @@ class Artifact:
                 "location": self.location}
 
     def sidecar(self) -> dict[str, Any]:
-        return {**self.status(), "format": self.format, "db_name": self.db_name}
+        owner = {"backup": self.owner} if self.owner is not None else {}
+        return {**self.status(), "format": self.format, "db_name": self.db_name, **owner}
 
     @classmethod
     def from_sidecar(cls, data: Mapping[str, Any]) -> Artifact:
+        owner = data.get("backup")
         return cls(id=str(data["id"]), time=_parse_iso(str(data["time"])), size_bytes=int(data["sizeBytes"]),
                    sha256=str(data["sha256"]), format=str(data["format"]), db_name=str(data["db_name"]),
-                   location=str(data["location"]))
+                   location=str(data["location"]), owner=str(owner) if owner is not None else None)
 
 
-def artifact_id(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(ID_FORMAT)
+def artifact_id(moment: datetime, suffix: str = "") -> str:
+    """`20240131T020000Z` (artifacts of earlier versions), or with a random suffix, `20240131T020000Z-3fa9c2`:
+    runs that start in the same second, of different DatabaseBackups or different operators, never meet."""
+    stamp = moment.astimezone(UTC).strftime(ID_FORMAT)
+    return f"{stamp}-{suffix}" if suffix else stamp
 
 
 def artifact_name(db_name: str, ident: str, fmt: str) -> str:
@@ -192,8 +215,8 @@ class Storage(ABC):
         """Remove the sidecar first (so the artifact stops existing at once), then the bytes."""
 
     @abstractmethod
-    def clean_partials(self, db_name: str) -> None:
-        """Remove what an interrupted earlier run of `db_name` left behind."""
+    def clean_partials(self, db_name: str, stale_after: float = DEFAULT_STALE_AFTER) -> Sequence[str]:
+        """Remove what dead runs of `db_name` left behind, never what a live run is writing; returns the names."""
 
     def presigned_url(self, artifact_id: str, seconds: int) -> str:
         raise BackupError("a short-lived download URL needs S3 storage; this storage is a volume")
@@ -207,20 +230,18 @@ class Storage(ABC):
         """A new file at `path`; refused when something is there already (an upload never overwrites)."""
 
     @abstractmethod
-    def local_file(self, path: str, digest: bool) -> contextlib.AbstractContextManager[tuple[Path, str | None]]:
-        """A seekable local file with the bytes of `path`, and their sha256 when `digest` (else None)."""
+    def local_file(self, path: str, digest: bool, spool_limit: int | None = None
+                   ) -> contextlib.AbstractContextManager[tuple[Path, str | None]]:
+        """A seekable local file with the bytes of `path`, and their sha256 when `digest` (else None). A copy
+        made in a temporary directory (S3) is refused beyond `spool_limit` bytes."""
 
     @contextlib.contextmanager
-    def local_copy(self, artifact: Artifact) -> Iterator[tuple[Path, str]]:
+    def local_copy(self, artifact: Artifact, spool_limit: int | None = None) -> Iterator[tuple[Path, str]]:
         """A seekable local file with the artifact's bytes, and their sha256 (zip reading needs seeking)."""
-        digest = hashlib.sha256()
-        with tempfile.NamedTemporaryFile(prefix="odoo-restore-", suffix=f".{artifact.format}") as spool:
-            with self.open_reader(artifact) as source:
-                while chunk := source.read(CHUNK):
-                    digest.update(chunk)
-                    spool.write(chunk)
-            spool.flush()
-            yield Path(spool.name), digest.hexdigest()
+        _check_spool(self.location(artifact.name), artifact.size_bytes, spool_limit)
+        with self.open_reader(artifact) as source, _spool(source, self.location(artifact.name), spool_limit,
+                                                          f".{artifact.format}") as (path, digest):
+            yield path, digest
 
     def find(self, ref: str) -> Artifact:
         """An artifact by id (`20240131T020000Z`) or by name (`mydb-20240131T020000Z.zip`, extension optional)."""
@@ -232,6 +253,27 @@ class Storage(ABC):
             names = ", ".join(a.name for a in matches)
             raise BackupError(f"artifact id {ref!r} is ambiguous ({names}): give the name instead")
         return matches[0]
+
+
+def _check_spool(location: str, size: int | None, spool_limit: int | None) -> None:
+    if spool_limit is not None and size is not None and size > spool_limit:
+        raise BackupError(f"{location} is {size} bytes, more than the {spool_limit} bytes the restore may download "
+                          "to its temporary volume (the operator's ODOO_OPERATOR_RESTORE_SPOOL_SIZE)")
+
+
+@contextlib.contextmanager
+def _spool(source: IO[bytes], location: str, spool_limit: int | None, suffix: str = "") -> Iterator[tuple[Path, str]]:
+    """`source` copied to a temporary file, hashed on the way; never more than `spool_limit` bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    with tempfile.NamedTemporaryFile(prefix="odoo-restore-", suffix=suffix) as spool:
+        while chunk := source.read(CHUNK):
+            size += len(chunk)
+            _check_spool(location, size, spool_limit)
+            digest.update(chunk)
+            spool.write(chunk)
+        spool.flush()
+        yield Path(spool.name), digest.hexdigest()
 
 
 def _read_sidecars(blobs: Iterator[tuple[str, bytes]]) -> list[Artifact]:
@@ -277,11 +319,16 @@ class FileStorage(Storage):
         (self.root / (artifact.name + SIDECAR)).unlink(missing_ok=True)
         (self.root / artifact.name).unlink(missing_ok=True)
 
-    def clean_partials(self, db_name: str) -> None:
-        if self.root.is_dir():
-            for stale in self.root.glob(f"{_glob_escape(db_name)}-*{PARTIAL}"):
-                log.info("removing %s left by an interrupted run", stale.name)
-                stale.unlink(missing_ok=True)
+    def clean_partials(self, db_name: str, stale_after: float = DEFAULT_STALE_AFTER) -> Sequence[str]:
+        removed: builtins.list[str] = []
+        if not self.root.is_dir():
+            return removed
+        grace = min(stale_after, UNLOCKED_PARTIAL_GRACE)
+        for partial in self.root.glob(f"{_glob_escape(db_name)}-*{PARTIAL}"):
+            if _remove_if_dead(partial, grace):
+                log.info("removed %s, left by a run that died", partial.name)
+                removed.append(partial.name)
+        return removed
 
     def _inside(self, path: str) -> Path:
         """`path` under the root, also once symlinks are resolved (a link on the volume cannot lead out)."""
@@ -298,21 +345,50 @@ class FileStorage(Storage):
         target = self._inside(path)  # checked again: the directories now exist, and are no links out
         if target.exists() or target.is_symlink():
             raise BackupError(f"{self.file_location(path)} exists already; choose another name")
-        return _FileWriter(target)
+        _remove_if_dead(target.with_name(target.name + PARTIAL), UNLOCKED_PARTIAL_GRACE)  # an interrupted upload
+        try:
+            return _FileWriter(target)
+        except NameTaken:
+            raise BackupError(f"{self.file_location(path)} is being uploaded by someone else; choose another "
+                              "name") from None
 
     @contextlib.contextmanager
-    def local_file(self, path: str, digest: bool) -> Iterator[tuple[Path, str | None]]:
+    def local_file(self, path: str, digest: bool, spool_limit: int | None = None
+                   ) -> Iterator[tuple[Path, str | None]]:
         target = self._inside(path)
         if not target.is_file():
             raise BackupError(f"no file {path!r} in {self.location('')}")
         yield target, sha256_of_file(target) if digest else None
 
     @contextlib.contextmanager
-    def local_copy(self, artifact: Artifact) -> Iterator[tuple[Path, str]]:
+    def local_copy(self, artifact: Artifact, spool_limit: int | None = None) -> Iterator[tuple[Path, str]]:
         path = self.root / artifact.name
         if not path.is_file():
             raise BackupError(f"{artifact.name} is listed but its file is missing from {self.location('')}")
         yield path, sha256_of_file(path)
+
+
+def _remove_if_dead(partial: Path, grace: float) -> bool:
+    """Remove `partial` unless a live run holds its lock, or it was written to less than `grace` seconds ago."""
+    try:
+        handle = open(partial, "rb")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # its run is alive
+        except OSError as exc:  # a filesystem without locks: only the age can tell
+            log.debug("cannot lock %s (%s): judged by its age", partial.name, exc)
+        try:
+            idle = time.time() - os.fstat(handle.fileno()).st_mtime
+        except OSError:
+            return False
+        if idle < grace:
+            return False
+        partial.unlink(missing_ok=True)
+        return True
 
 
 def _glob_escape(text: str) -> str:
@@ -336,31 +412,49 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + PARTIAL)
-    with open(partial, "wb") as handle:
+    partial = path.with_name(f"{path.name}.{secrets.token_hex(4)}{PARTIAL}")  # concurrent writers never meet
+    with open(partial, "xb") as handle:
+        with contextlib.suppress(OSError):
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # alive, for another run's clean_partials
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(partial, path)
+        os.replace(partial, path)  # still locked until renamed
     _fsync_dir(path.parent)
 
 
+class NameTaken(BackupError):
+    """Another run writes or wrote an artifact of that name: choose another."""
+
+
 class _FileWriter(ArtifactWriter):
+    """Writes `<name>.partial`, created exclusively (a second run choosing the same name is told so) and locked
+    until published or aborted (so `clean_partials` of another run knows it is alive)."""
+
     def __init__(self, final: Path) -> None:
         self.final = final
         self.partial = final.with_name(final.name + PARTIAL)
-        self.handle: IO[bytes] | None = open(self.partial, "wb")
+        try:
+            self.handle: IO[bytes] | None = open(self.partial, "xb")
+        except FileExistsError:
+            raise NameTaken(f"{self.partial.name} is being written by another run") from None
+        try:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a dead run's file, removed and recreated by us meanwhile: impossible with "x"
+            raise NameTaken(f"{self.partial.name} is locked by another run") from None
+        except OSError as exc:
+            log.debug("cannot lock %s (%s): a concurrent run judges it by its age", self.partial.name, exc)
+        self.finished = False
 
     def write(self, data: bytes) -> int:
         assert self.handle is not None
         return self.handle.write(data)
 
     def finish(self) -> None:
-        assert self.handle is not None
+        assert self.handle is not None and not self.finished
         self.handle.flush()
         os.fsync(self.handle.fileno())
-        self.handle.close()
-        self.handle = None
+        self.finished = True  # still open: the lock says this run is alive until publish() or abort()
 
     def verify(self, size: int, sha256: str, check: Callable[[IO[bytes]], None]) -> None:
         stored_size = self.partial.stat().st_size
@@ -372,14 +466,28 @@ class _FileWriter(ArtifactWriter):
             check(handle)
 
     def publish(self) -> None:
-        os.replace(self.partial, self.final)
+        """Under the final name, never over an existing file (a hard link fails if the name is taken)."""
+        try:
+            os.link(self.partial, self.final)
+        except FileExistsError:
+            raise NameTaken(f"{self.final.name} exists already") from None
+        except OSError:  # a filesystem without hard links
+            if self.final.exists():
+                raise NameTaken(f"{self.final.name} exists already") from None
+            os.replace(self.partial, self.final)
+        self.partial.unlink(missing_ok=True)
         _fsync_dir(self.final.parent)
+        self._close()
 
-    def abort(self) -> None:
+    def _close(self) -> None:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
-        self.partial.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        if self.handle is not None:  # still ours (a closed handle means published, or already aborted)
+            self.partial.unlink(missing_ok=True)
+        self._close()
 
 
 # --- S3 --------------------------------------------------------------------------------------
@@ -586,19 +694,33 @@ class S3Client:
     def abort_multipart(self, key: str, upload_id: str) -> None:
         self.request("DELETE", key, {"uploadId": upload_id}, ok=(200, 204, 404))
 
-    def list_multipart(self, prefix: str) -> list[tuple[str, str]]:
+    def list_multipart(self, prefix: str) -> list[tuple[str, str, datetime | None]]:
+        """(key, upload id, when it was initiated) of the uploads in progress under `prefix`."""
         body = self.request("GET", "", {"uploads": "", "prefix": prefix})[1]
         root = ET.fromstring(body)
         uploads = []
         for el in root.iter():
             if el.tag.rsplit("}", 1)[-1] == "Upload":
                 fields = {child.tag.rsplit("}", 1)[-1]: child.text or "" for child in el}
-                uploads.append((fields.get("Key", ""), fields.get("UploadId", "")))
+                uploads.append((fields.get("Key", ""), fields.get("UploadId", ""), _s3_time(fields.get("Initiated"))))
         return uploads
+
+    def last_part_time(self, key: str, upload_id: str) -> datetime | None:
+        """When the newest part of an upload in progress was uploaded (None: no part yet)."""
+        body = self.request("GET", key, {"uploadId": upload_id}, ok=(200, 404))[1]
+        times = [t for t in map(_s3_time, _xml_texts(body, "LastModified")) if t is not None] if body else []
+        return max(times) if times else None
 
     def presign_get(self, key: str, seconds: int) -> str:
         query = self.signer.presign("GET", self.host, self._path(key), seconds, _amz_stamp())
         return f"{self.url(key)}?{query}"
+
+
+def _s3_time(text: str | None) -> datetime | None:
+    try:
+        return _parse_iso(text) if text else None
+    except ValueError:
+        return None
 
 
 def _s3_error(body: bytes) -> str:
@@ -647,10 +769,21 @@ class S3Storage(Storage):
         self.client.delete(self.key(artifact.name + SIDECAR))
         self.client.delete(self.key(artifact.name))
 
-    def clean_partials(self, db_name: str) -> None:
-        for key, upload_id in self.client.list_multipart(self.key(f"{db_name}-")):
-            log.info("aborting the upload of %s left by an interrupted run", key)
+    def clean_partials(self, db_name: str, stale_after: float = DEFAULT_STALE_AFTER) -> Sequence[str]:
+        """An upload in progress is another run's as long as it moves: only one idle for `stale_after` seconds
+        (nothing initiated nor uploaded since) is a dead run's and aborted."""
+        removed: builtins.list[str] = []
+        cutoff = datetime.now(UTC) - timedelta(seconds=stale_after)
+        for key, upload_id, initiated in self.client.list_multipart(self.key(f"{db_name}-")):
+            if initiated is None or initiated > cutoff:
+                continue
+            last_part = self.client.last_part_time(key, upload_id)
+            if last_part is not None and last_part > cutoff:
+                continue
+            log.info("aborting the upload of %s, idle since %s: its run died", key, _iso(last_part or initiated))
             self.client.abort_multipart(key, upload_id)
+            removed.append(key)
+        return removed
 
     def file_location(self, path: str) -> str:
         return self.location(check_path(path))
@@ -662,18 +795,15 @@ class S3Storage(Storage):
         return _S3Writer(self.client, key, self.part_size)
 
     @contextlib.contextmanager
-    def local_file(self, path: str, digest: bool) -> Iterator[tuple[Path, str | None]]:
+    def local_file(self, path: str, digest: bool, spool_limit: int | None = None
+                   ) -> Iterator[tuple[Path, str | None]]:
         key = self.key(check_path(path))
-        if self.client.head_size(key) is None:
+        size = self.client.head_size(key)
+        if size is None:
             raise BackupError(f"no file {path!r} in {self.location('')}")
-        sha = hashlib.sha256()
-        with tempfile.NamedTemporaryFile(prefix="odoo-restore-") as spool:
-            with self.client.stream(key) as source:
-                while chunk := source.read(CHUNK):
-                    sha.update(chunk)
-                    spool.write(chunk)
-            spool.flush()
-            yield Path(spool.name), sha.hexdigest()
+        _check_spool(self.file_location(path), size, spool_limit)
+        with self.client.stream(key) as source, _spool(source, self.file_location(path), spool_limit) as spooled:
+            yield spooled
 
     def presigned_url(self, artifact_id: str, seconds: int) -> str:
         if not 1 <= seconds <= 7 * 24 * 3600:
@@ -860,12 +990,50 @@ class _HashingWriter:
         """Nothing to do: the storage writer is closed by `finish()` or `abort()`."""
 
 
-def _check_zip_layout(handle: IO[bytes], name: str) -> zipfile.ZipFile:
-    """The zip opens (its central directory is intact), dump.sql is there and every path is safe."""
+@dataclass(frozen=True)
+class RestoreLimits:
+    """What a ZIP may expand to. zipfile never extracts more than an entry's declared size, so the sizes and the
+    count in its central directory are checked before anything is written: a zip bomb is refused at once."""
+
+    max_bytes: int = DEFAULT_RESTORE_MAX_BYTES
+    max_members: int = DEFAULT_RESTORE_MAX_MEMBERS
+
+    def too_big(self, name: str, size: int) -> BackupError:
+        return BackupError(f"{name} expands to {size} bytes, more than the {self.max_bytes} a restore accepts "
+                           "(the operator's ODOO_OPERATOR_RESTORE_MAX_BYTES; --max-bytes)")
+
+    def too_many(self, name: str, count: int) -> BackupError:
+        return BackupError(f"{name} holds {count} entries, more than the {self.max_members} a restore accepts "
+                           "(the operator's ODOO_OPERATOR_RESTORE_MAX_MEMBERS; --max-members)")
+
+
+def _declared_entries(handle: IO[bytes]) -> int | None:
+    """The entry count of a zip's end record, read before its central directory is (all in memory)."""
+    end_record = getattr(zipfile, "_EndRecData", None)
+    try:
+        record = end_record(handle) if end_record else None
+        return int(record[4]) if record else None
+    except (OSError, ValueError, IndexError, TypeError, struct.error):
+        return None
+    finally:
+        handle.seek(0)
+
+
+def _check_zip_layout(handle: IO[bytes], name: str, limits: RestoreLimits | None = None) -> zipfile.ZipFile:
+    """The zip opens (its central directory is intact), dump.sql is there, every path is safe and, with `limits`,
+    it expands to no more than they allow."""
+    if limits is not None and (declared := _declared_entries(handle)) is not None and declared > limits.max_members:
+        raise limits.too_many(name, declared)
     try:
         archive = zipfile.ZipFile(handle)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise BackupError(f"{name} is not a valid Odoo backup: {exc}") from None
+    if limits is not None:
+        infos = archive.infolist()
+        total = sum(info.file_size for info in infos)
+        if len(infos) > limits.max_members or total > limits.max_bytes:
+            archive.close()
+            raise limits.too_many(name, len(infos)) if len(infos) > limits.max_members else limits.too_big(name, total)
     names = archive.namelist()
     if "dump.sql" not in names:
         archive.close()
@@ -920,6 +1088,9 @@ def _write_zip(out: _HashingWriter, database: str, odoo_version: str, filestore:
             log.warning("filestore %s does not exist: the backup has no filestore/", filestore)
             return stats
         for directory, subdirs, files in os.walk(filestore):
+            if Path(directory) == filestore:  # a restore's own progress is no attachment
+                subdirs[:] = [d for d in subdirs if d not in RESTORE_ENTRIES]
+                files = [f for f in files if f not in RESTORE_ENTRIES]
             subdirs.sort()
             for file_name in sorted(files):
                 path = Path(directory, file_name)
@@ -940,31 +1111,38 @@ def _write_dump(out: _HashingWriter, database: str, pg_env: Mapping[str, str] | 
     return {"dump_bytes": out.size, "files": 0}
 
 
-def _fresh_id(storage: Storage, database: str, fmt: str, moment: datetime) -> tuple[str, datetime]:
-    """Ids have a one-second resolution: wait for the next second rather than overwrite an artifact."""
-    moment = moment.astimezone(UTC).replace(microsecond=0)
-    while storage.exists(artifact_name(database, artifact_id(moment), fmt)):
-        moment += timedelta(seconds=1)
-        time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
-    return artifact_id(moment), moment
+def _open_fresh(storage: Storage, database: str, fmt: str, moment: datetime) -> tuple[str, ArtifactWriter]:
+    """A new artifact id (its time, a random suffix) and a writer for it; another run never has the same."""
+    for _ in range(20):
+        ident = artifact_id(moment, secrets.token_hex(3))
+        name = artifact_name(database, ident, fmt)
+        if storage.exists(name):
+            continue
+        try:
+            return ident, storage.open_writer(name)
+        except NameTaken:
+            continue
+    raise BackupError(f"no free artifact name for {database} in {storage.location('')}")
 
 
 def create_backup(storage: Storage, database: str, *, fmt: str = "zip", odoo_version: str = "17.0",
                   filestore: Path | None = None, pg_env: Mapping[str, str] | None = None,
-                  now: datetime | None = None) -> Artifact:
-    """Back `database` up into `storage`; returns the published artifact (its sidecar written)."""
+                  now: datetime | None = None, owner: str | None = None,
+                  stale_after: float = DEFAULT_STALE_AFTER) -> Artifact:
+    """Back `database` up into `storage` as an artifact of DatabaseBackup `owner`; returns the published artifact
+    (its sidecar written). Other runs may back the same database up meanwhile."""
     if fmt not in FORMATS:
         raise BackupError(f"format {fmt!r}: use zip or dump")
     if fmt == "zip":
         odoo_release(odoo_version)  # refuse a bad version before dumping for minutes
         if filestore is None:
             raise BackupError("a zip backup needs the database's filestore directory (--filestore)")
-    storage.clean_partials(database)
-    ident, moment = _fresh_id(storage, database, fmt, now or datetime.now(UTC))
+    storage.clean_partials(database, stale_after)
+    moment = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    ident, writer = _open_fresh(storage, database, fmt, moment)
     name = artifact_name(database, ident, fmt)
     log.info("backing up %s (%s) to %s", database, fmt, storage.location(name))
     started = time.monotonic()
-    writer = storage.open_writer(name)
     try:
         out = _HashingWriter(writer)
         if fmt == "zip":
@@ -981,7 +1159,7 @@ def create_backup(storage: Storage, database: str, *, fmt: str = "zip", odoo_ver
         writer.abort()
         raise
     artifact = Artifact(id=ident, time=moment, size_bytes=out.size, sha256=sha256, format=fmt, db_name=database,
-                        location=storage.location(name))
+                        location=storage.location(name), owner=owner)
     storage.write_sidecar(artifact)
     elapsed = max(time.monotonic() - started, 1e-6)
     log.info("backed up %s: %.1f MB of SQL, %d filestore files -> %.1f MB artifact in %.1f s (%.1f MB/s of SQL)",
@@ -990,10 +1168,13 @@ def create_backup(storage: Storage, database: str, *, fmt: str = "zip", odoo_ver
     return artifact
 
 
-def prune(storage: Storage, db_name: str, retention: Retention, keep: str, now: datetime) -> tuple[list[Artifact],
-                                                                                               list[str]]:
-    """Delete `db_name`'s artifacts that the retention rule lets go (never `keep`, the newest good one)."""
-    mine = [a for a in storage.list() if a.db_name == db_name]
+def prune(storage: Storage, db_name: str, retention: Retention, keep: str, now: datetime, *,
+          owner: str | None = None, adopt_unowned: bool = False) -> tuple[list[Artifact], list[str]]:
+    """Delete the artifacts of `db_name` made by DatabaseBackup `owner` that the retention rule lets go (never
+    `keep`, the newest good one); with `adopt_unowned`, also those made before owners were recorded. Any other
+    artifact, of another DatabaseBackup of the same database, is not looked at."""
+    mine = [a for a in storage.list()
+            if a.db_name == db_name and (a.owner == owner or (adopt_unowned and a.owner is None))]
     kept = select_keep([(a.id, a.time) for a in mine], retention.keep_last, retention.keep_daily,
                        retention.keep_weekly, retention.keep_monthly, now) | {keep}
     pruned = []
@@ -1006,17 +1187,6 @@ def prune(storage: Storage, db_name: str, retention: Retention, keep: str, now: 
 
 
 # --- restore -----------------------------------------------------------------------------------
-
-def _ensure_empty(database: str, pg_env: Mapping[str, str] | None) -> None:
-    with _connect(database, pg_env) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')"
-            " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'"
-        ).fetchone()
-    if row and row[0]:
-        raise BackupError(f"database {database!r} is not empty ({row[0]} relations): restore needs an empty one")
-
 
 class _Reader(Protocol):
     def read(self, size: int = ..., /) -> bytes: ...
@@ -1053,10 +1223,10 @@ def _run_loader(argv: list[str], source: _Reader | None, pg_env: Mapping[str, st
             raise BackupError(f"{what} failed (exit {code}), nothing was restored: {_tail(stderr)}")
 
 
-def _extract_filestore(archive: zipfile.ZipFile, filestore: Path) -> int:
+def _extract_filestore(archive: zipfile.ZipFile, filestore: Path, limits: RestoreLimits, name: str) -> int:
     filestore.mkdir(parents=True, exist_ok=True)
     root = filestore.resolve()
-    count = 0
+    count = written = 0
     for info in archive.infolist():
         if not info.filename.startswith("filestore/") or info.is_dir():
             continue
@@ -1067,7 +1237,11 @@ def _extract_filestore(archive: zipfile.ZipFile, filestore: Path) -> int:
         if not target.parent.resolve().is_relative_to(root):
             raise BackupError(f"{info.filename!r} would be written outside {filestore} (through a symlink)")
         with archive.open(info) as source, open(target, "wb") as destination:
-            shutil.copyfileobj(source, destination, CHUNK)
+            while chunk := source.read(CHUNK):  # zipfile stops at the declared size; counted all the same
+                written += len(chunk)
+                if written > limits.max_bytes:
+                    raise limits.too_big(name, written)
+                destination.write(chunk)
         count += 1
     return count
 
@@ -1148,60 +1322,223 @@ def _version_key(version: str) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match else None
 
 
-def _check_manifest(archive: zipfile.ZipFile, name: str, odoo_version: str | None) -> None:
-    """Odoo does not downgrade: a backup of a newer Odoo than the database's is refused before loading."""
-    if odoo_version is None or "manifest.json" not in archive.namelist():
-        return
+def _check_manifest(archive: zipfile.ZipFile, name: str, odoo_version: str | None,
+                    server_version: int | None) -> tuple[dict[str, Any], list[str]]:
+    """Odoo's manifest.json (see Odoo's `dump_db_manifest`): what it says, and warnings for a human. Odoo does not
+    downgrade: a backup of a newer Odoo than the database's (`odoo_version`) is refused before anything is
+    loaded; one of an older major version is restored with a warning (it needs an upgrade before that Odoo can
+    serve it)."""
+    if "manifest.json" not in archive.namelist():
+        return {}, [f"{name} has no manifest.json: the Odoo version that made it is unknown and was not checked"]
     try:
         manifest = json.loads(archive.read("manifest.json"))
     except (ValueError, zipfile.BadZipFile, zlib.error) as exc:
         raise BackupError(f"{name}: its manifest.json is unreadable: {exc}") from None
-    made_by = str(manifest.get("major_version") or manifest.get("version") or "") if isinstance(manifest, dict) else ""
-    theirs, ours = _version_key(made_by), _version_key(odoo_version)
-    if theirs and ours and theirs > ours:
-        raise BackupError(f"{name} was made by Odoo {made_by}, newer than this database's Odoo {odoo_version}: Odoo "
-                          "cannot downgrade a database; restore it into an OdooDatabase of version "
-                          f"{theirs[0]}.{theirs[1]} or later")
+    if not isinstance(manifest, dict):
+        raise BackupError(f"{name}: its manifest.json is not a JSON object")
+    modules = manifest.get("modules")
+    info: dict[str, Any] = {key: str(manifest[key]) for key in ("version", "major_version", "pg_version", "db_name")
+                            if isinstance(manifest.get(key), (str, int, float))}
+    info["modules"] = len(modules) if isinstance(modules, dict) else 0
+    warnings = []
+    made_by = str(manifest.get("major_version") or manifest.get("version") or "")
+    theirs = _version_key(made_by)
+    if odoo_version is not None:
+        ours = _version_key(odoo_version)
+        if theirs is None:
+            warnings.append(f"{name}: its manifest.json names no Odoo version; it was not checked against "
+                            f"this database's Odoo {odoo_version}")
+        elif ours is not None and theirs > ours:
+            raise BackupError(f"{name} was made by Odoo {made_by}, newer than this database's Odoo {odoo_version}: "
+                              "Odoo cannot downgrade a database; restore it into an OdooDatabase of version "
+                              f"{theirs[0]}.{theirs[1]} or later")
+        elif ours is not None and theirs < ours:
+            warnings.append(f"{name} was made by Odoo {made_by}, older than this database's Odoo {odoo_version}: "
+                            "Odoo does not migrate a database to a newer version by itself; it must be upgraded "
+                            f"(Odoo's upgrade service, or OpenUpgrade) before Odoo {odoo_version} can serve it")
+    dumped_on = _version_key(str(manifest.get("pg_version") or ""))
+    if dumped_on and server_version and dumped_on[0] > server_version // 10000:
+        warnings.append(f"{name} was dumped from PostgreSQL {manifest.get('pg_version')}, newer than this server's "
+                        f"{_server_version_string(server_version)}: its SQL may use what this server lacks")
+    return info, warnings
 
 
 def _psql_argv(target: list[str]) -> list[str]:
     return ["psql", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-X", "-q", *target, "-f", "-"]
 
 
-def restore_file(path: Path, database: str, filestore: Path | None, *, pg_env: Mapping[str, str] | None = None,
-                 verified: bool = False, name: str | None = None, odoo_version: str | None = None) -> str:
-    """Restore a local file (Odoo's zip, a pg_dump custom archive or plain SQL, told by its first bytes) into the
-    EXISTING EMPTY `database`; returns the format.
+# A restore's progress, in its filestore directory (the database's own volume): a retry after a failure at any
+# step knows what an earlier attempt did. The filestore is first extracted beside it (`RESTORE_STAGING`), the SQL
+# then loaded in one transaction, and only then are the files moved into place.
+RESTORE_STATE = ".odoo-restore.json"
+RESTORE_STAGING = ".odoo-restore-staging"
+RESTORE_ENTRIES = (RESTORE_STATE, RESTORE_STAGING)
 
-    Everything that can be checked is checked before anything is loaded; the load itself runs in one
-    transaction that stops at the first error, as whatever role the connection uses (in the restore Job:
-    the database's own, never an administrator: the SQL comes from a user). `verified` means its sha256
-    already matched, which makes reading every zip entry once more (to check CRCs) pointless.
+
+@dataclass
+class Restored:
+    format: str
+    files: int = 0
+    resumed: bool = False
+    manifest: dict[str, Any] | None = None
+    warnings: list[str] | None = None
+
+    def report(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"format": self.format, "filestoreFiles": self.files, "resumed": self.resumed,
+                                  "warnings": self.warnings or []}
+        if self.manifest is not None:
+            result["manifest"] = self.manifest
+        return result
+
+
+def _source_identity(path: Path) -> str:
+    """Tells the same file again (its size, its first and last MiB) without reading it whole."""
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(CHUNK))
+        if size > CHUNK:
+            handle.seek(max(CHUNK, size - CHUNK))
+            digest.update(handle.read(CHUNK))
+    return f"{size}:{digest.hexdigest()}"
+
+
+def _database_state(database: str, pg_env: Mapping[str, str] | None) -> tuple[int, int]:
+    """How many relations `database` holds (0: empty, as a restore needs it), and the server's version."""
+    with _connect(database, pg_env) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')"
+            " AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'"
+        ).fetchone()
+        return (int(row[0]) if row else 0), conn.info.server_version
+
+
+def _read_state(filestore: Path | None) -> dict[str, Any] | None:
+    if filestore is None:
+        return None
+    try:
+        state = json.loads((filestore / RESTORE_STATE).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _write_state(filestore: Path | None, source: str, step: str) -> None:
+    if filestore is not None:
+        filestore.mkdir(parents=True, exist_ok=True)
+        _atomic_write(filestore / RESTORE_STATE, json.dumps({"source": source, "step": step}).encode())
+
+
+def _clear_state(filestore: Path | None) -> None:
+    if filestore is not None:
+        _discard_staging(filestore)
+        (filestore / RESTORE_STATE).unlink(missing_ok=True)
+
+
+def _discard_staging(filestore: Path) -> None:
+    staging = filestore / RESTORE_STAGING
+    if staging.is_symlink() or staging.is_file():
+        staging.unlink()
+    elif staging.exists():
+        shutil.rmtree(staging)
+
+
+def _check_restorable(database: str, filestore: Path | None, pg_env: Mapping[str, str] | None) -> None:
+    """Before a long download: the database is empty, or holds what an interrupted restore loaded."""
+    relations, _ = _database_state(database, pg_env)
+    if relations and _read_state(filestore) is None:
+        raise _not_empty(database, relations)
+
+
+def _not_empty(database: str, relations: int) -> BackupError:
+    return BackupError(f"database {database!r} is not empty ({relations} relations) and no interrupted restore of "
+                       "this same backup is recorded in its filestore: restore needs an empty one")
+
+
+def _loaded_by_earlier_attempt(state: Mapping[str, Any] | None, identity: str) -> bool:
+    """The SQL of this same file committed in an earlier attempt: the one transaction it loads in either
+    committed whole or left the database empty, and nothing else writes to a database being restored."""
+    return state is not None and state.get("source") == identity and state.get("step") in ("loading", "publishing")
+
+
+def restore_file(path: Path, database: str, filestore: Path | None, *, pg_env: Mapping[str, str] | None = None,
+                 verified: bool = False, name: str | None = None, odoo_version: str | None = None,
+                 limits: RestoreLimits | None = None) -> Restored:
+    """Restore a local file (Odoo's zip, a pg_dump custom archive or plain SQL, told by its first bytes) into the
+    EXISTING EMPTY `database` and its `filestore` directory.
+
+    Everything that can be checked is checked, and the filestore extracted beside its final place, before
+    anything is loaded; the load itself runs in one transaction that stops at the first error, as whatever role
+    the connection uses (in the restore Job: the database's own, never an administrator: the SQL comes from a
+    user); the files are moved into place last. A failure before the load leaves the database empty; after it,
+    a retry with the same file finds the step it reached in `filestore` and finishes. `verified` means its
+    sha256 already matched, which makes reading every zip entry once more (to check CRCs) pointless.
     """
     name = name or path.name
+    limits = limits or RestoreLimits()
     fmt = _detect_file_format(path, name)
     if fmt == "zip" and filestore is None:
         raise BackupError("restoring a zip backup needs a filestore directory (--filestore)")
-    _ensure_empty(database, pg_env)
+    identity = _source_identity(path)
+    relations, server_version = _database_state(database, pg_env)
+    result = Restored(fmt)
+    if relations:
+        if not _loaded_by_earlier_attempt(_read_state(filestore), identity):
+            raise _not_empty(database, relations)
+        log.info("%s: its SQL was loaded into %s by an earlier attempt; finishing", name, database)
+        result.resumed = True
+        if fmt == "zip":
+            with open(path, "rb") as handle, _check_zip_layout(handle, name, limits) as archive:
+                result.manifest, result.warnings = _check_manifest(archive, name, None, server_version)
+            assert filestore is not None
+            result.files = _publish_staging(filestore)
+        _clear_state(filestore)
+        return result
+    if filestore is not None and filestore.is_dir():
+        _discard_staging(filestore)
     target = [f"--dbname={_conninfo_dbname(database)}", "--no-password"]
-    if fmt == "dump":
-        _run_loader(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",
-                     *target, str(path)], None, pg_env, f"pg_restore of {name}",
-                    lambda exc: BackupError(f"{name}: {exc}"))
-        log.info("restored %s into %s", name, database)
-        return fmt
-    if fmt == "sql":
-        with open(path, "rb") as sql_file:
-            _run_loader(_psql_argv(target), _RestrictedSql(sql_file), pg_env, f"psql loading {name}",
+    try:
+        if fmt == "dump":
+            _write_state(filestore, identity, "loading")
+            _run_loader(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",
+                         *target, str(path)], None, pg_env, f"pg_restore of {name}",
                         lambda exc: BackupError(f"{name}: {exc}"))
-        log.info("restored %s into %s", name, database)
-        return fmt
+        elif fmt == "sql":
+            _write_state(filestore, identity, "loading")
+            with open(path, "rb") as sql_file:
+                _run_loader(_psql_argv(target), _RestrictedSql(sql_file), pg_env, f"psql loading {name}",
+                            lambda exc: BackupError(f"{name}: {exc}"))
+        else:
+            assert filestore is not None
+            _load_zip(path, name, database, filestore, identity, target, result, pg_env=pg_env, verified=verified,
+                      odoo_version=odoo_version, limits=limits, server_version=server_version)
+    except BaseException:
+        with contextlib.suppress(BackupError, OSError):
+            if not _database_state(database, pg_env)[0]:  # nothing committed: the next attempt starts afresh
+                _clear_state(filestore)
+                if filestore is not None:
+                    filestore.rmdir()  # if this attempt made it and it is empty (a mount point stays)
+        raise
+    if fmt == "zip":
+        assert filestore is not None
+        _write_state(filestore, identity, "publishing")
+        result.files = _publish_staging(filestore)
+    _clear_state(filestore)
+    for warning in result.warnings or []:
+        log.warning("%s", warning)
+    log.info("restored %s into %s (%d filestore files)", name, database, result.files)
+    return result
 
+
+def _load_zip(path: Path, name: str, database: str, filestore: Path, identity: str, target: list[str],
+              result: Restored, *, pg_env: Mapping[str, str] | None, verified: bool, odoo_version: str | None,
+              limits: RestoreLimits, server_version: int) -> None:
     def corrupt(exc: Exception) -> BackupError:
         return BackupError(f"{name} is not a valid Odoo backup: {exc}")
 
-    with open(path, "rb") as handle, _check_zip_layout(handle, name) as archive:
-        _check_manifest(archive, name, odoo_version)
+    with open(path, "rb") as handle, _check_zip_layout(handle, name, limits) as archive:
+        result.manifest, result.warnings = _check_manifest(archive, name, odoo_version, server_version)
         if not verified:
             try:
                 bad = archive.testzip()
@@ -1209,48 +1546,71 @@ def restore_file(path: Path, database: str, filestore: Path | None, *, pg_env: M
                 raise corrupt(exc) from None
             if bad is not None:
                 raise corrupt(Exception(f"entry {bad!r} is damaged (bad CRC)"))
+        _write_state(filestore, identity, "staging")
+        staged = _extract_filestore(archive, filestore / RESTORE_STAGING, limits, name)
+        log.info("%s: %d filestore files extracted beside %s; loading dump.sql", name, staged, filestore)
+        _write_state(filestore, identity, "loading")
         with archive.open("dump.sql") as sql_stream:
             _run_loader(_psql_argv(target), _RestrictedSql(sql_stream), pg_env, f"psql loading dump.sql of {name}",
                         corrupt)
-        assert filestore is not None
-        files = _extract_filestore(archive, filestore)
-    log.info("restored %s into %s (%d filestore files)", name, database, files)
-    return fmt
+
+
+def _publish_staging(filestore: Path) -> int:
+    """Move the extracted files into place (a rename each, on the same volume); idempotent."""
+    staging = filestore / RESTORE_STAGING
+    if not staging.is_dir() or staging.is_symlink():
+        return 0
+    root = filestore.resolve()
+    moved = 0
+    for directory, _, files in os.walk(staging):
+        for file_name in files:
+            source = Path(directory, file_name)
+            target = root / source.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.parent.resolve().is_relative_to(root):
+                raise BackupError(f"{target} would be written outside {filestore} (through a symlink)")
+            os.replace(source, target)
+            moved += 1
+    shutil.rmtree(staging)
+    _fsync_dir(root)
+    return moved
 
 
 def restore_backup(storage: Storage, ref: str, database: str, filestore: Path | None, *,
-                   pg_env: Mapping[str, str] | None = None, odoo_version: str | None = None) -> Artifact:
+                   pg_env: Mapping[str, str] | None = None, odoo_version: str | None = None,
+                   limits: RestoreLimits | None = None, spool_limit: int | None = None) -> tuple[Artifact, Restored]:
     """Restore artifact `ref` (id or name) from `storage` into the EXISTING EMPTY `database` and `filestore`."""
     artifact = storage.find(ref)
     if artifact.format == "zip" and filestore is None:
         raise BackupError("restoring a zip backup needs a filestore directory (--filestore)")
-    _ensure_empty(database, pg_env)  # before a long download
-    with storage.local_copy(artifact) as (path, sha256):
+    _check_restorable(database, filestore, pg_env)  # before a long download
+    with storage.local_copy(artifact, spool_limit) as (path, sha256):
         if sha256 != artifact.sha256:
             raise BackupError(f"{artifact.name} is not a valid Odoo backup: its sha256 is {sha256}, not the "
                               f"{artifact.sha256} recorded when it was made (corrupt or truncated)")
-        restore_file(path, database, filestore, pg_env=pg_env, verified=True, name=artifact.name,
-                     odoo_version=odoo_version)
-    return artifact
+        restored = restore_file(path, database, filestore, pg_env=pg_env, verified=True, name=artifact.name,
+                                odoo_version=odoo_version, limits=limits)
+    return artifact, restored
 
 
 def restore_storage_file(storage: Storage, path: str, database: str, filestore: Path | None, *,
                          sha256: str | None = None, odoo_version: str | None = None,
-                         pg_env: Mapping[str, str] | None = None) -> dict[str, Any]:
+                         pg_env: Mapping[str, str] | None = None, limits: RestoreLimits | None = None,
+                         spool_limit: int | None = None) -> dict[str, Any]:
     """Restore `path` (relative to the storage's root; any Odoo ZIP, pg_dump archive or SQL file, no sidecar
     needed) into the EXISTING EMPTY `database`. With `sha256` the bytes must match it; without, the restore is
     unverified and says so."""
     location = storage.file_location(path)
-    _ensure_empty(database, pg_env)  # before a long download
-    with storage.local_file(path, digest=sha256 is not None) as (local, digest):
+    _check_restorable(database, filestore, pg_env)  # before a long download
+    with storage.local_file(path, sha256 is not None, spool_limit) as (local, digest):
         if sha256 is not None and digest != sha256:
             raise BackupError(f"{location}: its sha256 is {digest}, not the {sha256} given (corrupt, truncated or "
                               "another file)")
         if sha256 is None:
             log.warning("%s: no checksum given, restoring it unverified", location)
-        fmt = restore_file(local, database, filestore, pg_env=pg_env, verified=sha256 is not None,
-                           name=PurePosixPath(path).name, odoo_version=odoo_version)
-    return {"file": location, "format": fmt, "verified": sha256 is not None, "sha256": digest}
+        restored = restore_file(local, database, filestore, pg_env=pg_env, verified=sha256 is not None,
+                                name=PurePosixPath(path).name, odoo_version=odoo_version, limits=limits)
+    return {"file": location, **restored.report(), "verified": sha256 is not None, "sha256": digest}
 
 
 def receive(storage: Storage, path: str, source: IO[bytes], sha256: str | None = None) -> dict[str, Any]:
@@ -1296,10 +1656,11 @@ def _storage_of(args: argparse.Namespace) -> Storage:
 def _cmd_create(args: argparse.Namespace) -> dict[str, Any]:
     storage = _storage_of(args)
     artifact = create_backup(storage, args.database, fmt=args.format, odoo_version=args.odoo_version,
-                             filestore=args.filestore)
+                             filestore=args.filestore, owner=args.owner, stale_after=args.stale_after)
     retention = Retention(args.keep_last, args.keep_daily, args.keep_weekly, args.keep_monthly)
     try:
-        remaining, pruned = prune(storage, args.database, retention, artifact.id, artifact.time)
+        remaining, pruned = prune(storage, args.database, retention, artifact.id, artifact.time, owner=args.owner,
+                                  adopt_unowned=args.adopt_unowned)
     except BackupError as exc:  # the backup itself is good: say so, so its status can still record it
         return {"ok": False, "error": f"{artifact.name} was published, but retention failed: {exc}",
                 "artifact": artifact.status()}
@@ -1308,15 +1669,18 @@ def _cmd_create(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_restore(args: argparse.Namespace) -> dict[str, Any]:
+    limits = RestoreLimits(args.max_bytes, args.max_members)
     if args.file:
         restored = restore_storage_file(_storage_of(args), args.file, args.database, args.filestore,
-                                        sha256=args.sha256, odoo_version=args.odoo_version)
+                                        sha256=args.sha256, odoo_version=args.odoo_version, limits=limits,
+                                        spool_limit=args.spool_limit)
         return {"ok": True, **restored, "database": args.database}
     if args.sha256:
         raise BackupError("--sha256 goes with --file (an artifact is checked against its sidecar)")
-    artifact = restore_backup(_storage_of(args), args.artifact, args.database, args.filestore,
-                              odoo_version=args.odoo_version)
-    return {"ok": True, "artifact": artifact.status(), "database": args.database, "verified": True}
+    artifact, result = restore_backup(_storage_of(args), args.artifact, args.database, args.filestore,
+                                      odoo_version=args.odoo_version, limits=limits, spool_limit=args.spool_limit)
+    return {"ok": True, "artifact": artifact.status(), **result.report(), "database": args.database,
+            "verified": True}
 
 
 def _cmd_receive(args: argparse.Namespace) -> dict[str, Any]:
@@ -1352,6 +1716,13 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m odoo_operator.backup", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -1372,6 +1743,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--keep-daily", type=_non_negative, default=defaults.keep_daily)
     create.add_argument("--keep-weekly", type=_non_negative, default=defaults.keep_weekly)
     create.add_argument("--keep-monthly", type=_non_negative, default=defaults.keep_monthly)
+    create.add_argument("--owner", metavar="NAME", help="the DatabaseBackup making it: retention only ever "
+                        "prunes its own artifacts (without: the artifacts made without --owner)")
+    create.add_argument("--adopt-unowned", action="store_true", help="retention also prunes the artifacts made "
+                        "before owners were recorded (given to the database's daily backup)")
+    create.add_argument("--stale-after", type=_positive_seconds, default=DEFAULT_STALE_AFTER, metavar="SECONDS",
+                        help="an S3 upload idle this long is a dead run's and aborted (a volume's partials are "
+                        "locked by their live runs)")
     create.add_argument("--report", type=_report_target, metavar="NAMESPACE/NAME")
     create.set_defaults(run=_cmd_create)
 
@@ -1384,6 +1762,12 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--odoo-version", help="the database's Odoo version: a backup of a newer one is refused")
     restore.add_argument("--database", required=True)
     restore.add_argument("--filestore", type=Path, help="where to put the filestore (zip format)")
+    restore.add_argument("--max-bytes", type=_non_negative, default=DEFAULT_RESTORE_MAX_BYTES,
+                         help="refuse a ZIP that expands to more bytes (dump.sql and filestore together)")
+    restore.add_argument("--max-members", type=_non_negative, default=DEFAULT_RESTORE_MAX_MEMBERS,
+                         help="refuse a ZIP with more entries")
+    restore.add_argument("--spool-limit", type=_non_negative, metavar="BYTES",
+                         help="refuse to download (S3) a larger file to the temporary directory")
     restore.add_argument("--report", type=_report_target, metavar="NAMESPACE/NAME")
     restore.set_defaults(run=_cmd_restore)
 
@@ -1417,6 +1801,19 @@ def _report(target: tuple[str, str], result: dict[str, Any]) -> None:
         log.exception("reporting to %s/%s failed", *target)
 
 
+TERMINATION_LOG = Path("/dev/termination-log")
+
+
+def _termination_message(result: Mapping[str, Any]) -> None:
+    """In a Pod, the result (its warnings first: manifest versions, an unverified file) is also the container's
+    termination message, shown by `kubectl describe` and in the Pod's status (4096 bytes at most)."""
+    if not TERMINATION_LOG.is_file():
+        return
+    short = {key: result[key] for key in ("ok", "error", "warnings", "manifest", "resumed") if key in result}
+    with contextlib.suppress(OSError):
+        TERMINATION_LOG.write_text(json.dumps(short)[:4096])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -1432,6 +1829,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     if args.report:
         _report(args.report, result)
+    _termination_message(result)
     print(json.dumps(result), flush=True)
     sys.exit(0 if result["ok"] else 1)
 

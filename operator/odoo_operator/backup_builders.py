@@ -4,14 +4,17 @@ the default backup PVC and the ServiceAccount the Jobs report with. No I/O here.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from . import API_VERSION
 from .builders import (
     CONTAINER_SECURITY_CONTEXT,
+    CRONJOB_NAME_MAX,
     DATABASE_LABEL,
     MANAGED_BY,
     POD_SECURITY_CONTEXT,
+    child_name,
     db_secret_name,
     filestore_pvc_name,
     owner_reference,
@@ -20,21 +23,28 @@ from .config import Settings
 from .model import DatabaseBackup, OdooDatabase, Retention, Storage
 
 BACKUP_LABEL = "odoo.dbmanager.io/backup"
+OWNER_UID_LABEL = "odoo.dbmanager.io/owner-uid"  # a final backup Job: the uid of the OdooDatabase it is for
+BACKUP_TMP_SIZE = "1Gi"  # a backup Job's /tmp holds pg_dump's stderr only
 REPORTER = "odoo-backup"
 FILESTORE_MOUNT = "/filestore"
 BACKUPS_MOUNT = "/backups"
 
 
 def daily_backup_name(db: OdooDatabase) -> str:
-    return f"{db.name}-daily"
+    """A DatabaseBackup's name is a label value on its Jobs: at most 63 characters."""
+    return child_name(db.name, "daily")
+
+
+def backup_cronjob_name(backup: DatabaseBackup) -> str:
+    return child_name(backup.name, limit=CRONJOB_NAME_MAX)
 
 
 def restore_job_name(db: OdooDatabase) -> str:
-    return f"{db.name}-restore"
+    return child_name(db.name, "restore")
 
 
 def final_backup_job_name(db_name: str) -> str:
-    return f"{db_name}-final-backup"
+    return child_name(db_name, "final-backup")
 
 
 def _labels(component: str, database: str, backup: str | None = None) -> dict[str, str]:
@@ -143,14 +153,29 @@ def _retention_args(r: Retention) -> list[str]:
             "--keep-weekly", str(r.keep_weekly), "--keep-monthly", str(r.keep_monthly)]
 
 
+_QUANTITY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
+_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
+          "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50}
+
+
+def quantity_bytes(quantity: str) -> int:
+    """A Kubernetes storage quantity ("20Gi", "500M", "1073741824") in bytes."""
+    match = _QUANTITY.match(quantity.strip())
+    if not match:
+        raise ValueError(f"{quantity!r} is not a storage quantity like 20Gi")
+    return int(match[1]) * _UNITS[match[2]]
+
+
 def _pod_spec(db: OdooDatabase, storage: Storage, args: list[str], image: str, filestore_read_only: bool,
-              extra_env: list[dict[str, Any]] | None = None, reports: bool = True) -> dict[str, Any]:
+              extra_env: list[dict[str, Any]] | None = None, reports: bool = True,
+              tmp_size: str = BACKUP_TMP_SIZE) -> dict[str, Any]:
     env, volumes, mounts = _storage_env_and_volumes(storage)
     volumes = [{"name": "filestore", "persistentVolumeClaim": {"claimName": filestore_pvc_name(db),
                                                                "readOnly": filestore_read_only}}] + volumes
     mounts = [{"name": "filestore", "mountPath": FILESTORE_MOUNT, "readOnly": filestore_read_only}] + mounts
-    # The root filesystem is read-only: pg_dump's stderr and a restore's downloaded artifact go to /tmp.
-    volumes.append({"name": "tmp", "emptyDir": {}})
+    # The root filesystem is read-only: pg_dump's stderr and a restore's downloaded artifact go to /tmp, bounded
+    # (a node's disk is shared; a restore refuses a larger download itself, with a clear message).
+    volumes.append({"name": "tmp", "emptyDir": {"sizeLimit": tmp_size}})
     mounts.append({"name": "tmp", "mountPath": "/tmp"})
     # A Job that reports writes a DatabaseBackup's status as REPORTER; one that does not (a restore) gets no
     # token at all: it reads tenant-controlled files, and needs nothing from the API server.
@@ -168,16 +193,21 @@ def _pod_spec(db: OdooDatabase, storage: Storage, args: list[str], image: str, f
             "env": _connection_env(db) + env + (extra_env or []),
             "volumeMounts": mounts,
             "securityContext": {**CONTAINER_SECURITY_CONTEXT, "readOnlyRootFilesystem": True},
+            "terminationMessagePolicy": "FallbackToLogsOnError",
         }],
         "volumes": volumes,
     }
 
 
 def backup_args(db: OdooDatabase, database_name: str, fmt: str, storage: Storage, retention: Retention,
-                report: str | None) -> list[str]:
+                report: str | None, owner: str, adopt_unowned: bool = False) -> list[str]:
+    """Every backup of a database writes to its one folder; `owner` (the DatabaseBackup) scopes the retention to
+    the artifacts it made itself. The daily backup also prunes those made before owners were recorded."""
     args = ["create", "--format", fmt, "--database", database_name, "--odoo-version", db.version,
             "--filestore", FILESTORE_MOUNT, "--storage", storage.url(db.namespace, db.name),
-            *_retention_args(retention)]
+            *_retention_args(retention), "--owner", owner]
+    if adopt_unowned:
+        args.append("--adopt-unowned")
     return args + (["--report", report] if report else [])
 
 
@@ -192,8 +222,9 @@ def _job(name: str, namespace: str, labels: dict[str, str], owner: dict[str, Any
 
 def build_backup_job(backup: DatabaseBackup, db: OdooDatabase, database_name: str, settings: Settings
                      ) -> dict[str, Any]:
+    daily = bool(backup.schedule) and backup.name == daily_backup_name(db)
     args = backup_args(db, database_name, backup.format, backup.storage, backup.retention,
-                       f"{backup.namespace}/{backup.name}")
+                       f"{backup.namespace}/{backup.name}", backup.name, adopt_unowned=daily)
     labels = _labels("backup", db.name, backup.name)
     return _job(backup.name, backup.namespace, labels, _backup_owner(backup),
                 _pod_spec(db, backup.storage, args, settings.operator_image, True))
@@ -206,7 +237,7 @@ def build_backup_cronjob(backup: DatabaseBackup, db: OdooDatabase, database_name
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": {"name": backup.name, "namespace": backup.namespace, "labels": labels,
+        "metadata": {"name": backup_cronjob_name(backup), "namespace": backup.namespace, "labels": labels,
                      "ownerReferences": [_backup_owner(backup)]},
         "spec": {
             "schedule": backup.schedule,
@@ -222,23 +253,29 @@ def build_backup_cronjob(backup: DatabaseBackup, db: OdooDatabase, database_name
 
 def build_final_backup_job(db: OdooDatabase, database_name: str, storage: Storage, retention: Retention,
                            settings: Settings) -> dict[str, Any]:
-    """deletionPolicy Snapshot: owned by nothing, since its database is being deleted."""
-    args = backup_args(db, database_name, "zip", storage, retention, None)
-    return _job(final_backup_job_name(db.name), db.namespace, _labels("final-backup", db.name), None,
+    """deletionPolicy Snapshot: owned by nothing, since its database is being deleted; labelled with the uid of
+    the OdooDatabase it is for (a Job of that name made for another, or by someone else, is not trusted)."""
+    # Its owner is no DatabaseBackup name ("/" is not allowed in one): no DatabaseBackup prunes final backups.
+    args = backup_args(db, database_name, "zip", storage, retention, None, f"{db.name}/final-backup")
+    labels = {**_labels("final-backup", db.name), OWNER_UID_LABEL: db.uid}
+    return _job(final_backup_job_name(db.name), db.namespace, labels, None,
                 _pod_spec(db, storage, args, settings.operator_image, True))
 
 
-def restore_args(db: OdooDatabase, storage: Storage, *, source_database: str | None = None,
+def restore_args(db: OdooDatabase, storage: Storage, settings: Settings, *, source_database: str | None = None,
                  artifact: str | None = None, file: str | None = None, sha256: str | None = None) -> list[str]:
     """An artifact of `source_database`'s backups (checked against its sidecar), or any `file` under the
-    storage's root (checked against `sha256` when given). A backup of a newer Odoo than db's is refused."""
+    storage's root (checked against `sha256` when given). A backup of a newer Odoo than db's is refused, so is
+    a ZIP that expands beyond the settings' limits, or an S3 download larger than the Job's /tmp."""
     if file is not None:
         source = ["--storage", storage.root_url(), "--file", file] + (["--sha256", sha256] if sha256 else [])
     else:
         assert source_database is not None and artifact is not None
         source = ["--storage", storage.url(db.namespace, source_database), "--artifact", artifact]
+    spool = max(quantity_bytes(settings.restore_spool_size) - (16 << 20), 0)  # what psql's stderr needs stays free
     return ["restore", *source, "--database", db.database_name, "--filestore", FILESTORE_MOUNT,
-            "--odoo-version", db.version]
+            "--odoo-version", db.version, "--max-bytes", str(settings.restore_max_bytes),
+            "--max-members", str(settings.restore_max_members), "--spool-limit", str(spool)]
 
 
 def build_restore_job(db: OdooDatabase, storage: Storage, settings: Settings, *, source_database: str | None = None,
@@ -246,7 +283,9 @@ def build_restore_job(db: OdooDatabase, storage: Storage, settings: Settings, *,
                       ) -> dict[str, Any]:
     """Loads a backup into this (new, empty) database and filestore, connected as the database's own role
     (its Secret): the SQL of a dump is the user's, never run as an administrator."""
-    args = restore_args(db, storage, source_database=source_database, artifact=artifact, file=file, sha256=sha256)
+    args = restore_args(db, storage, settings, source_database=source_database, artifact=artifact, file=file,
+                        sha256=sha256)
     return _job(restore_job_name(db), db.namespace, _labels("restore", db.name), owner_reference(db),
-                _pod_spec(db, storage, args, settings.operator_image, False, reports=False))
+                _pod_spec(db, storage, args, settings.operator_image, False, reports=False,
+                          tmp_size=settings.restore_spool_size))
 

@@ -73,6 +73,24 @@ def _b64(value: str) -> str:
     return base64.b64encode(value.encode()).decode()
 
 
+# Longest names the API server takes: a Job's name is copied into its Pods' job-name label (63), and a
+# CronJob's name gets an 11-character suffix on its Jobs (52). Secrets, PVCs, ConfigMaps and DatabaseBackups
+# take 253, which <OdooDatabase name (at most 63)>-<suffix> never reaches.
+JOB_NAME_MAX = 63
+CRONJOB_NAME_MAX = 52
+
+
+def child_name(base: str, suffix: str = "", limit: int = JOB_NAME_MAX) -> str:
+    """<base>-<suffix>, or, when that is longer than limit, <base cut>-<8 hex of sha256(base)>-<suffix>: the
+    same for the same base (so found again), different for different bases, and still a valid name."""
+    name = f"{base}-{suffix}" if suffix else base
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
+    tail = f"-{digest}-{suffix}" if suffix else f"-{digest}"
+    return base[: limit - len(tail)].rstrip("-.") + tail
+
+
 def db_secret_name(db: OdooDatabase) -> str:
     return f"{db.name}-db"
 
@@ -94,11 +112,11 @@ def config_map_name(db: OdooDatabase) -> str:
 
 
 def init_job_name(db: OdooDatabase) -> str:
-    return f"{db.name}-init"
+    return child_name(db.name, "init")
 
 
 def neutralize_job_name(db: OdooDatabase) -> str:
-    return f"{db.name}-neutralize"
+    return child_name(db.name, "neutralize")
 
 
 @dataclass(frozen=True)
@@ -299,7 +317,7 @@ def build_neutralize_job(db: OdooDatabase) -> dict[str, Any]:
 
 
 def filestore_copy_job_name(db: OdooDatabase) -> str:
-    return f"{db.name}-filestore-copy"
+    return child_name(db.name, "filestore-copy")
 
 
 def build_filestore_copy_job(db: OdooDatabase, image: str) -> dict[str, Any]:

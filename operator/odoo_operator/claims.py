@@ -4,7 +4,9 @@ A claim is a cluster-scoped object named after the host ("*." becomes "wildcard.
 anything routes that host: the API server's create is the atomic first-come-first-served decision.
 Holders are DomainMappings (custom domains) and OdooDatabases (their default host, or spec.hostname),
 so a tenant can neither map nor name a host another tenant already serves. Tenants' roles do not
-include claims; only the operator writes them.
+include claims; only the operator writes them. Names inside the platform's base domain are the
+platform's: a database holds only its own <databaseName>.<base domain>, and a mapping only that
+host of its own database. A holder that stops holding its host removes its route.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import API_VERSION
+from . import API_VERSION, failpoints
 from .builders import MANAGED_BY
 from .kube import Kube
 
@@ -90,6 +92,7 @@ def acquire(kube: Kube, domain: str, holder: Holder, host_of: Callable[[Mapping[
                 "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}},
                 "spec": {"domain": domain, "mappingRef": holder.ref()}}
         if kube.create(body) is not None:
+            failpoints.hit("claim-taken", holder.namespace)
             with _lock:
                 _held.add((name, holder.uid))
             return True
@@ -109,22 +112,38 @@ def acquire(kube: Kube, domain: str, holder: Holder, host_of: Callable[[Mapping[
                     _waiting.setdefault(name, set()).add(waiter)
             raise ClaimConflict(f"{domain} is already claimed by another object")
         delete(kube, existing)
+        failpoints.hit("claim-stale-removed", holder.namespace)
     raise ClaimRetry(f"the claim on {domain} changed hands repeatedly")
 
 
 def is_stale(kube: Kube, claim: Mapping[str, Any], host_of: Callable[[Mapping[str, Any]], str | None]) -> bool:
-    """A claim whose holder no longer exists, was re-created (another uid) or no longer serves that
-    host (another domain; a renamed database) holds nothing."""
+    """Stale means exactly: the holder is gone, was re-created (another uid), or asks for another host
+    now (another spec.domain; a database whose host changed). Nothing else: a holder whose spec merely
+    fails to parse (`host_of` gives None) keeps its claim, as its route may still serve the host."""
     holder = holder_of(claim)
     if holder.kind not in HOLDER_KINDS or not holder.namespace or not holder.name:
-        return True
+        return True  # no holder at all (only the operator writes claims, so never seen in practice)
     body = kube.get(API_VERSION, holder.kind, holder.name, holder.namespace)
     if body is None or body["metadata"].get("uid") != holder.uid:
         return True
     domain = (claim.get("spec") or {}).get("domain")
     if holder.kind == "DomainMapping":
         return bool((body.get("spec") or {}).get("domain") != domain)
-    return host_of(body) != domain
+    host = host_of(body)
+    return host is not None and host != domain
+
+
+def inside_base_domain(domain: str, base_domain: str) -> bool:
+    """Whether `domain` (or the names a wildcard covers) lies in the platform's base domain."""
+    bare = domain[2:] if domain.startswith("*.") else domain
+    return bare == base_domain or bare.endswith(f".{base_domain}") or (
+        domain.startswith("*.") and base_domain.endswith(f".{bare}"))
+
+
+def platform_host(database_name: str, base_domain: str) -> str:
+    """The one name of the base domain a database may hold: <databaseName>.<base domain> ("_" becomes
+    "-", which a DNS label allows). The model's default host; a test keeps the two equal."""
+    return f"{database_name.lower().replace('_', '-')}.{base_domain}"
 
 
 def delete(kube: Kube, claim: Mapping[str, Any]) -> bool:

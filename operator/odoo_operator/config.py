@@ -49,6 +49,11 @@ class Settings:
     operator_image: str = "odoo-db-operator:0.1.0"  # runs the backup and restore Jobs
     backup_pvc: str = "odoo-backups"  # default backup storage: this PVC in the database's namespace
     backup_pvc_size: str = "20Gi"
+    # A restore Job: what an Odoo ZIP may expand to (a zip bomb is refused), and the size of the temporary
+    # volume an S3 artifact is downloaded to (larger ones are refused before the download).
+    restore_max_bytes: int = 100 << 30
+    restore_max_members: int = 2_000_000
+    restore_spool_size: str = "20Gi"
     gateway: str | None = None  # "namespace/name[/section]": DomainMappings become HTTPRoutes on this Gateway
     allow_wildcard_domains: bool = False
     dns_check: bool = True  # DomainMapping's DNSConfigured condition (never blocking)
@@ -110,6 +115,9 @@ class Settings:
             operator_image=get("IMAGE") or defaults.operator_image,
             backup_pvc=get("BACKUP_PVC") or defaults.backup_pvc,
             backup_pvc_size=get("BACKUP_PVC_SIZE") or defaults.backup_pvc_size,
+            restore_max_bytes=int(get("RESTORE_MAX_BYTES") or defaults.restore_max_bytes),
+            restore_max_members=int(get("RESTORE_MAX_MEMBERS") or defaults.restore_max_members),
+            restore_spool_size=get("RESTORE_SPOOL_SIZE") or defaults.restore_spool_size,
             gateway=get("GATEWAY"),
             allow_wildcard_domains=_bool(get("ALLOW_WILDCARD_DOMAINS"), defaults.allow_wildcard_domains),
             dns_check=_bool(get("DNS_CHECK"), defaults.dns_check),

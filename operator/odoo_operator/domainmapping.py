@@ -15,13 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import API_VERSION, claims, dnscheck
+from . import API_VERSION, claims, dnscheck, failpoints
 from .builders import MANAGED_BY, httproute_spec, websocket_port
-from .claims import claim_name
+from .claims import claim_name, inside_base_domain
 from .conditions import Condition, get_condition, summary
 from .config import Settings
 from .kube import KubeError
-from .model import OdooDatabase, SpecError, parse_odoo_database
+from .model import OdooDatabase, SpecError, check_object_name, parse_odoo_database
 from .odoodatabase import (
     Context,
     NotReady,
@@ -101,18 +101,17 @@ def parse_domain_mapping(body: Mapping[str, Any], settings: Settings) -> DomainM
     database = ref.get("name")
     if not isinstance(database, str) or not database:
         raise SpecError("spec.databaseRef.name is required")
+    check_object_name(meta.get("name"), "metadata.name", "short")
+    check_object_name(database, "spec.databaseRef.name", "odoo")
     tls = spec.get("tls") or {}
     issuer, secret = tls.get("clusterIssuer"), tls.get("secretName")
     if issuer and secret:
         raise SpecError("spec.tls takes clusterIssuer or secretName, not both")
+    for value, field_path in ((issuer, "spec.tls.clusterIssuer"), (secret, "spec.tls.secretName")):
+        if value is not None:
+            check_object_name(value, field_path)
     return DomainMapping(namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""), domain=domain,
                          database=database, cluster_issuer=issuer or None, secret_name=secret or None)
-
-
-def inside_base_domain(domain: str, base_domain: str) -> bool:
-    bare = domain[2:] if domain.startswith("*.") else domain
-    return bare == base_domain or bare.endswith(f".{base_domain}") or (
-        domain.startswith("*.") and base_domain.endswith(f".{bare}"))
 
 
 # ---- who wants which domain, which database: wake-ups -------------------------------------
@@ -229,13 +228,18 @@ class MappingReconciler:
                 self._unroute(mapping.name, mapping.namespace)
                 raise NotReady("DatabaseInvalid", f"OdooDatabase {mapping.database!r} is invalid: {exc}",
                                warning=False) from None
-        if inside_base_domain(mapping.domain, self.settings.base_domain) and (db is None or
-                                                                              mapping.domain != db.hostname):
-            # Checked before claiming: a tenant never holds a name of the platform's.
+        base = self.settings.base_domain
+        own = claims.platform_host(db.database_name, base) if db else None
+        if inside_base_domain(mapping.domain, base) and (mapping.domain != own or db is None or own != db.hostname):
+            # Checked before claiming: a tenant never holds a name of the platform's (nor keeps one it
+            # held before the base domain or its database's host changed). The database's own host
+            # counts only while it is its <databaseName>.<base domain> (spec.hostname may not name another).
             self._unroute(mapping.name, mapping.namespace)
+            claims.release(self.ctx.kube, mapping.domain, mapping.uid)
+            self.status["claim"] = None
             raise NotReady("InvalidDomain", f"{mapping.domain} is inside the platform's base domain "
-                           f"{self.settings.base_domain}; only the database's own host"
-                           + (f" {db.hostname}" if db else "") + " may be mapped there", stalled=True,
+                           f"{base}; only the database's own host"
+                           + (f" {own}" if own else "") + " may be mapped there", stalled=True,
                            phase=PHASE_FAILED)
         self.status["claim"] = self._claim(mapping)
         if db is None or db_body is None:
@@ -247,6 +251,7 @@ class MappingReconciler:
         if mapping.secret_name:
             self._check_tls_secret(mapping)
         route = build_route(mapping, db, self.settings)
+        failpoints.hit("domain-before-route", mapping.namespace)
         self._apply(route)
         remove_other_route_kind(self.ctx, route["kind"], mapping.route_name, mapping.namespace, MAPPING_LABEL,
                                 mapping.name, mapping.uid)

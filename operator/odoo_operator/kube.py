@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -19,6 +21,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
     ("v1", "Event"): ("events", True),
     ("v1", "ServiceAccount"): ("serviceaccounts", True),
+    ("v1", "Namespace"): ("namespaces", False),  # read only: a PostgresServer's allowedNamespaces selector
     ("rbac.authorization.k8s.io/v1", "Role"): ("roles", True),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rolebindings", True),
     ("apps/v1", "Deployment"): ("deployments", True),
@@ -42,17 +45,35 @@ class KubeError(Exception):
         self.message = message
 
 
-def _path(api_version: str, kind: str, name: str | None, namespace: str | None, sub: str = "") -> str:
+# Every object this operator addresses has a DNS-1123 subdomain name (namespaces: labels, which match it too).
+# Anything else never reaches a URL: '..' or '/' would address another object, even escaped ('%2F' is decoded
+# by the API server before it splits the path, and the HTTP client removes '.'/'..' segments).
+NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _segment(value: str, what: str) -> str:
+    if not isinstance(value, str) or len(value) > 253 or not NAME_RE.fullmatch(value):
+        raise KubeError(422, "Invalid", f"{what} {str(value)[:80]!r} is not a valid Kubernetes name")
+    return quote(value, safe="")
+
+
+def _collection(api_version: str, kind: str, namespace: str | None) -> str:
     plural, namespaced = RESOURCES[(api_version, kind)]
-    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-    if namespaced:
-        if not namespace:
-            raise ValueError(f"{kind} {name} needs a namespace")
-        base += f"/namespaces/{namespace}"
-    base += f"/{plural}"
-    if name:
-        base += f"/{name}"
-    return base + (f"/{sub}" if sub else "")
+    base = f"/api/{quote(api_version, safe='/')}" if "/" not in api_version else \
+        f"/apis/{quote(api_version, safe='/')}"
+    if namespaced and namespace:
+        base += f"/namespaces/{_segment(namespace, 'namespace')}"
+    return f"{base}/{quote(plural, safe='')}"
+
+
+def _path(api_version: str, kind: str, name: str | None, namespace: str | None, sub: str = "") -> str:
+    _, namespaced = RESOURCES[(api_version, kind)]
+    if namespaced and not namespace:
+        raise ValueError(f"{kind} {name} needs a namespace")
+    path = _collection(api_version, kind, namespace)
+    if name is not None:
+        path += f"/{_segment(name, f'{kind} name')}"
+    return path + (f"/{quote(sub, safe='')}" if sub else "")
 
 
 class Kube:
@@ -162,6 +183,18 @@ class Kube:
             content_type="application/merge-patch+json",
         )
 
+    def scale(self, api_version: str, kind: str, name: str, namespace: str, replicas: int) -> bool:
+        """Set spec.replicas (a merge patch: the operator's next apply takes the field back); False if the
+        object does not exist."""
+        try:
+            self._call("PATCH", _path(api_version, kind, name, namespace),
+                       body={"spec": {"replicas": replicas}}, content_type="application/merge-patch+json")
+            return True
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
     def patch_metadata(
         self, api_version: str, kind: str, name: str, namespace: str | None, metadata: Mapping[str, Any]
     ) -> dict[str, Any]:
@@ -175,7 +208,4 @@ class Kube:
     def list(self, api_version: str, kind: str, namespace: str | None = None,
              label_selector: str | None = None) -> list[dict[str, Any]]:
         query = [("labelSelector", label_selector)] if label_selector else []
-        plural, namespaced = RESOURCES[(api_version, kind)]
-        base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-        path = f"{base}/namespaces/{namespace}/{plural}" if namespaced and namespace else f"{base}/{plural}"
-        return list(self._call("GET", path, query=query).get("items", []))
+        return list(self._call("GET", _collection(api_version, kind, namespace), query=query).get("items", []))

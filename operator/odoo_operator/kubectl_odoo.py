@@ -669,7 +669,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     conn = Connection(args)
     namespace = conn.namespace
     database = get_database(conn, namespace, args.database)
-    name = args.name or f"{args.database}-manual-{now().strftime('%Y%m%d-%H%M%S')}"
+    name = args.name or builders.child_name(args.database, f"manual-{now().strftime('%Y%m%d-%H%M%S')}")
     spec: dict[str, Any] = {"databaseRef": {"name": args.database}, "format": args.format}
     storage = storage_from_args(args, database)
     if storage:
@@ -757,10 +757,19 @@ SECRET_NAME_RE = re.compile(r"(?i)(pass(wd|word)?|pwd|secret|token|credential|ap
                             r"private[-_.]?key|[-_.]key$|^key[-_.]|cookie|bearer|auth(?!or))")
 # Keys that hold a *reference* to a secret (a name), never the value itself.
 REFERENCE_KEYS = frozenset({"key", "secretName"})
-URL_CREDENTIALS_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^@\s/]*@")
-KEY_VALUE_RE = re.compile(r"(?i)([\w.-]*(?:pass(?:wd|word)?|pwd|secret|token|api[-_]?key|access[-_]?key)[\w.-]*"
-                          r"\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"'}]+)")
-BEARER_RE = re.compile(r"(?i)\b(bearer\s+)[\w.~+/=-]+")
+# user:password@ in a URL. The password is taken up to the line's last "@": unescaped "/", ":", "@" and
+# spaces in it are redacted too (at worst more than the password is).
+URL_CREDENTIALS_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^\r\n]*@")
+# key = value, key: value, "key": "value", --key=value, ?key=value (the value: see _scrub_key_values).
+KEY_VALUE_RE = re.compile(r"(?i)(?P<key>[\w.-]*(?:pass(?:wd|word)?|pwd|secret|token|api[-_]?key|access[-_]?key|"
+                          r"private[-_]?key)[\w.-]*[\"']?[ \t]*[=:][ \t]*)(?P<value>[^\r\n]*)")
+QUOTED_RE = re.compile(r"\"(?:\\.|[^\"\\\r\n])*\"|'(?:\\.|[^'\\\r\n])*'")
+WORD_RE = re.compile(r"(?:\\.|[^\s\\])*")  # a shell word: up to unescaped whitespace
+QUERY_VALUE_RE = re.compile(r"[^&#;\r\n]*")
+BEARER_RE = re.compile(r"(?i)\b((?:bearer|basic)\s+)[\w.~+/=-]+")
+# A private key (PEM: RSA, EC, OPENSSH, ENCRYPTED, PGP ...), its lines included; unterminated: to the end.
+PEM_PRIVATE_RE = re.compile(r"-----BEGIN ([A-Z0-9 ]*PRIVATE[A-Z0-9 ]*|ENCRYPTED[A-Z0-9 ]*)-----.*?"
+                            r"(?:-----END \1-----|\Z)", re.S)
 # (path of the list, kind) of the children looked at, in an order where owners come before what they own.
 CHILD_KINDS = (
     ("/apis/apps/v1/namespaces/{ns}/deployments", "Deployment"),
@@ -775,9 +784,33 @@ CHILD_KINDS = (
 )
 
 
+def _scrub_key_values(text: str) -> str:
+    """The value after a secret-looking key: a quoted string (escapes honoured) whatever it holds; an
+    option's (--db_password=...) up to the next unescaped whitespace; a URL query's up to &, ; or #;
+    anything else to the end of the line (config files and messages: spaces belong to the value)."""
+    out, pos = [], 0
+    while match := KEY_VALUE_RE.search(text, pos):
+        key, value, start = match.group("key"), match.group("value"), match.start("value")
+        before = text[match.start() - 1:match.start()]
+        quoted = QUOTED_RE.match(value)
+        if quoted:
+            end, redacted = quoted.end(), value[0] + REDACTED + value[0]
+        elif key.startswith("-"):
+            end, redacted = len(WORD_RE.match(value)[0]), REDACTED  # type: ignore[index]
+        elif before and before in "?&;":
+            end, redacted = len(QUERY_VALUE_RE.match(value)[0]), REDACTED  # type: ignore[index]
+        else:
+            end, redacted = len(value), REDACTED
+        out.append(text[pos:start] + (redacted if value else ""))
+        pos = start + end if value else match.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def scrub_text(text: str) -> str:
+    text = PEM_PRIVATE_RE.sub(lambda m: f"-----BEGIN {m.group(1)}-----\n{REDACTED}\n-----END {m.group(1)}-----", text)
     text = URL_CREDENTIALS_RE.sub(rf"\1:{REDACTED}@", text)
-    text = KEY_VALUE_RE.sub(rf"\1{REDACTED}", text)
+    text = _scrub_key_values(text)
     return BEARER_RE.sub(rf"\1{REDACTED}", text)
 
 

@@ -171,6 +171,12 @@ class Postgres:
                 self.process.wait()
         self.process = None
 
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Fast shutdown (sessions are cut, as in a failover), optionally stay down, start again on the same port."""
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
     def remove(self) -> None:
         self.stop()
         if self.owns_dir:
@@ -378,6 +384,20 @@ class LocalCluster:
                 return bool(response.status == 200)
 
         wait_for(ready, 90, "kube-apiserver /readyz")
+
+    def restart_apiserver(self, down_seconds: float = 0.0) -> None:
+        """Stop kube-apiserver (SIGTERM, then SIGKILL) and start it again with the same port, certificates and
+        etcd: clients see their connections and watches cut, then the same server back."""
+        proc = self.processes.pop("kube-apiserver")
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        wait_for(lambda: not _tcp_open(self.api_port), 15, "kube-apiserver to release its port")
+        time.sleep(down_seconds)
+        self._start_apiserver()
 
     def _write_kubeconfigs(self) -> None:
         ca = base64.b64encode((self.pki / "ca.crt").read_bytes()).decode()

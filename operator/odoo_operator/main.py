@@ -10,8 +10,10 @@ from . import GROUP, VERSION, domain_handlers, handlers
 from .config import Settings
 
 MANAGED = {"app.kubernetes.io/managed-by": "odoo-db-operator"}
+# Watched (cluster-wide) to wake the owner's loop when one of them changes. Not Secrets: kopf filters
+# labels client-side, so watching them means reading every Secret of the cluster; the operator reads
+# its own by name instead (odoodatabase.Reconciler._ensure_db_secret) and may not list Secrets at all.
 CHILD_KINDS = {
-    "Secret": ("v1", "secrets"),
     "ConfigMap": ("v1", "configmaps"),
     "Service": ("v1", "services"),
     "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),

@@ -16,13 +16,23 @@ from typing import Any
 from .config import Settings
 from .retention import Retention
 
+# Every pattern here is used with fullmatch: `$` alone would also match before a trailing newline.
 DATABASE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 RESERVED_DATABASE_NAMES = frozenset({"postgres", "template0", "template1"})
 TAG_RE = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$")
 CONFIG_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
-DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# At most 6 digits per unit (999999d is 2737 years): a date that far stays representable.
+DURATION_RE = re.compile(r"^(?:([0-9]{1,6})d)?(?:([0-9]{1,6})h)?(?:([0-9]{1,6})m)?(?:([0-9]{1,6})s)?$")
 VERSION_RE = re.compile(r"^(saas~)?[0-9]{1,2}\.[0-9]$")
+# Kubernetes names (the CRDs hold the same patterns). An OdooDatabase's name is a DNS-1035 label: it names
+# its Service and is the value of its children's labels; a DatabaseBackup's or DomainMapping's name is a
+# label value on its children, so at most 63 characters; other references follow their kind's rule.
+DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS1035_LABEL_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS1123_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+ARTIFACT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+S3_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 TAG_LABEL_PREFIX = "tag.odoo.dbmanager.io/"
 DELETION_POLICIES = ("Delete", "Retain", "Snapshot")
 
@@ -44,8 +54,30 @@ class SpecError(ValueError):
     """The spec cannot be acted on; a human has to change it (Stalled, reason InvalidSpec)."""
 
 
+def check_object_name(name: Any, field_path: str, rule: str = "subdomain") -> str:
+    """A Kubernetes name: `odoo` (an OdooDatabase: DNS-1035 label), `label` (DNS-1123 label), `short`
+    (a DNS-1123 subdomain of at most 63 characters) or `subdomain` (at most 253)."""
+    if rule == "odoo":
+        ok = isinstance(name, str) and bool(DNS1035_LABEL_RE.fullmatch(name))
+        what = ("an OdooDatabase name: 1 to 63 lower-case letters, digits and '-', starting with a letter and "
+                "ending with a letter or digit")
+    elif rule == "label":
+        ok = isinstance(name, str) and bool(DNS1123_LABEL_RE.fullmatch(name))
+        what = ("a DNS-1123 label: 1 to 63 lower-case letters, digits and '-', starting and ending with a letter "
+                "or digit")
+    else:
+        limit = 63 if rule == "short" else 253
+        ok = isinstance(name, str) and len(name) <= limit and bool(DNS1123_SUBDOMAIN_RE.fullmatch(name))
+        what = (f"a Kubernetes name (DNS-1123 subdomain): 1 to {limit} lower-case letters, digits, '-' and '.', "
+                "starting and ending with a letter or digit")
+    if not ok:
+        shown = name[:80] if isinstance(name, str) else name
+        raise SpecError(f"{field_path} {shown!r} is not {what}")
+    return str(name)
+
+
 def check_database_name(name: str, field_path: str = "spec.databaseName") -> str:
-    if not DATABASE_NAME_RE.match(name) or len(name.encode()) > 63:
+    if not isinstance(name, str) or not DATABASE_NAME_RE.fullmatch(name) or len(name.encode()) > 63:
         raise SpecError(
             f"{field_path} {name!r} is not a valid Odoo database name: use letters, digits, '_', '.', '-', "
             "start with a letter or digit, at least 2 and at most 63 characters"
@@ -57,9 +89,11 @@ def check_database_name(name: str, field_path: str = "spec.databaseName") -> str
 
 def parse_duration(text: str, field_path: str = "spec.expiresAfter") -> datetime.timedelta:
     """`15d`, `36h`, `90m`, `45s`, or combinations in that order such as `1d12h`."""
-    match = DURATION_RE.match(text or "")
+    match = DURATION_RE.fullmatch(text) if isinstance(text, str) else None
     if not text or not match:
-        raise SpecError(f"{field_path} {text!r} is not a duration such as 15d, 36h, 90m, 45s or 1d12h")
+        shown = text[:40] if isinstance(text, str) else text
+        raise SpecError(f"{field_path} {shown!r} is not a duration such as 15d, 36h, 90m, 45s or 1d12h "
+                        "(at most 6 digits per unit)")
     days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
     return datetime.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
@@ -139,7 +173,7 @@ class BackupSettings:
     storage: Storage
 
 
-SCHEDULE_RE = re.compile(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$")
+SCHEDULE_RE = re.compile(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+ +){4}\S+)$")
 
 
 def parse_retention(raw: Any) -> Retention:
@@ -149,17 +183,27 @@ def parse_retention(raw: Any) -> Retention:
                                            ("keep_weekly", "keepWeekly"), ("keep_monthly", "keepMonthly"))})
 
 
-def parse_storage(raw: Any, settings: Settings) -> Storage:
+def parse_storage(raw: Any, settings: Settings, field_path: str = "spec.storage") -> Storage:
     raw = raw or {}
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{field_path} must be an object with pvc or s3")
     if raw.get("s3"):
         s3 = raw["s3"]
-        if not s3.get("bucket"):
-            raise SpecError("storage.s3.bucket is required")
-        return Storage(s3_bucket=s3["bucket"], s3_endpoint=s3.get("endpoint"), s3_region=s3.get("region"),
-                       s3_prefix=s3.get("prefix") or "",
-                       s3_credentials_secret=(s3.get("credentialsSecret") or {}).get("name"))
-    claim = (raw.get("pvc") or {}).get("claimName") or settings.backup_pvc
-    return Storage(pvc_claim=claim)
+        if not isinstance(s3, Mapping) or not s3.get("bucket"):
+            raise SpecError(f"{field_path}.s3.bucket is required")
+        bucket = s3["bucket"]
+        if not isinstance(bucket, str) or not S3_BUCKET_RE.fullmatch(bucket):
+            raise SpecError(f"{field_path}.s3.bucket {str(bucket)[:80]!r} is not a bucket name: letters, digits, "
+                            "'.', '_' and '-', starting with a letter or digit, at most 255 characters")
+        secret = (s3.get("credentialsSecret") or {}).get("name")
+        if secret is not None:
+            check_object_name(secret, f"{field_path}.s3.credentialsSecret.name")
+        return Storage(s3_bucket=bucket, s3_endpoint=s3.get("endpoint"), s3_region=s3.get("region"),
+                       s3_prefix=s3.get("prefix") or "", s3_credentials_secret=secret)
+    claim = (raw.get("pvc") or {}).get("claimName")
+    if claim is not None:
+        check_object_name(claim, f"{field_path}.pvc.claimName")
+    return Storage(pvc_claim=claim or settings.backup_pvc)
 
 
 def parse_backup_settings(raw: Any, settings: Settings) -> BackupSettings | None:
@@ -167,9 +211,10 @@ def parse_backup_settings(raw: Any, settings: Settings) -> BackupSettings | None
     if raw.get("enabled") is False:
         return None
     schedule = raw.get("schedule") or "@daily"
-    if not SCHEDULE_RE.match(schedule):
+    if not isinstance(schedule, str) or not SCHEDULE_RE.fullmatch(schedule):
         raise SpecError(f"spec.backup.schedule {schedule!r} is not a cron expression or @daily-style macro")
-    return BackupSettings(schedule, parse_retention(raw.get("retention")), parse_storage(raw.get("storage"), settings))
+    return BackupSettings(schedule, parse_retention(raw.get("retention")),
+                          parse_storage(raw.get("storage"), settings, "spec.backup.storage"))
 
 
 @dataclass(frozen=True)
@@ -189,11 +234,13 @@ class DatabaseBackup:
 def parse_database_backup(body: Mapping[str, Any], settings: Settings) -> DatabaseBackup:
     meta = body.get("metadata", {})
     spec = body.get("spec") or {}
+    check_object_name(meta.get("name"), "metadata.name", "short")
     database = (spec.get("databaseRef") or {}).get("name")
     if not database:
         raise SpecError("spec.databaseRef.name must name an OdooDatabase in this namespace")
+    check_object_name(database, "spec.databaseRef.name", "odoo")
     schedule = spec.get("schedule") or None
-    if schedule and not SCHEDULE_RE.match(schedule):
+    if schedule and (not isinstance(schedule, str) or not SCHEDULE_RE.fullmatch(schedule)):
         raise SpecError(f"spec.schedule {schedule!r} is not a cron expression or @daily-style macro")
     fmt = spec.get("format") or "zip"
     if fmt not in ("zip", "dump"):
@@ -265,7 +312,7 @@ def parse_app(raw: Any) -> AppSpec:
     if not isinstance(config, Mapping):
         raise SpecError("spec.app.config must be a map of odoo.conf keys to values")
     for key, value in config.items():
-        if not isinstance(key, str) or not CONFIG_KEY_RE.match(key):
+        if not isinstance(key, str) or not CONFIG_KEY_RE.fullmatch(key):
             raise SpecError(f"spec.app.config key {key!r} is not a valid odoo.conf key")
         if key in OPERATOR_CONFIG_KEYS:
             raise SpecError(f"spec.app.config.{key} is managed by the operator and cannot be set")
@@ -286,12 +333,12 @@ def parse_app(raw: Any) -> AppSpec:
 def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooDatabase:
     meta = body.get("metadata", {})
     spec = body.get("spec") or {}
-    name = meta["name"]
+    name = check_object_name(meta.get("name"), "metadata.name", "odoo")
     database_name = check_database_name(
         spec.get("databaseName") or name, "spec.databaseName" if spec.get("databaseName") else "metadata.name"
     )
     version = spec.get("version")
-    if not isinstance(version, str) or not VERSION_RE.match(version):
+    if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
         raise SpecError(f"spec.version {version!r} is not an Odoo version such as '17.0'")
     image = spec.get("image") or settings.images.get(version)
     if not image:
@@ -299,13 +346,13 @@ def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooData
         raise SpecError(f"no image is configured for Odoo {version} (known versions: {known}); set spec.image")
     # Odoo allows "_" in database names; a DNS label does not: the default host uses "-" instead.
     hostname = spec.get("hostname") or f"{database_name.lower().replace('_', '-')}.{settings.base_domain}"
-    if not HOSTNAME_RE.match(hostname) or "_" in hostname:
+    if not isinstance(hostname, str) or not HOSTNAME_RE.fullmatch(hostname) or "_" in hostname:
         raise SpecError(f"hostname {hostname!r} is not a valid DNS name; set spec.hostname")
     tags = spec.get("tags") or []
     if not isinstance(tags, list):
         raise SpecError("spec.tags must be a list")
     for tag in tags:
-        if not isinstance(tag, str) or not TAG_RE.match(tag):
+        if not isinstance(tag, str) or not TAG_RE.fullmatch(tag):
             raise SpecError(f"tag {tag!r} must be lower-case letters, digits, '-', '_' or '.' (max 63)")
     policy = spec.get("deletionPolicy") or "Delete"
     if policy not in DELETION_POLICIES:
@@ -318,6 +365,7 @@ def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooData
         source = raw.get("name") if isinstance(raw, Mapping) else None
         if not isinstance(source, str) or not source:
             raise SpecError("spec.duplicateFrom.name must name an OdooDatabase in this namespace")
+        check_object_name(source, "spec.duplicateFrom.name", "odoo")
         if source == name:
             raise SpecError("spec.duplicateFrom.name cannot name the database itself")
         duplicate_from = DuplicateFrom(source, bool(raw.get("forTesting", False)))
@@ -331,7 +379,7 @@ def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooData
         database_name=database_name,
         version=version,
         image=image,
-        server=spec.get("server"),
+        server=check_object_name(spec["server"], "spec.server") if spec.get("server") is not None else None,
         hostname=hostname,
         tags=tuple(sorted(set(tags))),
         deletion_policy=policy,
@@ -357,15 +405,28 @@ def parse_restore_from(raw: Any, settings: Settings) -> RestoreFrom:
         if raw.get("storage") or raw.get("sha256"):
             raise SpecError("spec.restoreFrom.storage and sha256 go with file, not with backup (a backup's artifacts "
                             "carry their storage and checksum)")
-        return RestoreFrom(backup=str(raw["backup"]), artifact=raw.get("artifact") or None, neutralize=neutralize,
-                           identity=identity)
+        artifact = raw.get("artifact") or None
+        if artifact is not None and (not isinstance(artifact, str) or not ARTIFACT_ID_RE.fullmatch(artifact)):
+            raise SpecError(f"spec.restoreFrom.artifact {str(artifact)[:80]!r} is not an artifact id (see the "
+                            "backup's status.artifacts): letters, digits, '.', '_' and '-', at most 63 characters")
+        return RestoreFrom(backup=check_object_name(raw["backup"], "spec.restoreFrom.backup", "short"),
+                           artifact=artifact, neutralize=neutralize, identity=identity)
     if raw.get("artifact"):
         raise SpecError("spec.restoreFrom.artifact goes with backup, not with file")
     sha256 = raw.get("sha256") or None
     if sha256 is not None and (not isinstance(sha256, str) or not SHA256_RE.fullmatch(sha256)):
         raise SpecError("spec.restoreFrom.sha256 must be 64 lower-case hexadecimal digits")
-    return RestoreFrom(file=check_storage_path(raw["file"]), storage=parse_storage(raw.get("storage"), settings),
+    return RestoreFrom(file=check_storage_path(raw["file"]),
+                       storage=parse_storage(raw.get("storage"), settings, "spec.restoreFrom.storage"),
                        sha256=sha256, neutralize=neutralize, identity=identity)
+
+
+@dataclass(frozen=True)
+class AllowedNamespaces:
+    """spec.allowedNamespaces of a PostgresServer: a namespace is allowed when it is listed in names or
+    its labels match selector (a metav1.LabelSelector; postgresserver.selector_matches)."""
+    names: tuple[str, ...] = ()
+    selector: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -378,6 +439,37 @@ class PostgresServer:
     ssl_mode: str
     default: bool
     max_databases: int | None
+    allowed_namespaces: AllowedNamespaces | None = None  # None: every namespace may use the server
+
+
+SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+def _parse_allowed_namespaces(value: Any) -> AllowedNamespaces | None:
+    if value is None:
+        return None
+    path = "spec.allowedNamespaces"
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{path} must be an object with names and/or selector")
+    names = value.get("names") or []
+    if not isinstance(names, list):
+        raise SpecError(f"{path}.names must be a list of namespace names")
+    for index, name in enumerate(names):
+        check_object_name(name, f"{path}.names[{index}]", "label")
+    selector = value.get("selector")
+    if selector is not None:
+        if not isinstance(selector, Mapping) or not isinstance(selector.get("matchLabels") or {}, Mapping) \
+                or not isinstance(selector.get("matchExpressions") or [], list):
+            raise SpecError(f"{path}.selector must be a label selector (matchLabels, matchExpressions)")
+        for index, expression in enumerate(selector.get("matchExpressions") or []):
+            where = f"{path}.selector.matchExpressions[{index}]"
+            if not isinstance(expression, Mapping) or not isinstance(expression.get("key"), str) \
+                    or expression.get("operator") not in SELECTOR_OPERATORS:
+                raise SpecError(f"{where} needs a key and an operator among {', '.join(SELECTOR_OPERATORS)}")
+            values = expression.get("values") or []
+            if (expression["operator"] in ("In", "NotIn")) != bool(values) or not isinstance(values, list):
+                raise SpecError(f"{where}: In and NotIn need values, Exists and DoesNotExist take none")
+    return AllowedNamespaces(tuple(names), selector)
 
 
 def parse_postgres_server(body: Mapping[str, Any]) -> PostgresServer:
@@ -385,6 +477,8 @@ def parse_postgres_server(body: Mapping[str, Any]) -> PostgresServer:
     ref = spec.get("adminSecretRef") or {}
     if not spec.get("host") or not ref.get("name") or not ref.get("namespace"):
         raise SpecError("spec.host and spec.adminSecretRef {namespace, name} are required")
+    check_object_name(ref["namespace"], "spec.adminSecretRef.namespace", "label")
+    check_object_name(ref["name"], "spec.adminSecretRef.name")
     return PostgresServer(
         name=body["metadata"]["name"],
         host=spec["host"],
@@ -394,4 +488,5 @@ def parse_postgres_server(body: Mapping[str, Any]) -> PostgresServer:
         ssl_mode=spec.get("sslMode") or "prefer",
         default=bool(spec.get("default", False)),
         max_databases=spec.get("maxDatabases"),
+        allowed_namespaces=_parse_allowed_namespaces(spec.get("allowedNamespaces")),
     )

@@ -276,6 +276,8 @@ class Reconciler:
         if source and source["server"] != server_name:
             raise NotReady("InvalidSpec", f"a duplicate lives on its source's server {source['server']!r}; "
                            "remove spec.server or set it to that server", stalled=True, phase=PHASE_FAILED)
+        from .postgresserver import require_allowed  # postgresserver imports this module
+        require_allowed(server_name, db.namespace, self.ctx)
         address, ssl_mode = server_address(server_name, self.ctx)
         self.new_status.update({"server": server_name, "roleName": db.role_name, "version": db.version})
 
@@ -285,6 +287,7 @@ class Reconciler:
         self.endpoint = builders.DatabaseEndpoint(address.host, address.port, ssl_mode)
         with pg.connect(address) as conn:
             pg.ensure_role(conn, db.role_name, password, db.owner_marker, reset_password=secret_recreated)
+            failpoints.hit("create-after-role", db.namespace)
             initialized = self._ensure_database(conn, server_name, source)
             if pg.ensure_private(conn, db.database_name):  # also after a crash before the REVOKE
                 self.events.append(("Warning", "ConnectRevoked", f"database {db.database_name!r} was open to "
@@ -365,18 +368,49 @@ class Reconciler:
     # ---- the host -------------------------------------------------------------------------
     def _claim_hostname(self) -> None:
         """The database's host is claimed cluster-wide like a custom domain (claims.py): a tenant
-        cannot serve, through spec.hostname or a database name, a host someone else serves."""
+        cannot serve, through spec.hostname or a database name, a host someone else serves, nor a
+        name of the platform's base domain other than its own <databaseName>.<base domain>. A host
+        that is not (or no longer) ours is served by no route of this database."""
         db = self.db
+        base = self.ctx.settings.base_domain
+        own = claims.platform_host(db.database_name, base)
+        if db.hostname != own and claims.inside_base_domain(db.hostname, base):
+            why = f"spec.hostname {db.hostname!r} is inside the platform's base domain {base}"
+            self._unroute(why)
+            raise NotReady("InvalidHostname", f"{why}: names there belong to the platform, which gives a database "
+                           f"only its own ({own}, from spec.databaseName); this database has no route meanwhile. "
+                           "Remove spec.hostname or set it to a domain of your own", stalled=True, phase=PHASE_FAILED)
         holder = claims.Holder("OdooDatabase", db.namespace, db.name, db.uid)
         try:
             claims.acquire(self.kube, db.hostname, holder, lambda body: database_host(body, self.ctx.settings),
                            waiter=(db.namespace, db.name))
         except claims.ClaimConflict:
-            raise NotReady("HostnameConflict", f"the host {db.hostname} is already claimed by another object; set "
-                           "spec.hostname (or another spec.databaseName)", stalled=True,
+            self._unroute(f"the host {db.hostname} is claimed by another object")
+            raise NotReady("HostnameConflict", f"the host {db.hostname} is already claimed by another object, and "
+                           "this database has no route until it holds its host; set spec.hostname (or another "
+                           "spec.databaseName)", stalled=True,
                            phase=PHASE_FAILED if not self.status.get("createdAt") else PHASE_PENDING) from None
         except claims.ClaimRetry as exc:
             raise NotReady("ClaimRetrying", f"{exc}; retrying", retry_after=2, warning=False) from None
+
+    def _unroute(self, why: str) -> None:
+        """The host is not ours: remove this database's route (either kind) and let go of any claim
+        it still holds (the host it served before, or a name it may no longer hold), so waiting
+        claimants are woken. A Warning Event says why when a route was removed."""
+        db = self.db
+        removed = False
+        # Both kinds, whatever the setting (it may have changed); an API not served reads as absent.
+        for api_version, kind in (("networking.k8s.io/v1", "Ingress"), ("gateway.networking.k8s.io/v1", "HTTPRoute")):
+            if self.kube.delete_if_labelled(api_version, kind, db.name, db.namespace, builders.DATABASE_LABEL,
+                                            db.name):
+                removed = True
+                self.ctx.registry.record_child(kind, {"metadata": {"namespace": db.namespace, "name": db.name}},
+                                               deleted=True)
+        for host in {self.status.get("hostname"), db.hostname} - {None}:
+            claims.release(self.kube, str(host), db.uid)
+        self.new_status.update({"url": None, "hostname": None})
+        if removed:
+            self.events.append(("Warning", "RouteRemoved", f"{why}: the route of this database was removed"))
 
     # ---- expiry ----------------------------------------------------------------------------
     def _check_expiry(self) -> Outcome | None:
@@ -462,7 +496,7 @@ class Reconciler:
             marker |= {"identityReset": True}
             with pg.connect(address) as conn:
                 pg.set_database_marker(conn, db.database_name, marker)
-        failpoints.hit("duplicate-before-neutralize")
+        failpoints.hit("duplicate-before-neutralize", db.namespace)
         if db.duplicate_from.for_testing:
             self.new_status["step"] = "Neutralizing"
             if not self._neutralize_job_succeeded():
@@ -488,7 +522,7 @@ class Reconciler:
                                                                                       db.namespace)
             if job:
                 self.ctx.registry.record_child("Job", job, deleted=False)
-            failpoints.hit("neutralize-job-created")
+            failpoints.hit("neutralize-job-created", db.namespace)
         state = job_state(job)
         if state == "Failed":
             raise NotReady("NeutralizeFailed", f"Job {name} failed to neutralize the database ({job_failure(job)}); "
@@ -571,11 +605,12 @@ class Reconciler:
             job = self.kube.create(backup_builders.build_restore_job(
                 db, restore["storage"], self.ctx.settings, source_database=restore.get("sourceDatabase"),
                 artifact=restore.get("artifact"), file=restore.get("file"), sha256=restore.get("sha256")))
+            failpoints.hit("restore-job-created", db.namespace)
         self.new_status["step"] = "Restoring"
         state = job_state(job)
         if state == "Failed":
             raise NotReady("RestoreFailed", f"Job {name} failed to restore {restore['label']} ({job_failure(job)}; "
-                           f"its log says why); the database was left empty. Fix the cause, then delete the Job "
+                           f"its log says why); nothing of it is served. Fix the cause, then delete the Job "
                            "to retry", stalled=True, phase=PHASE_FAILED)
         if state != "Complete":
             return False
@@ -587,6 +622,7 @@ class Reconciler:
         if not db.restore_from.keep_identity:  # Odoo's "copied"; "moved" (keep) leaves uuid and secret as dumped
             with pg.connect(self.tenant, db.database_name) as conn:  # a restored dump's tables are the tenant's
                 neutralize.reset_identity(conn, url)
+        failpoints.hit("restore-before-marker", db.namespace)
         with pg.connect(address) as conn:
             info = pg.database_info(conn, db.database_name)
             pg.set_database_marker(conn, db.database_name, (info.marker or {}) | {
@@ -604,17 +640,23 @@ class Reconciler:
 
     # ---- credentials ---------------------------------------------------------------------
     def _ensure_db_secret(self, host: str, port: int, ssl_mode: str) -> tuple[str, bool]:
-        """The Secret is the source of truth of the role's password: write it before the role."""
+        """The Secret is the source of truth of the role's password: write it before the role. Read from the
+        API server every time: Secrets are not watched (the operator may not list them, see the chart's
+        ClusterRole), so no cached copy would notice that it was deleted or changed."""
         name = builders.db_secret_name(self.db)
-        existing = self.ctx.registry.child("Secret", self.db.namespace, name)
-        if existing is None:
-            existing = self.kube.get("v1", "Secret", name, self.db.namespace)
+        existing = self.kube.get("v1", "Secret", name, self.db.namespace)
         password = _decode(existing, "password")
         recreated = password is None or _decode(existing, "user") != self.db.role_name
         if recreated:
             password = _password()
         assert password is not None
-        self.apply(builders.build_db_secret(self.db, host, port, ssl_mode, password))
+        secret = builders.build_db_secret(self.db, host, port, ssl_mode, password)
+        seen_data, seen_labels = (existing or {}).get("data") or {}, ((existing or {}).get("metadata") or {}).get(
+            "labels") or {}
+        if {k: seen_data.get(k) for k in secret["data"]} != secret["data"] or \
+                not secret["metadata"]["labels"].items() <= seen_labels.items():
+            self._refuse_when_deleting()
+            self.kube.apply(secret)
         return password, recreated
 
     # ---- the PostgreSQL database -------------------------------------------------------------
@@ -640,12 +682,13 @@ class Reconciler:
                                               new_marker)
                 self.new_status.update({"source": f"duplicate of {source['name']}",
                                         "sourceDatabase": source["databaseName"]})
-                failpoints.hit("duplicate-after-copy")
+                failpoints.hit("duplicate-after-copy", db.namespace)
                 self.events.append(("Normal", "Copied", f"copied from {source['name']!r} (database "
                                     f"{source['databaseName']!r}); its {terminated} session(s) were briefly "
                                     "disconnected, as Odoo does"))
             else:
                 pg.create_database(conn, db.database_name, db.role_name, new_marker)
+                failpoints.hit("create-after-database", db.namespace)
                 pg.create_odoo_extensions(self.admin, db.database_name, db.role_name)
             self.new_status["createdAt"] = now_iso()
             return False
@@ -653,6 +696,14 @@ class Reconciler:
             raise pg.OwnershipConflict(
                 f"database {db.database_name!r} already exists on {server_name} and belongs to something else")
         marker: dict[str, Any] | None = target.marker
+        if db.duplicate_from and marker is not None and marker.get("uid") != db.uid:
+            # Left by an earlier object of this name (deletionPolicy Retain): not a copy made for this
+            # one, possibly never neutralized or given a fresh identity. A duplicate never adopts.
+            raise NotReady("DatabaseExists", f"database {db.database_name!r} already exists on {server_name}, kept by "
+                           "an earlier OdooDatabase of this name; a duplicate is always a fresh copy of its source "
+                           "and never adopts an existing database. Drop or rename that database, or set another "
+                           "spec.databaseName (removing spec.duplicateFrom adopts it as it is)",
+                           stalled=True, phase=PHASE_FAILED, retry_after=60)  # dropped outside Kubernetes
         if marker is None:  # created by us, comment lost to a crash: write it now
             marker = db.owner_marker | {pg.MARKER_KEY: pg.MARKER_VALUE, "uid": db.uid}
             pg.set_database_marker(conn, db.database_name, marker)
@@ -678,6 +729,7 @@ class Reconciler:
                            stalled=True, phase=PHASE_FAILED)
         self.new_status["step"] = "Renaming"
         terminated = pg.rename_database(conn, current, db.database_name)
+        failpoints.hit("rename-after-alter", db.namespace)
         self.events.append(("Normal", "Renamed", f"database renamed from {current!r} to {db.database_name!r} "
                             f"({terminated} session(s) disconnected); filestore path and URL follow"))
         return pg.database_info(conn, db.database_name)
@@ -707,6 +759,7 @@ class Reconciler:
             # Again, for an operator killed between CREATE DATABASE and the extension (idempotent).
             pg.create_odoo_extensions(self.admin, db.database_name, db.role_name)
             job = self.kube.create(builders.build_init_job(db)) or self.kube.get("batch/v1", "Job", name, db.namespace)
+            failpoints.hit("create-init-job-created", db.namespace)
             if job:
                 self.ctx.registry.record_child("Job", job, deleted=False)
         state = job_state(job)
@@ -720,6 +773,7 @@ class Reconciler:
             _, marker = pg.database_marker(conn, db.database_name)
             pg.set_database_marker(conn, db.database_name, (marker or {}) | {
                 **db.owner_marker, pg.MARKER_KEY: pg.MARKER_VALUE, "initialized": True})
+        failpoints.hit("create-before-status", db.namespace)
         self.new_status["initializedAt"] = now_iso()
         return True
 
@@ -786,15 +840,32 @@ def reconcile(body: Mapping[str, Any], ctx: Context, live: Mapping[str, Any] | N
 # ---- deletion ---------------------------------------------------------------------------------
 
 def _final_backup(body: Mapping[str, Any], database_name: str, ctx: Context) -> None:
-    """deletionPolicy Snapshot: a final backup must succeed before the drop; NotReady until then."""
+    """deletionPolicy Snapshot: a final backup must succeed before the drop; NotReady until then.
+
+    The app is stopped first (nothing writes during the backup). The Job is trusted only if it is the one
+    the operator created for this object: labelled with its uid, and with the Job uid recorded in its
+    status when it was created. Completion is recorded in status.finalBackup before the drop, so a deletion
+    resumed after the drop (operator killed) goes on to the end instead of backing a missing database up."""
     meta = body["metadata"]
+    live = ctx.kube.get(API_VERSION, "OdooDatabase", meta["name"], meta["namespace"]) or body  # the newest record
+    record = (live.get("status") or {}).get("finalBackup") or {}
+    if record.get("completedAt"):
+        if record.get("job") and record.get("jobUid"):  # killed before it was removed: remove it now
+            ctx.kube.delete("batch/v1", "Job", record["job"], meta["namespace"],
+                            preconditions={"uid": record["jobUid"]})
+        return
     try:
         db = parse_odoo_database(body, ctx.settings)
     except SpecError as exc:
         raise NotReady("FinalBackupFailed", f"cannot take the final backup: {exc}; the database is not dropped",
                        stalled=True, retry_after=60) from None
+    _stop_app(db, ctx)
     name = backup_builders.final_backup_job_name(db.name)
     job = ctx.kube.get("batch/v1", "Job", name, db.namespace)
+    if job is not None and not _final_backup_job_trusted(job, db, record):
+        ctx.kube.delete("batch/v1", "Job", name, db.namespace, preconditions={"uid": job["metadata"]["uid"]})
+        raise NotReady("FinalBackup", f"Job {name} was not created by the operator for this object (another uid); "
+                       f"removed, a new final backup of {database_name!r} follows", retry_after=5, phase=PHASE_DELETING)
     if job is None:
         settings = db.backup or parse_backup_settings({}, ctx.settings)
         assert settings is not None
@@ -803,8 +874,11 @@ def _final_backup(body: Mapping[str, Any], database_name: str, ctx: Context) -> 
         if settings.storage.pvc_claim == ctx.settings.backup_pvc and ctx.kube.get(
                 "v1", "PersistentVolumeClaim", settings.storage.pvc_claim, db.namespace) is None:
             ctx.kube.create(backup_builders.build_backup_pvc(db.namespace, ctx.settings))
-        ctx.kube.create(backup_builders.build_final_backup_job(db, database_name, settings.storage,
-                                                               settings.retention, ctx.settings))
+        created = ctx.kube.create(backup_builders.build_final_backup_job(db, database_name, settings.storage,
+                                                                         settings.retention, ctx.settings))
+        failpoints.hit("snapshot-job-created", db.namespace)
+        if created is not None:
+            _record_final_backup(ctx, meta, {"job": name, "jobUid": created["metadata"]["uid"], "completedAt": None})
         raise NotReady("FinalBackup", f"taking the final backup (Job {name}) before dropping {database_name!r}",
                        retry_after=5, warning=False, phase=PHASE_DELETING)
     state = job_state(job)
@@ -815,7 +889,38 @@ def _final_backup(body: Mapping[str, Any], database_name: str, ctx: Context) -> 
     if state != "Complete":
         raise NotReady("FinalBackup", f"taking the final backup (Job {name}) before dropping {database_name!r}",
                        retry_after=5, warning=False, phase=PHASE_DELETING)
-    ctx.kube.delete("batch/v1", "Job", name, meta["namespace"])
+    _record_final_backup(ctx, meta, {"job": name, "jobUid": job["metadata"]["uid"], "completedAt": now_iso()})
+    failpoints.hit("snapshot-backup-recorded", db.namespace)
+    ctx.kube.delete("batch/v1", "Job", name, meta["namespace"], preconditions={"uid": job["metadata"]["uid"]})
+
+
+def _final_backup_job_trusted(job: Mapping[str, Any], db: OdooDatabase, record: Mapping[str, Any]) -> bool:
+    labels = job["metadata"].get("labels") or {}
+    return (labels.get(backup_builders.OWNER_UID_LABEL) == db.uid and bool(db.uid)
+            and job["metadata"].get("uid") == record.get("jobUid"))
+
+
+def _record_final_backup(ctx: Context, meta: Mapping[str, Any], record: Mapping[str, Any]) -> None:
+    ctx.kube.patch_status(API_VERSION, "OdooDatabase", meta["name"], meta["namespace"], {"finalBackup": dict(record)})
+
+
+def _stop_app(db: OdooDatabase, ctx: Context) -> None:
+    """Scale the app (the Deployments this object owns) to 0 and wait until the Deployment controller reports
+    no pod left: a backup taken while Odoo writes misses the last writes, or holds a filestore that no longer
+    matches the dump."""
+    running = 0
+    for deployment in ctx.kube.list("apps/v1", "Deployment", db.namespace):
+        meta, spec, status = deployment["metadata"], deployment.get("spec") or {}, deployment.get("status") or {}
+        if db.uid not in {ref.get("uid") for ref in meta.get("ownerReferences") or []}:
+            continue
+        if spec.get("replicas") != 0:
+            ctx.kube.scale("apps/v1", "Deployment", meta["name"], db.namespace, 0)
+            running += 1
+        elif int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0) or status.get("replicas"):
+            running += int(status.get("replicas") or 1)
+    if running:
+        raise NotReady("StoppingApp", "stopping the app (scaled to 0) before the final backup", retry_after=3,
+                       warning=False, phase=PHASE_DELETING)
 
 
 @dataclass
@@ -831,6 +936,7 @@ def delete(body: Mapping[str, Any], ctx: Context) -> DeletionResult:
     status = body.get("status") or {}
     for host in {status.get("hostname"), database_host(body, ctx.settings)} - {None}:
         claims.release(ctx.kube, str(host), body["metadata"].get("uid", ""))
+    failpoints.hit("delete-before-finalizer", body["metadata"]["namespace"])
     return result
 
 
@@ -863,7 +969,14 @@ def _delete(body: Mapping[str, Any], ctx: Context) -> DeletionResult:
             message = f"database {database_name!r} on {server_name} is not ours; left untouched"
             pg.drop_role(conn, role, owner)
             return DeletionResult(False, message)
+        earlier = (info.marker or {}).get("uid")
+        if info.exists and earlier not in (None, meta.get("uid")) and not status.get("createdAt"):
+            # Kept (Retain) by an earlier object of this name, and never taken over by this one (a
+            # duplicate refuses it: DatabaseExists): not this object's to drop, nor is its role.
+            return DeletionResult(False, f"database {database_name!r} on {server_name} was kept by an earlier "
+                                  "OdooDatabase of this name and never used by this one; left untouched")
         dropped = pg.drop_database(conn, database_name) if info.exists else False
+        failpoints.hit("delete-after-drop", namespace)
         pg.drop_role(conn, role, owner)
     if dropped:
         return DeletionResult(True, f"database {database_name!r} and its role dropped from {server_name}")

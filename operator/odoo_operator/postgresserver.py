@@ -1,14 +1,14 @@
-"""Observing a PostgresServer: reachable?, version, database count."""
+"""Observing a PostgresServer (reachable?, version, database count) and who may use it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import pg
 from .conditions import Condition, now_iso, summary
-from .model import SpecError, parse_postgres_server
-from .odoodatabase import Context, NotReady, server_address
+from .model import PostgresServer, SpecError, parse_postgres_server
+from .odoodatabase import Context, NotReady, refresh_servers, server_address
 
 
 def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[Condition]]:
@@ -36,6 +36,55 @@ def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[C
         return status, _stalled("MultipleDefaults", f"several servers are marked default: {', '.join(defaults)}; "
                                 "keep one")
     return status, list(summary("ready", "Reachable", message))
+
+
+def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """A metav1.LabelSelector against labels, as the API server evaluates it ({}: everything)."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def namespace_allowed(server: PostgresServer, namespace: str,
+                      namespace_labels: Callable[[], Mapping[str, str]]) -> bool:
+    """spec.allowedNamespaces: absent, every namespace; else the listed ones and those its selector matches
+    (labels are fetched only when the name is not listed)."""
+    allowed = server.allowed_namespaces
+    if allowed is None or namespace in allowed.names:
+        return True
+    return allowed.selector is not None and selector_matches(allowed.selector, namespace_labels())
+
+
+def require_allowed(server_name: str, namespace: str, ctx: Context) -> None:
+    """NotReady (Stalled, ServerNotAllowed) unless an OdooDatabase of `namespace` may use the server.
+    An unknown server passes: server_address reports it."""
+    server = ctx.registry.server(server_name)
+    if server is None:
+        refresh_servers(ctx)
+        server = ctx.registry.server(server_name)
+    if server is None:
+        return
+
+    def labels() -> Mapping[str, str]:
+        body = ctx.kube.get("v1", "Namespace", namespace) or {}
+        return (body.get("metadata") or {}).get("labels") or {}
+
+    if not namespace_allowed(server, namespace, labels):
+        raise NotReady("ServerNotAllowed", f"PostgresServer {server_name!r} does not allow namespace {namespace!r} "
+                       "(its spec.allowedNamespaces); use another server in spec.server or ask the platform "
+                       "administrators to allow this namespace", stalled=True, retry_after=60)
 
 
 def _not_ready(reason: str, message: str) -> list[Condition]:
