@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -441,3 +442,35 @@ def test_a_copy_still_running_is_waited_for_without_disconnecting_anyone(server)
             pg.drop_database(conn, db)
         pg.drop_role(conn, role, OWNER)
     user.close()
+
+
+def test_markers_name_no_tenant_to_the_others_and_old_ones_still_count(server):
+    """Every role connected to the server reads every database's and role's comment: the marker holds
+    a digest of namespace/name (as the role's name does), never the names. Markers written before
+    (with the names) are still recognised as the owner's."""
+    role, dbname = unique("odoo"), unique("db")
+    owner = {"managedBy": "odoo-db-operator", "namespace": "secret-customer", "name": "big-deal"}
+    with pg.connect(server) as conn:
+        pg.ensure_role(conn, role, "pw", owner, reset_password=False)
+        pg.create_database(conn, dbname, role, owner | {pg.MARKER_KEY: pg.MARKER_VALUE, "uid": "u-1"})
+        comments = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s UNION ALL "
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (dbname, role)).fetchall()
+        assert len(comments) == 2
+        for (comment,) in comments:
+            assert "secret-customer" not in comment and "big-deal" not in comment
+            assert json.loads(comment)["owner"] == pg.owner_key("secret-customer", "big-deal")
+        assert pg.database_info(conn, dbname).owned_by(owner, role)
+        assert not pg.database_info(conn, dbname).owned_by(owner | {"name": "other"}, role)
+        # A marker of an earlier version, with the names in clear:
+        legacy = json.dumps(owner | {pg.MARKER_KEY: pg.MARKER_VALUE, "uid": "u-1"})
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(dbname), sql.Literal(legacy)))
+        conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(role), sql.Literal(legacy)))
+        assert pg.database_info(conn, dbname).owned_by(owner, role)
+        assert pg.ensure_role(conn, role, "pw", owner, reset_password=False) is False  # still ours
+        pg.set_database_marker(conn, dbname, (pg.database_info(conn, dbname).marker or {}) | {"initialized": True})
+        marker = pg.database_info(conn, dbname).marker or {}
+        assert "namespace" not in marker and marker["initialized"] is True and marker["uid"] == "u-1"
+        pg.drop_database(conn, dbname)
+        pg.drop_role(conn, role, owner)
+        assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None

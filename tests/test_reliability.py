@@ -36,6 +36,7 @@ import yaml
 from conftest import OperatorProcess, condition, get_json, odoo_database, pg_query, wait_until
 from jobrunner import run_job
 from odoo_operator.localcluster import REPO_ROOT, LocalCluster
+from odoo_operator.model import role_name
 from test_duplicate import connect_as_owner
 from test_lifecycle import secret_data, wait_ready, wait_reason
 
@@ -147,10 +148,12 @@ def recovered(run: Run, value: Any = None) -> Any:
     return value
 
 
-def databases_of(pg_dsn: str, namespace: str) -> list[str]:
-    """Every PostgreSQL database whose owner marker names this namespace (doubles show up here)."""
-    rows = pg_query(pg_dsn, "SELECT datname FROM pg_database WHERE shobj_description(oid, 'pg_database') LIKE %s",
-                    f'%"namespace": "{namespace}"%')
+def databases_of(cluster: LocalCluster, pg_dsn: str, namespace: str) -> list[str]:
+    """Every PostgreSQL database owned by the role of an OdooDatabase of this namespace (doubles show
+    up here: whatever an object creates belongs to its role)."""
+    names = [o["metadata"]["name"] for o in get_json(cluster, "odb", "-n", namespace).get("items") or []]
+    rows = pg_query(pg_dsn, "SELECT datname FROM pg_database WHERE pg_get_userbyid(datdba) = ANY(%s)",
+                    [role_name(namespace, n) for n in names])
     return sorted(r[0] for r in rows)
 
 
@@ -214,7 +217,8 @@ def test_create_killed_at_every_step(cluster, operator, namespace, pg_dsn, run, 
     obj = recovered(r, wait_ready(cluster, "cr", namespace, timeout=120))
     role = obj["status"]["roleName"]
     r.check("doubled", count_databases(pg_dsn, "cr") == 1, "not exactly one database 'cr'")
-    r.check("doubled", databases_of(pg_dsn, namespace) == ["cr"], f"databases: {databases_of(pg_dsn, namespace)}")
+    r.check("doubled", databases_of(cluster, pg_dsn, namespace) == ["cr"],
+            f"databases: {databases_of(cluster, pg_dsn, namespace)}")
     r.check("doubled", count_roles(pg_dsn, role) == 1, "not exactly one role")
     after = jobs_of(cluster, namespace, "cr-init")
     r.check("doubled", len(after) == 1 and (not init or init[0]["metadata"]["uid"] == after[0]["metadata"]["uid"]),
@@ -248,7 +252,8 @@ def test_duplicate_killed_at_every_step(cluster, operator, namespace, pg_dsn, ru
     obj = recovered(r, wait_ready(cluster, "dup", namespace, timeout=120))
     r.check("half_done", obj["status"].get("neutralized") is True, "Ready but not neutralized")
     r.check("doubled", count_databases(pg_dsn, "dup") == 1, "not exactly one database 'dup'")
-    r.check("doubled", databases_of(pg_dsn, namespace) == ["dup", "src"], f"{databases_of(pg_dsn, namespace)}")
+    r.check("doubled", databases_of(cluster, pg_dsn, namespace) == ["dup", "src"],
+            f"{databases_of(cluster, pg_dsn, namespace)}")
     r.check("doubled", count_roles(pg_dsn, obj["status"]["roleName"]) == 1, "not exactly one role")
     after = jobs_of(cluster, namespace, "dup-neutralize")
     r.check("doubled", len(after) == 1 and (not job or job[0]["metadata"]["uid"] == after[0]["metadata"]["uid"]),
@@ -277,7 +282,7 @@ def test_rename_killed_after_alter_database(cluster, operator, namespace, pg_dsn
         get_json(cluster, "odb", "rn", "-n", namespace)), 120, "the rename to finish"))
     r.check("doubled", count_databases(pg_dsn, new) == 1, "not exactly one renamed database")
     r.check("half_done", count_databases(pg_dsn, old) == 0, "the old name still exists")
-    r.check("doubled", databases_of(pg_dsn, namespace) == [new], f"{databases_of(pg_dsn, namespace)}")
+    r.check("doubled", databases_of(cluster, pg_dsn, namespace) == [new], f"{databases_of(cluster, pg_dsn, namespace)}")
     r.check("lost", rows_in(cluster, "rn", namespace) == 120, "rows lost in the rename")
     old_host, new_host = f"{old.replace('_', '-')}.odoo.localhost", f"{new.replace('_', '-')}.odoo.localhost"
     r.check("half_done", wait_until(lambda: not get_json(cluster, "domainclaim", old_host), 30, "old host released"),
@@ -335,8 +340,8 @@ def test_restore_killed_at_every_step(cluster, operator, namespace, pg_dsn, tmp_
     after = jobs_of(cluster, namespace, "rs-restore")
     r.check("doubled", len(after) == 1 and job and job[0]["metadata"]["uid"] == after[0]["metadata"]["uid"],
             "the restore Job was created again")
-    r.check("doubled", count_databases(pg_dsn, "rs") == 1 and databases_of(pg_dsn, namespace) == ["rs"],
-            f"{databases_of(pg_dsn, namespace)}")
+    r.check("doubled", count_databases(pg_dsn, "rs") == 1 and databases_of(cluster, pg_dsn, namespace) == ["rs"],
+            f"{databases_of(cluster, pg_dsn, namespace)}")
     r.check("doubled", count_roles(pg_dsn, obj["status"]["roleName"]) == 1, "not exactly one role")
     r.check("lost", rows_in(cluster, "rs", namespace) == 321, "restored rows missing")
     with connect_as_owner(cluster, "rs", namespace) as conn:
@@ -471,7 +476,7 @@ def test_postgres_restarted_mid_provisioning_and_down_during_a_rename(cluster, o
     recovered(r, [wait_ready(cluster, n, namespace, timeout=120) for n in names])
     for name in names:
         r.check("doubled", count_databases(pg_dsn, name) == 1, f"not one database {name}")
-    r.check("doubled", databases_of(pg_dsn, namespace) == names, f"{databases_of(pg_dsn, namespace)}")
+    r.check("doubled", databases_of(cluster, pg_dsn, namespace) == names, f"{databases_of(cluster, pg_dsn, namespace)}")
     r.check("half_done", operator.running(), "the operator crashed")
     r.assert_clean()
 
@@ -519,7 +524,8 @@ def test_apiserver_restarted_the_operator_reconnects_and_converges(cluster, oper
                     and condition(get_json(cluster, "odb", "k2", "-n", namespace), "Ready").get("status") == "True")
     recovered(r, wait_until(converged, 120, "the operator to converge after the API server restart"))
     r.check("half_done", operator.running(), "the operator crashed")
-    r.check("doubled", databases_of(pg_dsn, namespace) == ["k1", "k2"], f"{databases_of(pg_dsn, namespace)}")
+    r.check("doubled", databases_of(cluster, pg_dsn, namespace) == ["k1", "k2"],
+            f"{databases_of(cluster, pg_dsn, namespace)}")
     r.assert_clean()
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import threading
 import time
@@ -202,8 +203,26 @@ def _parse_marker(comment: str | None) -> dict[str, Any] | None:
     return marker if isinstance(marker, dict) and marker.get(MARKER_KEY) == MARKER_VALUE else None
 
 
+def owner_key(namespace: str, name: str) -> str:
+    """How a marker names its owner: a digest of namespace/name (the one in its role's name), never
+    the names: every role connected to the server reads every database's and role's comment."""
+    return hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:20]
+
+
+def _normalised(marker: dict[str, Any]) -> dict[str, Any]:
+    """A marker with `namespace` and `name` (as callers give it, and as markers written before were)
+    with the two replaced by their `owner` key."""
+    if "namespace" not in marker or "name" not in marker:
+        return marker
+    rest = {k: v for k, v in marker.items() if k not in ("namespace", "name")}
+    return rest | {"owner": owner_key(str(marker["namespace"]), str(marker["name"]))}
+
+
 def _same_owner(marker: dict[str, Any] | None, owner: dict[str, str]) -> bool:
-    return marker is not None and all(marker.get(k) == v for k, v in owner.items())
+    if marker is None:
+        return False
+    marker, wanted = _normalised(marker), _normalised(owner)
+    return all(marker.get(k) == v for k, v in wanted.items())
 
 
 @dataclass(frozen=True)
@@ -334,7 +353,7 @@ def rename_database(conn: psycopg.Connection[Any], old: str, new: str, attempts:
 def set_database_marker(conn: psycopg.Connection[Any], dbname: str, marker: dict[str, Any]) -> None:
     conn.execute(
         sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-            sql.Identifier(dbname), sql.Literal(json.dumps(marker, sort_keys=True))
+            sql.Identifier(dbname), sql.Literal(json.dumps(_normalised(marker), sort_keys=True))
         )
     )
 
@@ -353,7 +372,7 @@ def ensure_role(
     row = conn.execute(
         "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (role,)
     ).fetchone()
-    marker = json.dumps(owner | {MARKER_KEY: MARKER_VALUE}, sort_keys=True)
+    marker = json.dumps(_normalised(owner | {MARKER_KEY: MARKER_VALUE}), sort_keys=True)
     if row is None:
         try:
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
