@@ -102,6 +102,25 @@ def test_one_shot_backup_then_restore_into_a_new_database(cluster, namespace, sh
         assert values["database.uuid"] != "original-uuid" and values["database.secret"] != "original-secret"
     assert "Restored" in {r for _, r, _ in events(cluster, namespace, "restored")}
 
+    # Kept (Retain) and deleted, then asked for again: the new object must restore, not adopt the old
+    # database (changed since) as if it were the restore; deleting the refused object drops nothing.
+    with connect_as_owner(cluster, "restored", namespace) as conn:
+        conn.execute("DELETE FROM res_partner WHERE id > 10")
+    cluster.kubectl("patch", "odb", "restored", "-n", namespace, "--type=merge", "-p",
+                    '{"spec":{"deletionPolicy":"Retain"}}')
+    cluster.kubectl("delete", "odb", "restored", "-n", namespace, "--timeout=60s")
+    again = odoo_database("restored", namespace, restoreFrom={"backup": "now", "artifact": artifact["id"]})
+    cluster.kubectl("apply", "-f", "-", input=again)
+    obj = wait_reason(cluster, "restored", namespace, "DatabaseExists")
+    assert "never adopts" in condition(obj, "Ready")["message"] and "spec.restoreFrom" in condition(obj, "Ready")[
+        "message"]
+    assert not get_json(cluster, "job", "restored-restore", "-n", namespace)
+    assert not get_json(cluster, "deployment", "restored", "-n", namespace)
+    cluster.kubectl("delete", "odb", "restored", "-n", namespace, "--timeout=60s")
+    assert "restored" in databases(pg_dsn)
+    pg_exec(pg_dsn, 'DROP DATABASE "restored" WITH (FORCE)')
+    pg_exec(pg_dsn, f'DROP ROLE "{restored["status"]["roleName"]}"')
+
 
 def test_failed_run_says_why_and_keeps_earlier_artifacts(cluster, namespace, shop, tmp_path):
     cluster.kubectl("apply", "-f", "-", input=database_backup("first", namespace, "shop"))

@@ -149,6 +149,8 @@ def test_a_recreated_duplicate_never_adopts_the_retained_database_of_its_name(cl
         conn.execute(FIXTURE.read_text())  # live mail servers and crons
     cluster.kubectl("delete", "odb", "again", "-n", namespace, "--timeout=60s")
     assert "again" in databases(pg_dsn)
+    # Its children go with it, in the background (garbage collector): wait, so none is taken for the new one's.
+    wait_until(lambda: not get_json(cluster, "deployment", "again", "-n", namespace), 60, "the old app to be collected")
     cluster.kubectl("apply", "-f", "-", input=odoo_database(
         "again", namespace, duplicateFrom={"name": source, "forTesting": True}))
     obj = wait_reason(cluster, "again", namespace, "DatabaseExists")

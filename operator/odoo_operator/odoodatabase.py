@@ -696,13 +696,15 @@ class Reconciler:
             raise pg.OwnershipConflict(
                 f"database {db.database_name!r} already exists on {server_name} and belongs to something else")
         marker: dict[str, Any] | None = target.marker
-        if db.duplicate_from and marker is not None and marker.get("uid") != db.uid:
-            # Left by an earlier object of this name (deletionPolicy Retain): not a copy made for this
-            # one, possibly never neutralized or given a fresh identity. A duplicate never adopts.
+        made_from = "spec.duplicateFrom" if db.duplicate_from else "spec.restoreFrom" if db.restore_from else None
+        if made_from and marker is not None and marker.get("uid") != db.uid and not self.status.get("createdAt"):
+            # Left by an earlier object of this name (deletionPolicy Retain): not the copy or the restore
+            # this one asks for, possibly never neutralized or given a fresh identity. Never adopted.
+            what = "a fresh copy of its source" if db.duplicate_from else "restored from what it names"
             raise NotReady("DatabaseExists", f"database {db.database_name!r} already exists on {server_name}, kept by "
-                           "an earlier OdooDatabase of this name; a duplicate is always a fresh copy of its source "
-                           "and never adopts an existing database. Drop or rename that database, or set another "
-                           "spec.databaseName (removing spec.duplicateFrom adopts it as it is)",
+                           f"an earlier OdooDatabase of this name; a database made from {made_from} is always "
+                           f"{what} and never adopts an existing one. Drop or rename that database, or set another "
+                           f"spec.databaseName (removing {made_from} adopts it as it is)",
                            stalled=True, phase=PHASE_FAILED, retry_after=60)  # dropped outside Kubernetes
         if marker is None:  # created by us, comment lost to a crash: write it now
             marker = db.owner_marker | {pg.MARKER_KEY: pg.MARKER_VALUE, "uid": db.uid}
