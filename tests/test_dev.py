@@ -46,12 +46,19 @@ def wait_for_output(proc: subprocess.Popen[str], marker: str, timeout: float) ->
     raise AssertionError(f"{marker!r} not printed; output: {''.join(seen)}")
 
 
-@pytest.mark.parametrize("stop", ["ctrl-c", "kill"])
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# "ctrl-c-background": started as a non-interactive shell starts `make dev &` (or nohup does), with SIGINT
+# ignored, which Python keeps unless told otherwise.
+@pytest.mark.parametrize("stop", ["ctrl-c", "kill", "ctrl-c-background"])
 def test_dev_runs_everything_and_leaves_nothing_behind(tmp_path, stop):
     dev_dir = tmp_path / "dev"
     proc = subprocess.Popen(
         [sys.executable, "-m", "odoo_operator.dev"], cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, env={**os.environ, "ODOO_DEV_DIR": str(dev_dir)}, start_new_session=True,
+        preexec_fn=_ignore_sigint if stop == "ctrl-c-background" else None,
     )
     try:
         wait_for_output(proc, "Local control plane ready", 120)
@@ -63,7 +70,7 @@ def test_dev_runs_everything_and_leaves_nothing_behind(tmp_path, stop):
         assert processes_mentioning(str(dev_dir)) and processes_mentioning(pg_dir)
     finally:
         with contextlib.suppress(ProcessLookupError):
-            if stop == "ctrl-c":
+            if stop.startswith("ctrl-c"):
                 os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends to the foreground group
             else:
                 os.kill(proc.pid, signal.SIGKILL)

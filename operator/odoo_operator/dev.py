@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,9 @@ def apply_default_server(cluster: LocalCluster, name: str = "local", host: str =
 
 
 def main() -> None:
+    # Ctrl-C stops everything, also when started from a shell that ignores SIGINT for its children (a
+    # background job `… &` of a non-interactive shell, nohup): Python then leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     shutil.rmtree(DEV_DIR, ignore_errors=True)
     if not (ODOO_HOME / "src" / "odoo-bin").exists():
         sys.exit(f"no Odoo in {ODOO_HOME}: run `make setup` first")
