@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The operator's image. The same image runs the backup and restore Jobs the operator creates
-# (`python -m odoo_operator.backup create|restore …`, backup_builders.py), which call pg_dump and
+# (`python -m odoo_operator.backupjob create|restore …`, specs/backup.py), which call pg_dump and
 # psql: PostgreSQL 15 client tools are installed from Debian bookworm (postgresql-client-15).
 # Build: docker build -t odoo-db-operator:0.1.0 .   (tests/test_chart.py checks this file's shape)
 
@@ -33,8 +33,10 @@ ENV PATH="/opt/venv/bin:/usr/lib/postgresql/${PG_MAJOR}/bin:${PATH}" \
     TMPDIR=/tmp \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-# The entry point and the Jobs' module load (psycopg's bundled libpq included).
-RUN odoo-db-operator --help >/dev/null && python -c "import odoo_operator.backup, psycopg"
+# The entry point and the Jobs' module load (psycopg's bundled libpq included); the development harness
+# (odoo_operator.devtools) is not installed.
+RUN odoo-db-operator --help >/dev/null && python -c "import odoo_operator.backupjob.program, psycopg" \
+ && ! python -c "import odoo_operator.devtools" 2>/dev/null
 # The operator's Deployment and the backup/restore Jobs mount an emptyDir at /tmp (the root
 # filesystem is read-only); the VOLUME keeps a plain `docker run` working the same way.
 VOLUME ["/tmp"]

@@ -31,7 +31,7 @@ odoo: ## a real Odoo (source + virtualenv with its requirements) in .cache/odoo/
 	bash hack/setup-odoo.sh
 
 dev: ## local control plane + PostgreSQL + the operator in the foreground
-	$(PY) -m odoo_operator.dev
+	$(PY) -m odoo_operator.devtools.dev
 
 run: ## the operator against the current kubeconfig context
 	$(PY) -m odoo_operator

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark (issue 4): back up and restore a 1 GB database with its filestore, against Odoo's own method.
 
-Starts a throwaway PostgreSQL 15 (odoo_operator.localcluster.Postgres, in a temp dir; no Kubernetes),
+Starts a throwaway PostgreSQL 15 (odoo_operator.devtools.localcluster.Postgres, in a temp dir; no Kubernetes),
 fills the database `src` with --size-mb of Odoo-like data generated in SQL (bench_duplicate's tables:
 tests/fixtures/odoo_schema.sql plus res_partner, account_move, account_move_line and mail_message with
 their indexes), writes a --filestore-mb filestore in Odoo's `<sha[:2]>/<sha>` layout (mostly
@@ -14,14 +14,14 @@ each measurement after autovacuum is idle, a CHECKPOINT and a sync(2) of the pre
    in a Python child process: a temporary folder with a copy of the filestore (shutil.copytree),
    manifest.json and `pg_dump --no-owner --file=dump.sql`, then that folder zipped with zipfile's
    ZIP_DEFLATED at its default level (6), dump.sql first;
-3. ours: `python -m odoo_operator.backup create --format zip` (pg_dump streamed into the zip at
+3. ours: `python -m odoo_operator.backupjob create --format zip` (pg_dump streamed into the zip at
    deflate level 1 while it is produced, written to a file:// storage, fsynced, read back and checked);
 
 then --rounds rounds (the order alternating) of the restores, each into a fresh empty database that is
 checked and dropped before the next one:
 
 4. raw `psql -X -q -f dump.sql` (the restore baseline);
-5. ours: `python -m odoo_operator.backup restore` (database and filestore);
+5. ours: `python -m odoo_operator.backupjob restore` (database and filestore);
 
 then, as references for where the time goes: deflate level 1 of dump.sql and of the filestore's files
 in one thread, inflating our artifact's dump.sql entry, and the sha256 of our artifact. The restores
@@ -84,10 +84,10 @@ from bench_create import (  # noqa: E402
 from bench_duplicate import MB, TableFacts, fill  # noqa: E402
 from psycopg import sql  # noqa: E402
 
-from odoo_operator.localcluster import PG_BIN_DIR, Postgres  # noqa: E402
+from odoo_operator.devtools.localcluster import PG_BIN_DIR, Postgres  # noqa: E402
 
 if TYPE_CHECKING:
-    from odoo_operator.localcluster import LocalCluster
+    from odoo_operator.devtools.localcluster import LocalCluster
 
 SOURCE = "src"
 ODOO_VERSION = "17.0"
@@ -165,7 +165,7 @@ def odoo_zip_dir(path: str, stream: IO[bytes], include_dir: bool = True,
 def odoo_dump_worker(spec: dict[str, str]) -> dict[str, Any]:
     """Odoo's `dump_db(db_name, stream, 'zip')`, step by step and timed; the zip goes to spec['out']. After the
     timing, dump.sql is hard-linked to spec['keep_sql'] (the psql restore baseline reads it)."""
-    from odoo_operator.backup import read_manifest
+    from odoo_operator.backupjob.program import read_manifest
 
     phases: dict[str, float] = {}
     started = mark = time.perf_counter()
@@ -518,7 +518,7 @@ def run(args: argparse.Namespace, workdir: Path, result: Result) -> None:
                 else:
                     storage = workdir / f"artifacts-{index + 1}"  # a fresh storage: no retention at work
                     run_ = measure(label, [
-                        sys.executable, "-m", "odoo_operator.backup", "create", "--format", "zip",
+                        sys.executable, "-m", "odoo_operator.backupjob", "create", "--format", "zip",
                         "--database", SOURCE, "--odoo-version", ODOO_VERSION, "--filestore", str(filestore),
                         "--storage", storage.as_uri()], env, pg_pid)
                     run_.check()
@@ -555,7 +555,7 @@ def run(args: argparse.Namespace, workdir: Path, result: Result) -> None:
                 else:
                     restored_fs = workdir / "restored-filestore" / db
                     run_ = measure(label, [
-                        sys.executable, "-m", "odoo_operator.backup", "restore", "--storage", storage.as_uri(),
+                        sys.executable, "-m", "odoo_operator.backupjob", "restore", "--storage", storage.as_uri(),
                         "--artifact", artifact_id, "--database", db, "--filestore", str(restored_fs)], env, pg_pid)
                     run_.check()
                     result.restore_runs.append(run_)
@@ -667,7 +667,7 @@ def report(r: Result, args: argparse.Namespace) -> str:
             ["Odoo's `dump_db` (copytree, `pg_dump` to dump.sql, `zip_dir` at level 6)", f"{odoo_s:.2f} s",
              runs_text(odoo_runs_s), rate(odoo_s), "1.00×", mb(r.odoo_zip_bytes),
              f"{kb_mb(max(x.root_hwm_kb() for x in r.odoo_runs))} (Python)", cpu_text(r.odoo_runs), ref("odoo")],
-            ["**ours**: `python -m odoo_operator.backup create --format zip`", f"**{ours_s:.2f} s**",
+            ["**ours**: `python -m odoo_operator.backupjob create --format zip`", f"**{ours_s:.2f} s**",
              runs_text([x.seconds for x in r.ours_runs]), rate(ours_s), f"**{speedup:.2f}×**", mb(r.ours_zip_bytes),
              kb_mb(backup_rss_kb), cpu_text(r.ours_runs), "—"],
         ]),
@@ -695,7 +695,7 @@ def report(r: Result, args: argparse.Namespace) -> str:
             ["raw `psql -X -q -f dump.sql` (database only)", f"{psql_s:.2f} s",
              runs_text([x.seconds for x in r.psql_runs]), rate(psql_s), "1.00×",
              kb_mb(max(x.peak_kb for x in r.psql_runs)), cpu_text(r.psql_runs), ref("psql")],
-            ["**ours**: `python -m odoo_operator.backup restore` (database + filestore)", f"**{restore_s:.2f} s**",
+            ["**ours**: `python -m odoo_operator.backupjob restore` (database + filestore)", f"**{restore_s:.2f} s**",
              runs_text([x.seconds for x in r.restore_runs]), rate(restore_s), f"**{restore_ratio:.2f}×**",
              f"{kb_mb(max(x.peak_kb for x in r.restore_runs))} (Python "
              f"{kb_mb(max(x.root_hwm_kb() for x in r.restore_runs))}, psql "

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark (issue 2): create N OdooDatabases at once and time them until all are Ready.
 
-Starts the local control plane + PostgreSQL (odoo_operator.localcluster), the default PostgresServer
+Starts the local control plane + PostgreSQL (odoo_operator.devtools.localcluster), the default PostgresServer
 and the operator as a process (`python -m odoo_operator`, default settings), waits until the server
 is reachable, then creates N OdooDatabases in namespace `bench` as fast as possible and watches
 them (and their Jobs, Pods, Deployments and PVCs) until every one is Ready.
@@ -51,8 +51,8 @@ with contextlib.suppress(ValueError):
     sys.path.remove(str(REPO_ROOT / "operator"))
 sys.path.insert(0, str(REPO_ROOT / "operator"))
 
-from odoo_operator.dev import apply_default_server  # noqa: E402
-from odoo_operator.localcluster import PG_BIN_DIR, LocalCluster, free_port  # noqa: E402
+from odoo_operator.devtools.dev import apply_default_server  # noqa: E402
+from odoo_operator.devtools.localcluster import PG_BIN_DIR, LocalCluster, free_port  # noqa: E402
 
 GROUP, VERSION = "odoo.dbmanager.io", "v1alpha1"
 SYSTEM_NAMESPACE = "odoo-system"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark (issue 3): duplicate a 1 GB database through the operator, against bare PostgreSQL copies.
 
-Starts the local control plane + PostgreSQL (odoo_operator.localcluster), the default PostgresServer
+Starts the local control plane + PostgreSQL (odoo_operator.devtools.localcluster), the default PostgresServer
 and the operator as a process (`python -m odoo_operator`, default settings), as bench_create does.
 Creates the OdooDatabase `src` in namespace `bench`, waits until it is Ready, then fills its
 PostgreSQL database with --size-mb of Odoo-like data generated in SQL (the tables of
@@ -84,7 +84,7 @@ from bench_create import (  # noqa: E402
 )
 from psycopg import sql  # noqa: E402
 
-from odoo_operator.localcluster import PG_BIN_DIR, LocalCluster  # noqa: E402
+from odoo_operator.devtools.localcluster import PG_BIN_DIR, LocalCluster  # noqa: E402
 
 SOURCE = "src"
 COPY = "src-copy"

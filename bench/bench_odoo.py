@@ -74,9 +74,9 @@ from bench_create import (  # noqa: E402
 )
 from psycopg import sql  # noqa: E402
 
-from odoo_operator.dev import apply_default_server  # noqa: E402
-from odoo_operator.localcluster import LocalCluster  # noqa: E402
-from odoo_operator.noderunner_exec import runner_cgroup  # noqa: E402
+from odoo_operator.devtools.dev import apply_default_server  # noqa: E402
+from odoo_operator.devtools.localcluster import LocalCluster  # noqa: E402
+from odoo_operator.devtools.noderunner_exec import runner_cgroup  # noqa: E402
 
 ODOO_HOME = REPO_ROOT / ".cache" / "odoo" / "current"
 SPEC = {"version": "16.0", "app": {"replicas": 1, "workers": 0}}

@@ -20,8 +20,8 @@ import psycopg
 import pytest
 import yaml
 
-from odoo_operator.dev import apply_default_server
-from odoo_operator.localcluster import REPO_ROOT, LocalCluster, free_port
+from odoo_operator.devtools.dev import apply_default_server
+from odoo_operator.devtools.localcluster import REPO_ROOT, LocalCluster, free_port
 
 SYSTEM_NAMESPACE = "odoo-system"
 MOTO_VERSION = "5.2.5"
@@ -105,7 +105,7 @@ def pods_server(cluster: LocalCluster, default_server: str) -> str:
 @pytest.fixture(scope="session")
 def ingress_proxy(cluster: LocalCluster) -> Iterator[Any]:
     """The local Ingress proxy (what an ingress controller does): routes by the cluster's Ingresses."""
-    from odoo_operator.ingressproxy import IngressProxy
+    from odoo_operator.devtools.ingressproxy import IngressProxy
 
     proxy = IngressProxy(cluster.kubeconfig).start()
     yield proxy

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from odoo_operator.localcluster import LocalCluster
+from odoo_operator.devtools.localcluster import LocalCluster
 
 
 def _get(cluster: LocalCluster, *args: str) -> dict[str, Any]:

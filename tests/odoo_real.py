@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from odoo_operator.localcluster import REPO_ROOT
+from odoo_operator.devtools.localcluster import REPO_ROOT
 
 ODOO_HOME = Path(os.environ.get("ODOO_HOME") or REPO_ROOT / ".cache" / "odoo" / "current")
 ODOO_PYTHON = ODOO_HOME / "venv" / "bin" / "python"

@@ -24,9 +24,16 @@ import psycopg
 import pytest
 
 from conftest import pg_exec, pg_query
-from odoo_operator import backup
-from odoo_operator.backup import BackupError, FileStorage, create_backup, open_storage, restore_backup, restore_file
-from odoo_operator.localcluster import REPO_ROOT, LocalCluster
+from odoo_operator.backupjob import program as backup
+from odoo_operator.backupjob.program import (
+    BackupError,
+    FileStorage,
+    create_backup,
+    open_storage,
+    restore_backup,
+    restore_file,
+)
+from odoo_operator.devtools.localcluster import REPO_ROOT, LocalCluster
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +141,7 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, dict[str, Any], str]:
-    result = subprocess.run([sys.executable, "-m", "odoo_operator.backup", *args], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "odoo_operator.backupjob", *args], capture_output=True, text=True,
                             env={**os.environ, **(env or {})}, cwd=REPO_ROOT, timeout=timeout)
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1, f"expected one JSON line, got {result.stdout!r}; stderr: {result.stderr[-2000:]}"
@@ -373,7 +380,7 @@ def test_memory_stays_flat_on_a_200_mb_database(tmp_path, admin_dsn, pg_env, big
               "print(json.dumps({'rc': r.returncode, 'out': r.stdout, 'err': r.stderr,"
               " 'maxrss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))\n")
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-c", runner, sys.executable, "-m", "odoo_operator.backup", "create",
+    result = subprocess.run([sys.executable, "-c", runner, sys.executable, "-m", "odoo_operator.backupjob", "create",
                              "--database", big_db, "--filestore", str(tmp_path / "none"),
                              "--storage", (tmp_path / "b").as_uri()],
                             capture_output=True, text=True, env={**os.environ, **pg_env}, cwd=REPO_ROOT, timeout=300)
@@ -393,7 +400,7 @@ def test_memory_stays_flat_on_a_200_mb_database(tmp_path, admin_dsn, pg_env, big
 def test_a_database_dropped_mid_backup_fails_cleanly(tmp_path, admin_dsn, pg_env, big_db, databases):
     victim = databases("bk_victim", big_db)
     storage_dir = tmp_path / "backups"
-    proc = subprocess.Popen([sys.executable, "-m", "odoo_operator.backup", "create", "--database", victim,
+    proc = subprocess.Popen([sys.executable, "-m", "odoo_operator.backupjob", "create", "--database", victim,
                              "--filestore", str(tmp_path), "--storage", storage_dir.as_uri()],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **pg_env}, cwd=REPO_ROOT)
@@ -524,9 +531,9 @@ def test_cli_create_applies_retention_and_prints_one_json_line(tmp_path, pg_env,
 
 def test_cli_reports_success_and_failure(tmp_path, pg_env, source, monkeypatch, capsys):
     reports: list[tuple[str, str, dict[str, Any]]] = []
-    module = types.ModuleType("odoo_operator.backup_report")
+    module = types.ModuleType("odoo_operator.backupjob.report")
     module.report = lambda ns, name, result: reports.append((ns, name, result))  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "odoo_operator.backup_report", module)
+    monkeypatch.setitem(sys.modules, "odoo_operator.backupjob.report", module)
     for var, value in pg_env.items():
         monkeypatch.setenv(var, value)
     storage = (tmp_path / "b").as_uri()
@@ -833,7 +840,7 @@ def test_receive_streams_a_new_file_and_never_overwrites(tmp_path, good_zip):
     assert sorted(p.name for p in stored.parent.iterdir()) == ["shop.zip"]  # no partial left
 
     # the same through the command line, stdin -> file (what the uploader Pod runs)
-    result = subprocess.run([sys.executable, "-m", "odoo_operator.backup", "receive", "--storage",
+    result = subprocess.run([sys.executable, "-m", "odoo_operator.backupjob", "receive", "--storage",
                              (tmp_path / "volume").as_uri(), "--file", "_uploads/cli.zip", "--sha256", sha],
                             input=data, capture_output=True, cwd=REPO_ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -883,9 +890,9 @@ def test_s3_upload_then_restore_of_a_file_under_the_prefix(tmp_path, admin_dsn, 
 # --- the operator's side of a restore: spec.restoreFrom parsed, the Job's arguments ------------------
 
 def test_restore_from_is_parsed_and_checked_again_by_the_operator():
-    from odoo_operator.backup_builders import build_restore_job
+    from odoo_operator.api.model import SpecError, Storage, parse_odoo_database
     from odoo_operator.config import Settings
-    from odoo_operator.model import SpecError, Storage, parse_odoo_database
+    from odoo_operator.specs.backup import build_restore_job
 
     settings = Settings()
 
@@ -969,9 +976,9 @@ def test_a_one_off_backup_with_retention_0_prunes_nothing_of_the_daily_backup(tm
 
 
 def test_backup_jobs_carry_their_owner_and_only_the_daily_adopts_unowned_artifacts():
-    from odoo_operator.backup_builders import build_backup_job, build_daily_backup, build_final_backup_job
+    from odoo_operator.api.model import parse_database_backup, parse_odoo_database
     from odoo_operator.config import Settings
-    from odoo_operator.model import parse_database_backup, parse_odoo_database
+    from odoo_operator.specs.backup import build_backup_job, build_daily_backup, build_final_backup_job
 
     settings = Settings()
     db = parse_odoo_database({"metadata": {"name": "shop", "namespace": "ns", "uid": "u-1"},

@@ -22,7 +22,7 @@ import yaml
 
 from conftest import condition, get_json, odoo_database, pg_exec, wait_until
 from jobrunner import run_job
-from odoo_operator.localcluster import REPO_ROOT
+from odoo_operator.devtools.localcluster import REPO_ROOT
 from test_duplicate import connect_as_owner, params
 from test_lifecycle import databases, events, wait_ready, wait_reason
 
@@ -434,7 +434,7 @@ def test_a_restore_file_outside_the_storage_is_refused_by_the_api_server_and_the
         "escape", namespace, restoreFrom={"file": "../../etc/passwd"}))
     assert refused.returncode != 0 and "must be a relative path inside the storage" in refused.stderr
     # The Job checks again, whatever its arguments (a CRD older than the operator, a hand-made Job)
-    result = subprocess.run([sys.executable, "-m", "odoo_operator.backup", "restore", "--storage",
+    result = subprocess.run([sys.executable, "-m", "odoo_operator.backupjob", "restore", "--storage",
                              (tmp_path / "vol").as_uri(), "--file", "../etc/passwd", "--database", "x"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "not a relative path inside the storage" in json.loads(result.stdout)["error"]

@@ -5,13 +5,13 @@ import json
 
 import pytest
 
-from odoo_operator import builders
-from odoo_operator.conditions import Condition, merge_conditions
+from odoo_operator import specs
+from odoo_operator.api.conditions import Condition, merge_conditions
+from odoo_operator.api.model import parse_odoo_database
 from odoo_operator.config import Settings
-from odoo_operator.model import parse_odoo_database
 
 SETTINGS = Settings(base_domain="apps.example.com", images={"17.0": "odoo:17.0"})
-ENDPOINT = builders.DatabaseEndpoint("pg.example", 5433, "require")
+ENDPOINT = specs.app.DatabaseEndpoint("pg.example", 5433, "require")
 
 
 def make_db(**spec):
@@ -22,16 +22,16 @@ def make_db(**spec):
 def test_every_child_is_owned_and_labelled():
     db = make_db()
     children = [
-        builders.build_db_secret(db, "pg", 5432, "disable", "pw"),
-        builders.build_admin_secret(db, "pw"),
-        builders.build_filestore_pvc(db, SETTINGS),
-        builders.build_sessions_pvc(db, SETTINGS),
-        builders.build_config_map(db, ENDPOINT),
-        builders.build_init_job(db),
-        builders.build_neutralize_job(db),
-        builders.build_deployment(db, 1, "h", ENDPOINT),
-        builders.build_service(db),
-        builders.build_ingress(db, SETTINGS),
+        specs.app.build_db_secret(db, "pg", 5432, "disable", "pw"),
+        specs.app.build_admin_secret(db, "pw"),
+        specs.app.build_filestore_pvc(db, SETTINGS),
+        specs.app.build_sessions_pvc(db, SETTINGS),
+        specs.app.build_config_map(db, ENDPOINT),
+        specs.app.build_init_job(db),
+        specs.app.build_neutralize_job(db),
+        specs.app.build_deployment(db, 1, "h", ENDPOINT),
+        specs.app.build_service(db),
+        specs.app.build_ingress(db, SETTINGS),
     ]
     names = [c["metadata"]["name"] for c in children]
     assert names == ["shop-db", "shop-admin", "shop-filestore", "shop-sessions", "shop-odoo-conf", "shop-init",
@@ -44,7 +44,7 @@ def test_every_child_is_owned_and_labelled():
 
 
 def test_db_secret_holds_connection_keys():
-    secret = builders.build_db_secret(make_db(), "pg.example", 5433, "require", "s3cret")
+    secret = specs.app.build_db_secret(make_db(), "pg.example", 5433, "require", "s3cret")
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert data["host"] == "pg.example" and data["port"] == "5433" and data["database"] == "shop"
     assert data["password"] == "s3cret" and data["user"].startswith("odoo_")
@@ -56,13 +56,13 @@ def conf_options(conf: str) -> dict[str, str]:
 
 def odoo_containers(db):
     """Every container that runs the database's Odoo image, by the object it belongs to."""
-    objects = [builders.build_init_job(db), builders.build_neutralize_job(db),
-               builders.build_deployment(db, 1, "h", ENDPOINT)]
+    objects = [specs.app.build_init_job(db), specs.app.build_neutralize_job(db),
+               specs.app.build_deployment(db, 1, "h", ENDPOINT)]
     return {obj["metadata"]["name"]: obj["spec"]["template"]["spec"]["containers"][0] for obj in objects}
 
 
 def test_deployment_runs_one_database_with_filter_and_proxy_mode():
-    deployment = builders.build_deployment(make_db(), 2, "abc", ENDPOINT)
+    deployment = specs.app.build_deployment(make_db(), 2, "abc", ENDPOINT)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["odoo", "-c", "/etc/odoo/odoo.conf"]
     assert container["args"] == ["--database", "shop", "--db-filter", "^shop$", "--proxy-mode", "--no-database-list"]
@@ -101,25 +101,25 @@ def test_every_odoo_container_skips_the_image_entrypoint_and_gets_the_password_o
 
 def test_odoo_conf_holds_the_connection_but_never_the_password():
     db = make_db()
-    conf = builders.render_odoo_conf(db, ENDPOINT)
+    conf = specs.app.render_odoo_conf(db, ENDPOINT)
     options = conf_options(conf)
     assert options["db_host"] == "pg.example" and options["db_port"] == "5433"
     assert options["db_user"] == db.role_name and options["db_sslmode"] == "require"
     assert "db_password" not in options and "password" not in conf.lower()
-    config_map = builders.build_config_map(db, ENDPOINT)
+    config_map = specs.app.build_config_map(db, ENDPOINT)
     assert config_map["data"]["odoo.conf"] == conf
 
 
 def test_odoo_conf_keeps_the_images_extra_addons():
     """The ConfigMap replaces the official image's odoo.conf, whose addons_path is /mnt/extra-addons:
     without it, modules of images built FROM odoo (and their neutralize.sql) would be invisible."""
-    assert conf_options(builders.render_odoo_conf(make_db(), ENDPOINT))["addons_path"] == "/mnt/extra-addons"
+    assert conf_options(specs.app.render_odoo_conf(make_db(), ENDPOINT))["addons_path"] == "/mnt/extra-addons"
 
 
 @pytest.mark.parametrize("mode", ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"])
 def test_odoo_conf_applies_the_servers_ssl_mode(mode):
     # Odoo's own db_sslmode (default prefer) wins over PGSSLMODE: the mode must be in odoo.conf.
-    conf = builders.render_odoo_conf(make_db(), builders.DatabaseEndpoint("pg", 5432, mode))
+    conf = specs.app.render_odoo_conf(make_db(), specs.app.DatabaseEndpoint("pg", 5432, mode))
     assert conf_options(conf)["db_sslmode"] == mode
 
 
@@ -127,36 +127,36 @@ def test_a_change_of_server_address_or_ssl_mode_rolls_the_pods():
     db = make_db()
 
     def config_annotation(endpoint):
-        deployment = builders.build_deployment(db, 1, "h", endpoint)
+        deployment = specs.app.build_deployment(db, 1, "h", endpoint)
         return deployment["spec"]["template"]["metadata"]["annotations"]["odoo.dbmanager.io/config"]
 
     base = config_annotation(ENDPOINT)
-    for other in (builders.DatabaseEndpoint("pg2.example", 5433, "require"),
-                  builders.DatabaseEndpoint("pg.example", 5434, "require"),
-                  builders.DatabaseEndpoint("pg.example", 5433, "verify-full")):
+    for other in (specs.app.DatabaseEndpoint("pg2.example", 5433, "require"),
+                  specs.app.DatabaseEndpoint("pg.example", 5434, "require"),
+                  specs.app.DatabaseEndpoint("pg.example", 5433, "verify-full")):
         assert config_annotation(other) != base
-    assert config_annotation(builders.DatabaseEndpoint("pg.example", 5433, "require")) == base
+    assert config_annotation(specs.app.DatabaseEndpoint("pg.example", 5433, "require")) == base
 
 
 def test_password_change_rolls_the_pods():
     db = make_db()
-    a = builders.credentials_fingerprint(db, "one")
-    assert a != builders.credentials_fingerprint(db, "two")
+    a = specs.app.credentials_fingerprint(db, "one")
+    assert a != specs.app.credentials_fingerprint(db, "two")
     assert "one" not in a
-    annotations = [builders.build_deployment(db, 1, builders.credentials_fingerprint(db, pw), ENDPOINT)
+    annotations = [specs.app.build_deployment(db, 1, specs.app.credentials_fingerprint(db, pw), ENDPOINT)
                    ["spec"]["template"]["metadata"]["annotations"]["odoo.dbmanager.io/credentials"]
                    for pw in ("one", "two")]
     assert annotations[0] != annotations[1]
 
 
 def test_odoo_conf_disables_the_database_manager_and_keeps_user_keys():
-    conf = builders.render_odoo_conf(make_db(app={"config": {"limit_time_cpu": "120"}, "workers": 4}), ENDPOINT)
+    conf = specs.app.render_odoo_conf(make_db(app={"config": {"limit_time_cpu": "120"}, "workers": 4}), ENDPOINT)
     assert "list_db = False" in conf and "dbfilter = ^shop$" in conf and "proxy_mode = True" in conf
     assert "limit_time_cpu = 120" in conf and "workers = 4" in conf
 
 
 def test_init_job_installs_base_without_demo_and_sets_admin_password_from_secret():
-    job = builders.build_init_job(make_db())
+    job = specs.app.build_init_job(make_db())
     container = job["spec"]["template"]["spec"]["containers"][0]
     script = container["command"][-1]
     assert "-i base" in script and "--without-demo=all" in script and "--stop-after-init" in script
@@ -168,12 +168,12 @@ def test_init_job_installs_base_without_demo_and_sets_admin_password_from_secret
 
 def test_neutralize_job_runs_odoos_own_neutralize_on_the_database_with_the_init_jobs_volumes():
     db = make_db(databaseName="shop_test")
-    job = builders.build_neutralize_job(db)
+    job = specs.app.build_neutralize_job(db)
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "odoo:17.0"
     assert container["command"] == ["odoo", "neutralize", "-c", "/etc/odoo/odoo.conf", "-d", "shop_test"]
     assert "args" not in container
-    init = builders.build_init_job(db)["spec"]["template"]["spec"]
+    init = specs.app.build_init_job(db)["spec"]["template"]["spec"]
     assert job["spec"]["template"]["spec"]["volumes"] == init["volumes"]
     assert container["volumeMounts"] == init["containers"][0]["volumeMounts"]
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
@@ -182,46 +182,46 @@ def test_neutralize_job_runs_odoos_own_neutralize_on_the_database_with_the_init_
 
 def test_sessions_live_on_a_shared_volume_of_the_app_only():
     db = make_db(app={"replicas": 3})
-    pvc = builders.build_sessions_pvc(db, Settings(storage_class="fast", filestore_access_mode="ReadWriteMany"))
+    pvc = specs.app.build_sessions_pvc(db, Settings(storage_class="fast", filestore_access_mode="ReadWriteMany"))
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"] and pvc["spec"]["storageClassName"] == "fast"
     assert pvc["metadata"]["labels"]["app.kubernetes.io/component"] == "sessions"
     # A copy starts with nobody logged in: never a clone of the source's sessions.
     copy = make_db(duplicateFrom={"name": "prod"})
-    assert "dataSource" not in builders.build_sessions_pvc(copy, SETTINGS)["spec"]
-    assert "dataSource" in builders.build_filestore_pvc(copy, SETTINGS)["spec"]
-    pod = builders.build_deployment(db, 3, "h", ENDPOINT)["spec"]["template"]["spec"]
+    assert "dataSource" not in specs.app.build_sessions_pvc(copy, SETTINGS)["spec"]
+    assert "dataSource" in specs.app.build_filestore_pvc(copy, SETTINGS)["spec"]
+    pod = specs.app.build_deployment(db, 3, "h", ENDPOINT)["spec"]["template"]["spec"]
     claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in pod["volumes"]}
     assert claims["sessions"] == "shop-sessions"
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     assert mounts["sessions"] == "/var/lib/odoo/sessions"  # odoo.tools.config.session_dir
-    assert conf_options(builders.render_odoo_conf(db, ENDPOINT))["data_dir"] == "/var/lib/odoo"
-    for job in (builders.build_init_job(db), builders.build_neutralize_job(db)):
+    assert conf_options(specs.app.render_odoo_conf(db, ENDPOINT))["data_dir"] == "/var/lib/odoo"
+    for job in (specs.app.build_init_job(db), specs.app.build_neutralize_job(db)):
         assert "sessions" not in {v["name"] for v in job["spec"]["template"]["spec"]["volumes"]}
 
 
 @pytest.mark.parametrize(("workers", "port_name", "port"), [(0, "http", 8069), (2, "longpolling", 8072)])
 def test_websocket_goes_to_the_port_that_serves_it(workers, port_name, port):
     db = make_db(app={"workers": workers})
-    ingress = builders.build_ingress(db, SETTINGS)
+    ingress = specs.app.build_ingress(db, SETTINGS)
     paths = {p["path"]: p["backend"]["service"]["port"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
     assert paths == {"/websocket": port_name, "/": "http"}
-    route = builders.build_route(db, Settings(gateway="infra/public"))
+    route = specs.app.build_route(db, Settings(gateway="infra/public"))
     assert [(r["matches"][0]["path"]["value"], r["backendRefs"][0]["port"]) for r in route["spec"]["rules"]] == [
         ("/websocket", port), ("/", 8069)]
     # The Service keeps both ports whatever the workers.
-    service_ports = {p["name"]: p["port"] for p in builders.build_service(db)["spec"]["ports"]}
+    service_ports = {p["name"]: p["port"] for p in specs.app.build_service(db)["spec"]["ports"]}
     assert service_ports == {"http": 8069, "longpolling": 8072}
 
 
 def test_ingress_routes_default_host_and_tls_with_issuer():
-    plain = builders.build_ingress(make_db(), SETTINGS)
+    plain = specs.app.build_ingress(make_db(), SETTINGS)
     assert plain["spec"]["rules"][0]["host"] == "shop.apps.example.com"
     assert "tls" not in plain["spec"]
-    tls = builders.build_ingress(make_db(), Settings(cluster_issuer="letsencrypt", ingress_class="nginx"))
+    tls = specs.app.build_ingress(make_db(), Settings(cluster_issuer="letsencrypt", ingress_class="nginx"))
     assert tls["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
     assert tls["spec"]["tls"][0]["hosts"] == ["shop.apps.example.com"]
     assert tls["spec"]["ingressClassName"] == "nginx"
-    assert builders.database_url(make_db(), Settings(cluster_issuer="x")) == "https://shop.apps.example.com"
+    assert specs.app.database_url(make_db(), Settings(cluster_issuer="x")) == "https://shop.apps.example.com"
 
 
 def test_conditions_keep_transition_time_while_status_is_unchanged():
@@ -234,14 +234,14 @@ def test_conditions_keep_transition_time_while_status_is_unchanged():
 
 
 def test_the_database_host_is_an_httproute_on_the_configured_gateway():
-    route = builders.build_route(make_db(), Settings(gateway="infra/public"))
+    route = specs.app.build_route(make_db(), Settings(gateway="infra/public"))
     assert (route["apiVersion"], route["kind"]) == ("gateway.networking.k8s.io/v1", "HTTPRoute")
     assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
                                             "namespace": "infra", "name": "public"}]
     assert route["spec"]["hostnames"] == [make_db().hostname]
     assert [(r["matches"][0]["path"]["value"], r["backendRefs"][0]["port"]) for r in route["spec"]["rules"]] == [
         ("/websocket", 8069), ("/", 8069)]
-    assert builders.build_route(make_db(), SETTINGS)["kind"] == "Ingress"
+    assert specs.app.build_route(make_db(), SETTINGS)["kind"] == "Ingress"
 
 
 @pytest.mark.parametrize("gateway", ["public", "a/b/c/d", "/public", "infra/"])
@@ -251,7 +251,7 @@ def test_a_malformed_gateway_setting_stops_the_operator_at_start(gateway):
 
 
 def test_child_names_fit_their_kind_and_stay_stable():
-    from odoo_operator.builders import child_name
+    from odoo_operator.specs.app import child_name
     assert child_name("shop", "init") == "shop-init"  # short names are unchanged: existing objects are found again
     long = "a" * 63
     name = child_name(long, "filestore-copy")
@@ -265,20 +265,21 @@ def test_child_names_fit_their_kind_and_stay_stable():
 
 
 def test_the_longest_name_gives_valid_job_cronjob_and_label_names():
-    from odoo_operator import backup_builders
-    from odoo_operator.model import parse_database_backup
+    from odoo_operator import specs
+    from odoo_operator.api.model import parse_database_backup
     db = parse_odoo_database({"metadata": {"name": "n" * 63, "namespace": "ns", "uid": "u"},
                               "spec": {"version": "17.0", "databaseName": "shop",
                                        "duplicateFrom": {"name": "src"}}}, SETTINGS)
-    jobs = [builders.build_init_job(db), builders.build_neutralize_job(db), builders.build_filestore_copy_job(db, "i"),
-            backup_builders.build_restore_job(db, db.backup.storage, SETTINGS, source_database="s", artifact="a"),
-            backup_builders.build_final_backup_job(db, "shop", db.backup.storage, db.backup.retention, SETTINGS)]
+    jobs = [specs.app.build_init_job(db), specs.app.build_neutralize_job(db),
+            specs.app.build_filestore_copy_job(db, "i"),
+            specs.backup.build_restore_job(db, db.backup.storage, SETTINGS, source_database="s", artifact="a"),
+            specs.backup.build_final_backup_job(db, "shop", db.backup.storage, db.backup.retention, SETTINGS)]
     assert all(len(job["metadata"]["name"]) <= 63 for job in jobs)
     assert len({job["metadata"]["name"] for job in jobs}) == len(jobs)
-    daily = backup_builders.build_daily_backup(db)
+    daily = specs.backup.build_daily_backup(db)
     assert len(daily["metadata"]["name"]) <= 63
     backup = parse_database_backup({**daily, "metadata": {**daily["metadata"], "uid": "u2"}}, SETTINGS)
-    cron = backup_builders.build_backup_cronjob(backup, db, "shop", SETTINGS)
+    cron = specs.backup.build_backup_cronjob(backup, db, "shop", SETTINGS)
     assert len(cron["metadata"]["name"]) <= 52
     for obj in [*jobs, daily, cron]:
         assert all(len(value) <= 63 for value in obj["metadata"]["labels"].values())

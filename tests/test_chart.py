@@ -25,11 +25,11 @@ import pytest
 import yaml
 
 from odoo_operator import main as operator_main
-from odoo_operator.backup_builders import build_backup_job, build_reporter_rbac
+from odoo_operator.api.model import parse_database_backup, parse_odoo_database
 from odoo_operator.config import Settings
+from odoo_operator.devtools.localcluster import REPO_ROOT, LocalCluster
 from odoo_operator.kube import RESOURCES
-from odoo_operator.localcluster import REPO_ROOT, LocalCluster
-from odoo_operator.model import parse_database_backup, parse_odoo_database
+from odoo_operator.specs.backup import build_backup_job, build_reporter_rbac
 
 CHART = REPO_ROOT / "charts" / "odoo-db-operator"
 ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
@@ -395,11 +395,11 @@ def test_dockerfile_shape() -> None:
 
 
 def test_backup_jobs_command_runs_in_this_image() -> None:
-    """The Jobs run `python -m odoo_operator.backup` in the operator image: `python` must be the interpreter
+    """The Jobs run `python -m odoo_operator.backupjob` in the operator image: `python` must be the interpreter
     the package is installed for (the venv first on PATH), with pg_dump/psql 15 next."""
     instructions = dockerfile_instructions()
     assert backup_job()["spec"]["template"]["spec"]["containers"][0]["command"] == \
-        ["python", "-m", "odoo_operator.backup"]
+        ["python", "-m", "odoo_operator.backupjob"]
     path = next(value for op, value in instructions if op == "ENV" and "PATH=" in value)
     assert re.search(r'PATH="/opt/venv/bin:/usr/lib/postgresql/\$\{PG_MAJOR\}/bin:', path), path
     assert any(op == "COPY" and "/opt/venv /opt/venv" in value for op, value in instructions)

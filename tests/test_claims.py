@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from conftest import OperatorProcess, apply_yaml, condition, get_json, odoo_database, wait_until
-from odoo_operator import claims
+from odoo_operator.api.model import parse_odoo_database
 from odoo_operator.config import Settings
-from odoo_operator.localcluster import LocalCluster
-from odoo_operator.model import parse_odoo_database
-from odoo_operator.odoodatabase import database_host
+from odoo_operator.controller import claims
+from odoo_operator.controller.odoodatabase import database_host
+from odoo_operator.devtools.localcluster import LocalCluster
 from test_domainmapping import mapping, wait_mapping
 from test_lifecycle import databases, events, wait_ready, wait_reason
 

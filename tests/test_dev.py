@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from odoo_operator.localcluster import REPO_ROOT, kubectl_binary
+from odoo_operator.devtools.localcluster import REPO_ROOT, kubectl_binary
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +56,7 @@ def _ignore_sigint() -> None:
 def test_dev_runs_everything_and_leaves_nothing_behind(tmp_path, stop):
     dev_dir = tmp_path / "dev"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "odoo_operator.dev"], cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
+        [sys.executable, "-m", "odoo_operator.devtools.dev"], cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, env={**os.environ, "ODOO_DEV_DIR": str(dev_dir)}, start_new_session=True,
         preexec_fn=_ignore_sigint if stop == "ctrl-c-background" else None,
     )
@@ -87,13 +87,13 @@ def test_dev_tour_ends_on_the_real_odoo_login_page(tmp_path):
     the real Odoo through the database's host, log in as admin with the password from `<name>-admin`.
     The screenshot in the README is the one this test takes (`.cache/screenshots/odoo-login.png`)."""
     from conftest import wait_until
-    from odoo_operator.localcluster import free_port
+    from odoo_operator.devtools.localcluster import free_port
     from odoo_real import authenticate, request
     from screenshot import screenshot
 
     dev_dir, port = tmp_path / "dev", free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "odoo_operator.dev"], cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
+        [sys.executable, "-m", "odoo_operator.devtools.dev"], cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, start_new_session=True,
         env={**os.environ, "ODOO_DEV_DIR": str(dev_dir), "ODOO_DEV_PROXY_PORT": str(port)},
     )

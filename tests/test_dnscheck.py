@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from odoo_operator import dnscheck
-from odoo_operator.localcluster import free_port
+from odoo_operator.devtools.localcluster import free_port
 
 pytestmark = pytest.mark.integration
 

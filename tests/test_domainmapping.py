@@ -17,17 +17,17 @@ import pytest
 import yaml
 
 from conftest import OperatorProcess, apply_yaml, condition, get_json, install_gateway_api, odoo_database, wait_until
-from odoo_operator.builders import DatabaseEndpoint, render_odoo_conf
+from odoo_operator.api.model import SpecError, parse_odoo_database
 from odoo_operator.config import Settings
-from odoo_operator.domainmapping import (
+from odoo_operator.controller.domainmapping import (
     DomainMapping,
     build_route,
     check_domain,
     claim_name,
     inside_base_domain,
 )
-from odoo_operator.localcluster import LocalCluster
-from odoo_operator.model import SpecError, parse_odoo_database
+from odoo_operator.devtools.localcluster import LocalCluster
+from odoo_operator.specs.app import DatabaseEndpoint, render_odoo_conf
 
 
 def mapping(name: str, namespace: str, domain: str, database: str, **tls: str) -> str:

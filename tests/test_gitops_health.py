@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from conftest import apply_yaml, condition, get_json, odoo_database, wait_until
-from odoo_operator.conditions import Condition, merge_conditions, summary
-from odoo_operator.localcluster import REPO_ROOT, LocalCluster
+from odoo_operator.api.conditions import Condition, merge_conditions, summary
+from odoo_operator.devtools.localcluster import REPO_ROOT, LocalCluster
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".cache" / "k8s" / "current"

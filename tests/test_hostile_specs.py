@@ -12,17 +12,18 @@ from typing import Any
 import kubernetes
 import pytest
 
-from odoo_operator import backup_builders, builders, domainmapping
+from odoo_operator import specs
+from odoo_operator.api.model import parse_database_backup, parse_odoo_database
 from odoo_operator.config import Settings
+from odoo_operator.controller import domainmapping
 from odoo_operator.kube import Kube, KubeError, _path
-from odoo_operator.model import parse_database_backup, parse_odoo_database
 
 pytestmark = pytest.mark.e2e
 
 API_VERSION = "odoo.dbmanager.io/v1alpha1"
 SETTINGS = Settings(base_domain="apps.example.com", images={"17.0": "odoo:17.0"}, ingress_class="nginx",
                     cluster_issuer="letsencrypt")
-ENDPOINT = builders.DatabaseEndpoint("pg.example", 5432, "prefer")
+ENDPOINT = specs.app.DatabaseEndpoint("pg.example", 5432, "prefer")
 
 
 def odb(name: str = "shop", **spec: Any) -> dict[str, Any]:
@@ -174,27 +175,27 @@ def test_every_child_of_the_oddest_accepted_names_is_accepted(
     assert created is not None
     db = parse_odoo_database(created, SETTINGS)
     children = [
-        builders.build_db_secret(db, "pg", 5432, "disable", "pw"),
-        builders.build_admin_secret(db, "pw"),
-        builders.build_filestore_pvc(db, SETTINGS),
-        builders.build_sessions_pvc(db, SETTINGS),
-        builders.build_config_map(db, ENDPOINT),
-        builders.build_init_job(db),
-        builders.build_neutralize_job(db),
-        builders.build_filestore_copy_job(db, "busybox"),
-        builders.build_deployment(db, 1, "h", ENDPOINT),
-        builders.build_service(db),
-        builders.build_ingress(db, SETTINGS),
-        backup_builders.build_restore_job(db, db.backup.storage if db.backup else None, SETTINGS,  # type: ignore
+        specs.app.build_db_secret(db, "pg", 5432, "disable", "pw"),
+        specs.app.build_admin_secret(db, "pw"),
+        specs.app.build_filestore_pvc(db, SETTINGS),
+        specs.app.build_sessions_pvc(db, SETTINGS),
+        specs.app.build_config_map(db, ENDPOINT),
+        specs.app.build_init_job(db),
+        specs.app.build_neutralize_job(db),
+        specs.app.build_filestore_copy_job(db, "busybox"),
+        specs.app.build_deployment(db, 1, "h", ENDPOINT),
+        specs.app.build_service(db),
+        specs.app.build_ingress(db, SETTINGS),
+        specs.backup.build_restore_job(db, db.backup.storage if db.backup else None, SETTINGS,  # type: ignore
                                           source_database="source", artifact="20240101T000000Z"),
-        backup_builders.build_final_backup_job(db, "shop", db.backup.storage, db.backup.retention,  # type: ignore
+        specs.backup.build_final_backup_job(db, "shop", db.backup.storage, db.backup.retention,  # type: ignore
                                                SETTINGS),
     ]
-    daily = backup_builders.build_daily_backup(db)
+    daily = specs.backup.build_daily_backup(db)
     children.append(daily)
     backup = parse_database_backup({**daily, "metadata": {**daily["metadata"], "uid": "u-1"}}, SETTINGS)
-    children += [backup_builders.build_backup_job(backup, db, "shop", SETTINGS),
-                 backup_builders.build_backup_cronjob(backup, db, "shop", SETTINGS)]
+    children += [specs.backup.build_backup_job(backup, db, "shop", SETTINGS),
+                 specs.backup.build_backup_cronjob(backup, db, "shop", SETTINGS)]
     mapping = domainmapping.parse_domain_mapping(
         {**odm(name, databaseRef={"name": name}, tls={"clusterIssuer": "letsencrypt"}),
          "metadata": {"name": name, "namespace": hostile_namespace, "uid": "u-2"}}, SETTINGS)
@@ -218,8 +219,8 @@ def test_every_child_of_the_oddest_accepted_backup_names_is_accepted(
     backup = parse_database_backup(created, SETTINGS)
     db = parse_odoo_database({**odb("shop"), "metadata": {"name": "shop", "namespace": hostile_namespace,
                                                           "uid": "u-3"}}, SETTINGS)
-    for child in (backup_builders.build_backup_job(backup, db, "shop", SETTINGS),
-                  backup_builders.build_backup_cronjob(backup, db, "shop", SETTINGS)):
+    for child in (specs.backup.build_backup_job(backup, db, "shop", SETTINGS),
+                  specs.backup.build_backup_cronjob(backup, db, "shop", SETTINGS)):
         dry_run_create(kube, json.loads(json.dumps(child)), hostile_namespace)
 
 
@@ -251,7 +252,7 @@ def test_the_longest_names_get_a_ready_database_daily_backups_and_a_test_copy(
     db = parse_odoo_database(get_json(cluster, "odb", source, "-n", namespace), SETTINGS)
 
     # Daily backups: the DatabaseBackup <name>-daily (shortened to 63) and its CronJob (shortened to 52).
-    daily = backup_builders.daily_backup_name(db)
+    daily = specs.backup.daily_backup_name(db)
     assert len(daily) <= 63 and daily != f"{source}-daily"
 
     def scheduled() -> Any:
@@ -259,7 +260,7 @@ def test_the_longest_names_get_a_ready_database_daily_backups_and_a_test_copy(
             "get", "odbb", daily, "-n", namespace, check=False).returncode == 0 else {}
         return obj if condition(obj, "Ready").get("reason") == "Scheduled" else None
     backup = parse_database_backup(wait_until(scheduled, 90, f"{daily} to be Scheduled"), SETTINGS)
-    cron = get_json(cluster, "cronjob", backup_builders.backup_cronjob_name(backup), "-n", namespace)
+    cron = get_json(cluster, "cronjob", specs.backup.backup_cronjob_name(backup), "-n", namespace)
     assert len(cron["metadata"]["name"]) <= 52 and cron["spec"]["schedule"] == "@daily"
 
     # A neutralized copy, also 63 characters: its neutralize Job (63 at most) ran before its app.
@@ -270,5 +271,5 @@ def test_the_longest_names_get_a_ready_database_daily_backups_and_a_test_copy(
         copy, namespace, duplicateFrom={"name": source, "forTesting": True}))
     obj = wait_ready(cluster, copy, namespace, timeout=150)
     assert obj["status"]["neutralized"] is True
-    job = get_json(cluster, "job", builders.neutralize_job_name(parse_odoo_database(obj, SETTINGS)), "-n", namespace)
+    job = get_json(cluster, "job", specs.app.neutralize_job_name(parse_odoo_database(obj, SETTINGS)), "-n", namespace)
     assert job["status"].get("succeeded") == 1

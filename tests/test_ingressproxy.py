@@ -33,7 +33,7 @@ import websocket  # websocket-client, a dependency of the kubernetes client
 import yaml
 
 from conftest import apply_yaml, install_gateway_api, wait_until
-from odoo_operator.ingressproxy import (
+from odoo_operator.devtools.ingressproxy import (
     BackendRef,
     IngressProxy,
     NoEndpoint,
@@ -49,7 +49,7 @@ from odoo_operator.ingressproxy import (
     select_route,
     upstream_head,
 )
-from odoo_operator.localcluster import REPO_ROOT, LocalCluster, free_port
+from odoo_operator.devtools.localcluster import REPO_ROOT, LocalCluster, free_port
 
 # ---- unit -------------------------------------------------------------------------------------------------
 
@@ -582,7 +582,7 @@ def test_process_streams_large_bodies_and_logs_one_line_per_request(
     port = free_port()
     stderr = tmp_path / "proxy.log"
     with open(stderr, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "odoo_operator.ingressproxy",
+        process = subprocess.Popen([sys.executable, "-m", "odoo_operator.devtools.ingressproxy",
                                     "--kubeconfig", str(cluster.kubeconfig), "--port", str(port)],
                                    stderr=log, cwd=REPO_ROOT)
     try:

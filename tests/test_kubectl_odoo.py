@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from conftest import condition, get_json, wait_until
-from odoo_operator.localcluster import REPO_ROOT, LocalCluster
+from odoo_operator.devtools.localcluster import REPO_ROOT, LocalCluster
 from test_duplicate import source  # noqa: F401 - a Ready database with an Odoo-like schema (fixture)
 from test_lifecycle import wait_ready
 
@@ -365,8 +365,8 @@ def test_restore_from_a_databases_backup_creates_the_right_shape(cluster: LocalC
 
 def test_restore_upload_to_a_pvc_goes_through_a_pod_and_kubectl_exec(tmp_path: Path) -> None:
     """kwok's Pods cannot exec: the Pod and the command are checked here, and what the command runs inside
-    the Pod (`python -m odoo_operator.backup receive`) is run locally with the volume at a folder."""
-    from odoo_operator import kubectl_odoo
+    the Pod (`python -m odoo_operator.backupjob receive`) is run locally with the volume at a folder."""
+    from odoo_operator.kubectl import commands as kubectl_odoo
 
     pod = kubectl_odoo.uploader_pod("sales", "odoo-backups", "odoo-db-operator:0.1.0")
     spec = pod["spec"]
@@ -384,7 +384,7 @@ def test_restore_upload_to_a_pvc_goes_through_a_pod_and_kubectl_exec(tmp_path: P
     argv = kubectl_odoo.receive_command(["kubectl", "--context=prod"], "sales", "odoo-upload-1", "_uploads/s.zip", sha)
     assert argv[:9] == ["kubectl", "--context=prod", "exec", "-i", "-n", "sales", "odoo-upload-1", "-c", "receiver"]
     inner = argv[argv.index("--") + 1:]
-    assert inner == ["python", "-m", "odoo_operator.backup", "receive", "--storage", "file:///backups", "--file",
+    assert inner == ["python", "-m", "odoo_operator.backupjob", "receive", "--storage", "file:///backups", "--file",
                      "_uploads/s.zip", "--sha256", sha]
     volume = tmp_path / "volume"
     here = [sys.executable if part == "python" else part.replace("file:///backups", volume.as_uri()) for part in inner]

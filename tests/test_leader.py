@@ -1,4 +1,4 @@
-"""Leader election (operator/odoo_operator/leader.py): unit tests against an in-memory Lease API, then
+"""Leader election (operator/odoo_operator/runtime/leader.py): unit tests against an in-memory Lease API, then
 two operator processes electing against the real API server.
 
 The end-to-end test runs its own two operators, restricted to its namespace (`--namespace`), and
@@ -19,7 +19,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from conftest import OperatorProcess, get_json, odoo_database, pg_query, wait_until
-from odoo_operator.leader import ElectionConfig, LeaderElector
+from odoo_operator.runtime.leader import ElectionConfig, LeaderElector
 from test_lifecycle import databases, events, ready
 
 # ---- unit: client-go's semantics against a fake Lease API ---------------------------------------

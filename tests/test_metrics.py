@@ -1,4 +1,4 @@
-"""Prometheus metrics (operator/odoo_operator/metrics.py) scraped from the session operator during a
+"""Prometheus metrics (operator/odoo_operator/runtime/metrics.py) scraped from the session operator during a
 real flow, and the example PrometheusRule (plain manifest and Helm chart): equal, valid PromQL, and
 only metrics that exist."""
 
@@ -14,8 +14,8 @@ import yaml
 
 from conftest import odoo_database, wait_until
 from jobrunner import run_job
-from odoo_operator import metrics
-from odoo_operator.localcluster import REPO_ROOT
+from odoo_operator.devtools.localcluster import REPO_ROOT
+from odoo_operator.runtime import metrics
 from test_lifecycle import wait_ready
 
 RULES = REPO_ROOT / "manifests" / "monitoring" / "prometheusrule-example.yaml"

@@ -2,8 +2,8 @@
 
 import pytest
 
+from odoo_operator.api.model import SpecError, parse_odoo_database, parse_postgres_server, role_name
 from odoo_operator.config import Settings, _parse_images
-from odoo_operator.model import SpecError, parse_odoo_database, parse_postgres_server, role_name
 
 SETTINGS = Settings(base_domain="apps.example.com", images={"17.0": "odoo:17.0"})
 
@@ -135,7 +135,7 @@ def test_an_odoo_database_name_is_a_dns_1035_label(name):
 
 
 def test_database_backup_references_and_names_are_checked():
-    from odoo_operator.model import parse_database_backup
+    from odoo_operator.api.model import parse_database_backup
 
     def backup(name="b", **spec):
         return {"metadata": {"name": name, "namespace": "ns"}, "spec": {"databaseRef": {"name": "shop"}, **spec}}

@@ -20,8 +20,8 @@ import pytest
 from psycopg import sql
 
 from conftest import condition, get_json, wait_until
-from odoo_operator.localcluster import RUNNER_NODE, LocalCluster
-from odoo_operator.noderunner_exec import (
+from odoo_operator.devtools.localcluster import RUNNER_NODE, LocalCluster
+from odoo_operator.devtools.noderunner_exec import (
     ImagePullError,
     ImageSettings,
     container_argv,

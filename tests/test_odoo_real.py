@@ -27,7 +27,7 @@ import yaml
 from psycopg import sql
 
 from conftest import apply_yaml, condition, get_json, pg_query, wait_until
-from odoo_operator.localcluster import LocalCluster
+from odoo_operator.devtools.localcluster import LocalCluster
 from odoo_real import DirectOdoo, authenticate, json_rpc, odoo_series, request, volume_dir, websocket_handshake
 
 # Real inits and module installs: minutes, not seconds, on a loaded 2-core machine.
@@ -130,16 +130,16 @@ def test_ssl_mode_require_is_applied_to_odoo(cluster: LocalCluster, tmp_path: Pa
     conf with `disable` connects, so the refusal is the sslMode's doing."""
     import subprocess
 
-    from odoo_operator import builders
+    from odoo_operator import specs
+    from odoo_operator.api.model import parse_odoo_database
     from odoo_operator.config import Settings
-    from odoo_operator.model import parse_odoo_database
     from odoo_real import ODOO_BIN, ODOO_PYTHON
 
     assert cluster.postgres is not None
     body = yaml.safe_load(odb("ssl", "default", "x"))
     body["metadata"]["uid"] = str(uuid.uuid4())
     db = parse_odoo_database(body, Settings())
-    conf = builders.render_odoo_conf(db, builders.DatabaseEndpoint(
+    conf = specs.app.render_odoo_conf(db, specs.app.DatabaseEndpoint(
         host="127.0.0.1", port=cluster.postgres.port, ssl_mode="require"))
     assert "db_sslmode = require" in conf and "db_password" not in conf
     conf = conf.replace(f"db_user = {db.role_name}", f"db_user = {cluster.postgres.user}")

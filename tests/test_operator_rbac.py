@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from conftest import OperatorProcess, get_json, odoo_database, wait_until
-from odoo_operator.dev import SYSTEM_NAMESPACE
-from odoo_operator.localcluster import LocalCluster
+from odoo_operator.devtools.dev import SYSTEM_NAMESPACE
+from odoo_operator.devtools.localcluster import LocalCluster
 from test_chart import as_list, one, render
 from test_lifecycle import databases, secret_data, wait_ready, wait_reason
 

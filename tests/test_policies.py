@@ -30,9 +30,9 @@ import pytest
 import yaml
 
 from conftest import get_json, install_gateway_api, odoo_database, wait_until
-from odoo_operator.backup_builders import REPORTER as BUILDERS_REPORTER
-from odoo_operator.backup_builders import build_reporter_rbac
-from odoo_operator.localcluster import REPO_ROOT, LocalCluster, kubectl_binary
+from odoo_operator.devtools.localcluster import REPO_ROOT, LocalCluster, kubectl_binary
+from odoo_operator.specs.backup import REPORTER as BUILDERS_REPORTER
+from odoo_operator.specs.backup import build_reporter_rbac
 
 pytestmark = pytest.mark.e2e
 

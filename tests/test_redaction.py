@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from odoo_operator.kubectl_odoo import REDACTED, scrub, scrub_text
+from odoo_operator.kubectl.commands import REDACTED, scrub, scrub_text
 
 PEM = ("-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA0planted1\nq8Zplanted2+/==\n"
        "-----END RSA PRIVATE KEY-----")

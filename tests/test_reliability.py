@@ -35,8 +35,8 @@ import yaml
 
 from conftest import OperatorProcess, condition, get_json, odoo_database, pg_query, wait_until
 from jobrunner import run_job
-from odoo_operator.localcluster import REPO_ROOT, LocalCluster
-from odoo_operator.model import role_name
+from odoo_operator.api.model import role_name
+from odoo_operator.devtools.localcluster import REPO_ROOT, LocalCluster
 from test_duplicate import connect_as_owner
 from test_lifecycle import secret_data, wait_ready, wait_reason
 

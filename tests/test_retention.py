@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from odoo_operator.retention import Retention, select_keep
+from odoo_operator.api.retention import Retention, select_keep
 
 
 def at(day: date, hour: int = 2) -> datetime:

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The entrypoint of the official `odoo` image (github.com/odoo/docker, 16.0; 17.0 and 18.0 alike),
-# re-written here with the same behaviour, for the local node runner (operator/odoo_operator/noderunner.py):
+# re-written here with the same behaviour, for the local node runner (operator/odoo_operator/devtools/noderunner.py):
 #  - PASSWORD may come from the file named by PASSWORD_FILE;
 #  - HOST, PORT, USER, PASSWORD default to the legacy docker-link variables, then to the
 #    POSTGRES_* ones, then to db, 5432, odoo, odoo;

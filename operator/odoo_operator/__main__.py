@@ -50,9 +50,9 @@ def _configure_logging() -> logging.Logger:
 
 
 def run_with_leader_election(argv: list[str]) -> int:
-    from . import metrics
-    from .config import Settings
-    from .leader import ElectionConfig, LeaderElector, StandbyHealth, lease_api, liveness_url
+    from odoo_operator.config import Settings
+    from odoo_operator.runtime import metrics
+    from odoo_operator.runtime.leader import ElectionConfig, LeaderElector, StandbyHealth, lease_api, liveness_url
 
     log = _configure_logging()
     settings = Settings.from_env()
@@ -85,7 +85,7 @@ def run_with_leader_election(argv: list[str]) -> int:
     code = _run_kopf(argv)  # kopf replaces the signal handlers: SIGTERM stops it gracefully
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    from . import handlers
+    from odoo_operator import handlers
 
     log.info(f"kopf stopped (exit code {code}); waiting for running reconciles before releasing the Lease")
     if not handlers.drain(DRAIN_SECONDS):
@@ -98,7 +98,7 @@ def run_with_leader_election(argv: list[str]) -> int:
 
 
 def main() -> None:
-    from .config import Settings
+    from odoo_operator.config import Settings
 
     argv = sys.argv[1:]
     if Settings.from_env().leader_election:

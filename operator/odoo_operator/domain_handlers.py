@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import kopf
 
-from . import claims, domainmapping, handlers, metrics
-from .domainmapping import INDEX, claim_name, mapping_key
+from odoo_operator import handlers
+from odoo_operator.controller import claims, domainmapping
+from odoo_operator.controller.domainmapping import INDEX, claim_name, mapping_key
+from odoo_operator.runtime import metrics
 
 
 async def mapping_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger) -> None:

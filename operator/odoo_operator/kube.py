@@ -11,7 +11,7 @@ from urllib.parse import quote
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from . import API_VERSION, FIELD_MANAGER
+from odoo_operator import API_VERSION, FIELD_MANAGER
 
 # apiVersion/kind -> (plural, namespaced); the kinds this operator applies or reads.
 RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {

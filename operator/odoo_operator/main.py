@@ -6,8 +6,8 @@ from typing import Any
 
 import kopf
 
-from . import GROUP, VERSION, domain_handlers, handlers
-from .config import Settings
+from odoo_operator import GROUP, VERSION, domain_handlers, handlers
+from odoo_operator.config import Settings
 
 MANAGED = {"app.kubernetes.io/managed-by": "odoo-db-operator"}
 # Watched (cluster-wide) to wake the owner's loop when one of them changes. Not Secrets: kopf filters

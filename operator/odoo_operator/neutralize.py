@@ -3,7 +3,7 @@
 Odoo's own duplicate (`odoo/service/db.py`, `exp_duplicate_database`, 16.0-18.0) copies the database,
 then calls `env['ir.config_parameter'].init(force=True)` and, when asked, neutralizes it.
 Neutralization is Odoo's own code, run by the operator in a Job of the database's image
-(`odoo neutralize`, builders.build_neutralize_job): the `data/neutralize.sql` of every installed
+(`odoo neutralize`, specs.app.build_neutralize_job): the `data/neutralize.sql` of every installed
 module, custom ones included, which no fixed list could follow. The identity is reset here, with
 plain SQL, so the operator needs no Odoo process for it.
 

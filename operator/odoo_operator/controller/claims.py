@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import API_VERSION, failpoints
-from .builders import MANAGED_BY
-from .kube import Kube
+from odoo_operator import API_VERSION, failpoints
+from odoo_operator.kube import Kube
+from odoo_operator.specs.app import MANAGED_BY
 
 KIND = "DomainClaim"
 HOLDER_KINDS = ("DomainMapping", "OdooDatabase")

@@ -1,4 +1,4 @@
-"""Backups in Odoo's own format, streamed end to end: `python -m odoo_operator.backup create|restore|…`.
+"""Backups in Odoo's own format, streamed end to end: `python -m odoo_operator.backupjob create|restore|…`.
 
 A `zip` artifact is what Odoo's database manager produces and its `restore_db` reads: `dump.sql`
 (plain `pg_dump --no-owner`) as the FIRST entry, then `manifest.json`, then `filestore/<sha[:2]>/<sha>`.
@@ -66,10 +66,10 @@ from typing import IO, Any, Protocol
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from odoo_operator.model import STORAGE_PATH_MAX, STORAGE_PATH_RE
-from odoo_operator.retention import Retention, select_keep
+from odoo_operator.api.model import STORAGE_PATH_MAX, STORAGE_PATH_RE
+from odoo_operator.api.retention import Retention, select_keep
 
-log = logging.getLogger("odoo_operator.backup")
+log = logging.getLogger("odoo_operator.backupjob")
 
 CHUNK = 1 << 20
 # What a restored ZIP may expand to, and hold (a zip bomb is refused): see RestoreLimits.
@@ -1724,7 +1724,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m odoo_operator.backup", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m odoo_operator.backupjob", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     def storage_options(sub: argparse.ArgumentParser) -> None:
@@ -1791,9 +1791,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _report(target: tuple[str, str], result: dict[str, Any]) -> None:
     try:
-        from odoo_operator import backup_report  # optional: written separately
+        from odoo_operator.backupjob import report as backup_report  # optional: written separately
     except ImportError:
-        log.info("odoo_operator.backup_report is not available; not reporting to %s/%s", *target)
+        log.info("odoo_operator.backupjob.report is not available; not reporting to %s/%s", *target)
         return
     try:
         backup_report.report(target[0], target[1], result)

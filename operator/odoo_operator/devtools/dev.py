@@ -14,8 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .ingressproxy import IngressProxy
-from .localcluster import REPO_ROOT, LocalCluster
+from odoo_operator.devtools.ingressproxy import IngressProxy
+from odoo_operator.devtools.localcluster import REPO_ROOT, LocalCluster
 
 DEV_DIR = Path(os.environ.get("ODOO_DEV_DIR") or REPO_ROOT / ".cache" / "dev")
 SYSTEM_NAMESPACE = "odoo-system"
@@ -68,7 +68,7 @@ def main() -> None:
         # The tour's namespace: its Pods (Odoo's init Job, app, neutralize Job, backups) run for real.
         cluster.real_namespace("default")
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-        logging.getLogger("odoo_operator.ingressproxy").setLevel(logging.INFO)  # one line per request
+        logging.getLogger("odoo_operator.devtools.ingressproxy").setLevel(logging.INFO)  # one line per request
         proxy = IngressProxy(cluster.kubeconfig, port=PROXY_PORT).start()
         kubectl = Path(sys.executable).parent / "kubectl"
         print(f"""

@@ -1,5 +1,5 @@
 """Pure builders of the objects behind backups and restores: Jobs and CronJobs that run the
-operator's own image (`python -m odoo_operator.backup …`), the daily DatabaseBackup of a database,
+operator's own image (`python -m odoo_operator.backupjob …`), the daily DatabaseBackup of a database,
 the default backup PVC and the ServiceAccount the Jobs report with. No I/O here."""
 
 from __future__ import annotations
@@ -7,8 +7,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import API_VERSION
-from .builders import (
+from odoo_operator import API_VERSION
+from odoo_operator.api.model import DatabaseBackup, OdooDatabase, Retention, Storage
+from odoo_operator.config import Settings
+from odoo_operator.specs.app import (
     CONTAINER_SECURITY_CONTEXT,
     CRONJOB_NAME_MAX,
     DATABASE_LABEL,
@@ -19,8 +21,6 @@ from .builders import (
     filestore_pvc_name,
     owner_reference,
 )
-from .config import Settings
-from .model import DatabaseBackup, OdooDatabase, Retention, Storage
 
 BACKUP_LABEL = "odoo.dbmanager.io/backup"
 OWNER_UID_LABEL = "odoo.dbmanager.io/owner-uid"  # a final backup Job: the uid of the OdooDatabase it is for
@@ -188,7 +188,7 @@ def _pod_spec(db: OdooDatabase, storage: Storage, args: list[str], image: str, f
         "containers": [{
             "name": "backup",
             "image": image,
-            "command": ["python", "-m", "odoo_operator.backup"],
+            "command": ["python", "-m", "odoo_operator.backupjob"],
             "args": args,
             "env": _connection_env(db) + env + (extra_env or []),
             "volumeMounts": mounts,

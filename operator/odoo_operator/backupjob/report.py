@@ -13,8 +13,8 @@ from typing import Any
 
 import kubernetes
 
-from . import API_VERSION
-from .kube import Kube
+from odoo_operator import API_VERSION
+from odoo_operator.kube import Kube
 
 
 def _client() -> Kube:

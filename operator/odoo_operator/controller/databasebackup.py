@@ -1,6 +1,6 @@
 """Converging one DatabaseBackup: a Job now (no schedule) or a CronJob, plus what they need.
 
-The Job runs `python -m odoo_operator.backup create … --report <ns>/<name>`: it streams the backup to
+The Job runs `python -m odoo_operator.backupjob create … --report <ns>/<name>`: it streams the backup to
 the storage, prunes by retention, and writes the resulting artifact list (or its failure) into this
 object's status itself (see backup_report.py). Here the operator only reads it back, with the Job's
 state, into conditions and Events.
@@ -11,11 +11,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import API_VERSION, backup_builders
-from .conditions import summary
-from .kube import KubeError
-from .model import DatabaseBackup, SpecError, parse_database_backup, parse_odoo_database
-from .odoodatabase import Context, NotReady, Outcome, _digest, failed_outcome, job_failure, job_state
+from odoo_operator import API_VERSION, specs
+from odoo_operator.api.conditions import summary
+from odoo_operator.api.model import DatabaseBackup, SpecError, parse_database_backup, parse_odoo_database
+from odoo_operator.controller.odoodatabase import (
+    Context,
+    NotReady,
+    Outcome,
+    _digest,
+    failed_outcome,
+    job_failure,
+    job_state,
+)
+from odoo_operator.kube import KubeError
 
 
 class BackupReconciler:
@@ -72,7 +80,7 @@ class BackupReconciler:
         ensure_namespace_backup_support(self.ctx, backup.namespace, backup.storage.pvc_claim)
         database_name = db_status["databaseName"]
         if backup.schedule:
-            cron = self._apply_cached(backup_builders.build_backup_cronjob(backup, db, database_name,
+            cron = self._apply_cached(specs.backup.build_backup_cronjob(backup, db, database_name,
                                                                            self.ctx.settings))
             last = (cron.get("status") or {}).get("lastScheduleTime")
             if last:
@@ -80,7 +88,7 @@ class BackupReconciler:
             return self._scheduled_outcome()
         job = self.kube.get("batch/v1", "Job", backup.name, backup.namespace)
         if job is None:
-            job = self.kube.create(backup_builders.build_backup_job(backup, db, database_name, self.ctx.settings))
+            job = self.kube.create(specs.backup.build_backup_job(backup, db, database_name, self.ctx.settings))
             self.new_status["lastScheduleTime"] = (job or {}).get("metadata", {}).get("creationTimestamp")
         return self._one_shot_outcome(job or {})
 
@@ -126,7 +134,7 @@ def ensure_namespace_backup_support(ctx: Context, namespace: str, claim: str | N
     default storage is used, the backup PVC (created only if missing, owned by nothing)."""
     if ctx.registry.changed_token(("backup-rbac", namespace), True):
         try:
-            for obj in backup_builders.build_reporter_rbac(namespace):
+            for obj in specs.backup.build_reporter_rbac(namespace):
                 ctx.kube.apply(obj)
         except Exception:
             ctx.registry.tokens.pop(("backup-rbac", namespace), None)
@@ -134,7 +142,7 @@ def ensure_namespace_backup_support(ctx: Context, namespace: str, claim: str | N
     if claim == ctx.settings.backup_pvc and ctx.registry.changed_token(("backup-pvc", namespace), True):
         try:
             if ctx.kube.get("v1", "PersistentVolumeClaim", claim, namespace) is None:
-                ctx.kube.create(backup_builders.build_backup_pvc(namespace, ctx.settings))
+                ctx.kube.create(specs.backup.build_backup_pvc(namespace, ctx.settings))
         except Exception:
             ctx.registry.tokens.pop(("backup-pvc", namespace), None)
             raise

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .builders import DATABASE_LABEL
-from .model import PostgresServer, SpecError, parse_postgres_server
+from odoo_operator.api.model import PostgresServer, SpecError, parse_postgres_server
+from odoo_operator.specs.app import DATABASE_LABEL
 
 Key = tuple[str, str]  # (namespace, name)
 ChildKey = tuple[str, str, str]  # (kind, namespace, name)

@@ -7,9 +7,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from . import API_VERSION
-from .config import Settings
-from .model import OdooDatabase
+from odoo_operator import API_VERSION
+from odoo_operator.api.model import OdooDatabase
+from odoo_operator.config import Settings
 
 ODOO_DATA_DIR = "/var/lib/odoo"
 ODOO_SESSIONS_DIR = f"{ODOO_DATA_DIR}/sessions"  # odoo.tools.config.session_dir: <data_dir>/sessions

@@ -16,11 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import API_VERSION, backup_builders, builders, claims, failpoints, neutralize, pg
-from .conditions import Condition, get_condition, now_iso, summary
-from .config import Settings
-from .kube import Kube, KubeError
-from .model import (
+from odoo_operator import API_VERSION, failpoints, neutralize, pg, specs
+from odoo_operator.api.conditions import Condition, get_condition, now_iso, summary
+from odoo_operator.api.model import (
     TAG_LABEL_PREFIX,
     OdooDatabase,
     SpecError,
@@ -29,7 +27,10 @@ from .model import (
     parse_odoo_database,
     role_name,
 )
-from .registry import Registry
+from odoo_operator.config import Settings
+from odoo_operator.controller import claims
+from odoo_operator.kube import Kube, KubeError
+from odoo_operator.runtime.registry import Registry
 
 PHASE_PENDING = "Pending"
 PHASE_PROVISIONING = "Provisioning"
@@ -215,7 +216,7 @@ class Reconciler:
         self.db: OdooDatabase
         self.admin: pg.ServerAddress  # the server's admin login
         self.tenant: pg.ServerAddress  # the database's own role: work inside its database runs as it
-        self.endpoint: builders.DatabaseEndpoint  # what odoo.conf says of the server
+        self.endpoint: specs.app.DatabaseEndpoint  # what odoo.conf says of the server
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         self._refuse_when_deleting()
@@ -276,7 +277,7 @@ class Reconciler:
         if source and source["server"] != server_name:
             raise NotReady("InvalidSpec", f"a duplicate lives on its source's server {source['server']!r}; "
                            "remove spec.server or set it to that server", stalled=True, phase=PHASE_FAILED)
-        from .postgresserver import require_allowed  # postgresserver imports this module
+        from odoo_operator.controller.postgresserver import require_allowed  # postgresserver imports this module
         require_allowed(server_name, db.namespace, self.ctx)
         address, ssl_mode = server_address(server_name, self.ctx)
         self.new_status.update({"server": server_name, "roleName": db.role_name, "version": db.version})
@@ -284,7 +285,7 @@ class Reconciler:
         password, secret_recreated = self._ensure_db_secret(address.host, address.port, ssl_mode)
         self.admin = address
         self.tenant = address.as_role(db.role_name, password)
-        self.endpoint = builders.DatabaseEndpoint(address.host, address.port, ssl_mode)
+        self.endpoint = specs.app.DatabaseEndpoint(address.host, address.port, ssl_mode)
         with pg.connect(address) as conn:
             pg.ensure_role(conn, db.role_name, password, db.owner_marker, reset_password=secret_recreated)
             failpoints.hit("create-after-role", db.namespace)
@@ -300,16 +301,16 @@ class Reconciler:
         self.new_status.update({
             "databaseName": db.database_name,
             "hostname": db.hostname,
-            "url": builders.database_url(db, self.ctx.settings),
+            "url": specs.app.database_url(db, self.ctx.settings),
         })
 
-        self.apply(builders.build_filestore_pvc(db, self.ctx.settings))
-        self.apply(builders.build_sessions_pvc(db, self.ctx.settings))
-        self.apply(builders.build_config_map(db, self.endpoint))
-        self.apply(builders.build_service(db))
-        route = builders.build_route(db, self.ctx.settings)
+        self.apply(specs.app.build_filestore_pvc(db, self.ctx.settings))
+        self.apply(specs.app.build_sessions_pvc(db, self.ctx.settings))
+        self.apply(specs.app.build_config_map(db, self.endpoint))
+        self.apply(specs.app.build_service(db))
+        route = specs.app.build_route(db, self.ctx.settings)
         self.apply(route)
-        remove_other_route_kind(self.ctx, route["kind"], db.name, db.namespace, builders.DATABASE_LABEL, db.name,
+        remove_other_route_kind(self.ctx, route["kind"], db.name, db.namespace, specs.app.DATABASE_LABEL, db.name,
                                 db.uid)
         previous = self.status.get("hostname")
         if previous and previous != db.hostname:  # renamed: the Ingress no longer serves the old host
@@ -329,16 +330,16 @@ class Reconciler:
             # The app starts only on an initialised (or copied and neutralized) database.
             if db.duplicate_from:
                 reason, doing = "Duplicating", "the copy is getting its filestore and a fresh identity" + (
-                    f", then Job {builders.neutralize_job_name(db)} neutralizes it (odoo neutralize)"
+                    f", then Job {specs.app.neutralize_job_name(db)} neutralizes it (odoo neutralize)"
                     if db.duplicate_from.for_testing else "")
                 waiting = "waiting for the copy's filestore and fresh identity" + (
                     " and its neutralization" if db.duplicate_from.for_testing else "")
             elif db.restore_from:
-                job = backup_builders.restore_job_name(db)
+                job = specs.backup.restore_job_name(db)
                 reason, doing = "Restoring", f"Job {job} is loading the backup"
                 waiting = f"waiting for Job {job} to load the backup"
             else:
-                job = builders.init_job_name(db)
+                job = specs.app.init_job_name(db)
                 reason, doing = "Initializing", f"Job {job} is installing Odoo's base module"
                 waiting = f"waiting for Job {job} to install Odoo's base module"
             details.append(Condition.false("Initialized", reason, doing))
@@ -349,8 +350,8 @@ class Reconciler:
 
         suspended = db.app.suspended
         replicas = 0 if suspended else db.app.replicas
-        deployment = self.apply(builders.build_deployment(
-            db, replicas, builders.credentials_fingerprint(db, password), self.endpoint))
+        deployment = self.apply(specs.app.build_deployment(
+            db, replicas, specs.app.credentials_fingerprint(db, password), self.endpoint))
         # The daily backup comes once the app is up (or deliberately down): during a burst of creations
         # it does not compete with the databases still being provisioned.
         if suspended or deployment_available(deployment, replicas)[0]:
@@ -401,7 +402,7 @@ class Reconciler:
         removed = False
         # Both kinds, whatever the setting (it may have changed); an API not served reads as absent.
         for api_version, kind in (("networking.k8s.io/v1", "Ingress"), ("gateway.networking.k8s.io/v1", "HTTPRoute")):
-            if self.kube.delete_if_labelled(api_version, kind, db.name, db.namespace, builders.DATABASE_LABEL,
+            if self.kube.delete_if_labelled(api_version, kind, db.name, db.namespace, specs.app.DATABASE_LABEL,
                                             db.name):
                 removed = True
                 self.ctx.registry.record_child(kind, {"metadata": {"namespace": db.namespace, "name": db.name}},
@@ -492,7 +493,7 @@ class Reconciler:
                                   db.role_name)
             # As the copy's own role: the tables (and any trigger on them) are the tenant's.
             with pg.connect(self.tenant, db.database_name) as conn:
-                neutralize.reset_identity(conn, builders.database_url(db, self.ctx.settings))
+                neutralize.reset_identity(conn, specs.app.database_url(db, self.ctx.settings))
             marker |= {"identityReset": True}
             with pg.connect(address) as conn:
                 pg.set_database_marker(conn, db.database_name, marker)
@@ -507,18 +508,18 @@ class Reconciler:
         self.new_status.update({"initializedAt": now_iso(), "neutralized": db.duplicate_from.for_testing})
         if db.duplicate_from.for_testing:
             self.events.append(("Normal", "Neutralized", "test copy neutralized by odoo neutralize (Job "
-                                f"{builders.neutralize_job_name(db)}: every installed module's data/neutralize.sql)"))
+                                f"{specs.app.neutralize_job_name(db)}: every installed module's data/neutralize.sql)"))
         return True
 
     def _neutralize_job_succeeded(self) -> bool:
         """Odoo's own `odoo neutralize`, in a Job of the database's image. Created once and never
         updated; a failed Job stays for the user to inspect, deleting it retries."""
         db = self.db
-        name = builders.neutralize_job_name(db)
+        name = specs.app.neutralize_job_name(db)
         job = self.ctx.registry.child("Job", db.namespace, name) or self.kube.get("batch/v1", "Job", name, db.namespace)
         if job is None:
             self._refuse_when_deleting()
-            job = self.kube.create(builders.build_neutralize_job(db)) or self.kube.get("batch/v1", "Job", name,
+            job = self.kube.create(specs.app.build_neutralize_job(db)) or self.kube.get("batch/v1", "Job", name,
                                                                                       db.namespace)
             if job:
                 self.ctx.registry.record_child("Job", job, deleted=False)
@@ -532,11 +533,11 @@ class Reconciler:
 
     def _filestore_copied(self) -> bool:
         db = self.db
-        name = builders.filestore_copy_job_name(db)
+        name = specs.app.filestore_copy_job_name(db)
         job = self.ctx.registry.child("Job", db.namespace, name) or self.kube.get("batch/v1", "Job", name, db.namespace)
         if job is None:
             self._refuse_when_deleting()
-            job = self.kube.create(builders.build_filestore_copy_job(db, db.image))
+            job = self.kube.create(specs.app.build_filestore_copy_job(db, db.image))
         state = job_state(job)
         if state == "Failed":
             raise NotReady("FilestoreCopyFailed", f"Job {name} failed to copy the filestore ({job_failure(job)}); "
@@ -547,13 +548,13 @@ class Reconciler:
     def _ensure_daily_backup(self) -> None:
         """spec.backup (on by default): an owned DatabaseBackup <name>-daily; off: removed."""
         db = self.db
-        name = backup_builders.daily_backup_name(db)
+        name = specs.backup.daily_backup_name(db)
         existing = self.ctx.registry.child("DatabaseBackup", db.namespace, name)
         if db.backup is None:
             if existing is not None:
                 self.kube.delete(API_VERSION, "DatabaseBackup", name, db.namespace)
             return
-        self.apply(backup_builders.build_daily_backup(db))
+        self.apply(specs.backup.build_daily_backup(db))
         last = ((existing or {}).get("status") or {}).get("lastSuccessfulTime")
         if last:
             self.new_status["lastBackup"] = last
@@ -598,11 +599,11 @@ class Reconciler:
     def _run_restore(self, address: pg.ServerAddress, restore: Mapping[str, Any]) -> bool:
         db = self.db
         assert db.restore_from is not None
-        name = backup_builders.restore_job_name(db)
+        name = specs.backup.restore_job_name(db)
         job = self.ctx.registry.child("Job", db.namespace, name) or self.kube.get("batch/v1", "Job", name, db.namespace)
         if job is None:
             self._refuse_when_deleting()
-            job = self.kube.create(backup_builders.build_restore_job(
+            job = self.kube.create(specs.backup.build_restore_job(
                 db, restore["storage"], self.ctx.settings, source_database=restore.get("sourceDatabase"),
                 artifact=restore.get("artifact"), file=restore.get("file"), sha256=restore.get("sha256")))
             failpoints.hit("restore-job-created", db.namespace)
@@ -618,7 +619,7 @@ class Reconciler:
             self.new_status["step"] = "Neutralizing"
             if not self._neutralize_job_succeeded():
                 return False
-        url = builders.database_url(db, self.ctx.settings)
+        url = specs.app.database_url(db, self.ctx.settings)
         if not db.restore_from.keep_identity:  # Odoo's "copied"; "moved" (keep) leaves uuid and secret as dumped
             with pg.connect(self.tenant, db.database_name) as conn:  # a restored dump's tables are the tenant's
                 neutralize.reset_identity(conn, url)
@@ -643,14 +644,14 @@ class Reconciler:
         """The Secret is the source of truth of the role's password: write it before the role. Read from the
         API server every time: Secrets are not watched (the operator may not list them, see the chart's
         ClusterRole), so no cached copy would notice that it was deleted or changed."""
-        name = builders.db_secret_name(self.db)
+        name = specs.app.db_secret_name(self.db)
         existing = self.kube.get("v1", "Secret", name, self.db.namespace)
         password = _decode(existing, "password")
         recreated = password is None or _decode(existing, "user") != self.db.role_name
         if recreated:
             password = _password()
         assert password is not None
-        secret = builders.build_db_secret(self.db, host, port, ssl_mode, password)
+        secret = specs.app.build_db_secret(self.db, host, port, ssl_mode, password)
         seen_data, seen_labels = (existing or {}).get("data") or {}, ((existing or {}).get("metadata") or {}).get(
             "labels") or {}
         if {k: seen_data.get(k) for k in secret["data"]} != secret["data"] or \
@@ -748,19 +749,19 @@ class Reconciler:
         db = self.db
         self._refuse_when_deleting()
         # The admin password is generated once; an existing Secret is never overwritten.
-        if self.ctx.registry.child("Secret", db.namespace, builders.admin_secret_name(db)) is None:
-            created = self.kube.create(builders.build_admin_secret(db, _password()))
+        if self.ctx.registry.child("Secret", db.namespace, specs.app.admin_secret_name(db)) is None:
+            created = self.kube.create(specs.app.build_admin_secret(db, _password()))
             if created:
                 self.ctx.registry.record_child("Secret", created, deleted=False)
         # Created once and never updated: a Job's template is immutable, and a failed Job stays
         # for the user to inspect; deleting it retries with the current spec.
-        name = builders.init_job_name(db)
+        name = specs.app.init_job_name(db)
         job = self.ctx.registry.child("Job", db.namespace, name) or self.kube.get("batch/v1", "Job", name, db.namespace)
         if job is None:
             self._refuse_when_deleting()
             # Again, for an operator killed between CREATE DATABASE and the extension (idempotent).
             pg.create_odoo_extensions(self.admin, db.database_name, db.role_name)
-            job = self.kube.create(builders.build_init_job(db)) or self.kube.get("batch/v1", "Job", name, db.namespace)
+            job = self.kube.create(specs.app.build_init_job(db)) or self.kube.get("batch/v1", "Job", name, db.namespace)
             failpoints.hit("create-init-job-created", db.namespace)
             if job:
                 self.ctx.registry.record_child("Job", job, deleted=False)
@@ -862,7 +863,7 @@ def _final_backup(body: Mapping[str, Any], database_name: str, ctx: Context) -> 
         raise NotReady("FinalBackupFailed", f"cannot take the final backup: {exc}; the database is not dropped",
                        stalled=True, retry_after=60) from None
     _stop_app(db, ctx)
-    name = backup_builders.final_backup_job_name(db.name)
+    name = specs.backup.final_backup_job_name(db.name)
     job = ctx.kube.get("batch/v1", "Job", name, db.namespace)
     if job is not None and not _final_backup_job_trusted(job, db, record):
         ctx.kube.delete("batch/v1", "Job", name, db.namespace, preconditions={"uid": job["metadata"]["uid"]})
@@ -871,12 +872,12 @@ def _final_backup(body: Mapping[str, Any], database_name: str, ctx: Context) -> 
     if job is None:
         settings = db.backup or parse_backup_settings({}, ctx.settings)
         assert settings is not None
-        for obj in backup_builders.build_reporter_rbac(db.namespace):
+        for obj in specs.backup.build_reporter_rbac(db.namespace):
             ctx.kube.apply(obj)
         if settings.storage.pvc_claim == ctx.settings.backup_pvc and ctx.kube.get(
                 "v1", "PersistentVolumeClaim", settings.storage.pvc_claim, db.namespace) is None:
-            ctx.kube.create(backup_builders.build_backup_pvc(db.namespace, ctx.settings))
-        created = ctx.kube.create(backup_builders.build_final_backup_job(db, database_name, settings.storage,
+            ctx.kube.create(specs.backup.build_backup_pvc(db.namespace, ctx.settings))
+        created = ctx.kube.create(specs.backup.build_final_backup_job(db, database_name, settings.storage,
                                                                          settings.retention, ctx.settings))
         failpoints.hit("snapshot-job-created", db.namespace)
         if created is not None:
@@ -898,7 +899,7 @@ def _final_backup(body: Mapping[str, Any], database_name: str, ctx: Context) -> 
 
 def _final_backup_job_trusted(job: Mapping[str, Any], db: OdooDatabase, record: Mapping[str, Any]) -> bool:
     labels = job["metadata"].get("labels") or {}
-    return (labels.get(backup_builders.OWNER_UID_LABEL) == db.uid and bool(db.uid)
+    return (labels.get(specs.backup.OWNER_UID_LABEL) == db.uid and bool(db.uid)
             and job["metadata"].get("uid") == record.get("jobUid"))
 
 

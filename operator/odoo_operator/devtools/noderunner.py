@@ -1,6 +1,6 @@
 """A local node: runs the Pods bound to one Node as local processes, the way a kubelet would.
 
-`python -m odoo_operator.noderunner --kubeconfig K --node odoo-runner-0 --root DIR --bridge odoobr1
+`python -m odoo_operator.devtools.noderunner --kubeconfig K --node odoo-runner-0 --root DIR --bridge odoobr1
 --cidr 10.89.1.0/24` (LocalCluster starts it when `with_runner=True`). It registers the Node
 (labels, taint, Ready condition, a Lease in kube-node-lease renewed every 10 s), watches the Pods
 whose `spec.nodeName` is that Node and, for each:
@@ -68,7 +68,7 @@ from urllib.parse import urlparse
 import kubernetes
 from kubernetes.client.rest import ApiException
 
-from .noderunner_exec import (
+from odoo_operator.devtools.noderunner_exec import (
     Image,
     ImagePullError,
     ImageSettings,
@@ -87,7 +87,7 @@ from .noderunner_exec import (
 )
 
 log = logging.getLogger("noderunner")
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 RUNNER_LABEL = "odoo.dbmanager.io/runner"
 RUNNER_VALUE = "local"
 LEASE_SECONDS = 40
@@ -459,7 +459,7 @@ class PodWorker:
         plan_path.write_text(json.dumps(plan))
         with open(log_path, "ab") as out:
             c.process = subprocess.Popen(
-                [sys.executable, "-m", "odoo_operator.noderunner_exec", str(plan_path)], stdout=out,
+                [sys.executable, "-m", "odoo_operator.devtools.noderunner_exec", str(plan_path)], stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO_ROOT / "operator")})
         started_at = now()

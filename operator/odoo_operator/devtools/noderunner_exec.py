@@ -5,7 +5,7 @@
 - `container_argv` applies Kubernetes' command/args rules to an image; `expand` its `$(VAR)` rule.
 - `ensure_bridge`, `create_pod_network`, `delete_pod_network`: a host bridge, one network namespace
   and veth pair per pod.
-- `python -m odoo_operator.noderunner_exec PLAN.json` is the helper the runner starts for each
+- `python -m odoo_operator.devtools.noderunner_exec PLAN.json` is the helper the runner starts for each
   container: it joins the container's cgroup and network namespace, makes a private mount namespace
   (what `unshare --mount --propagation private` does, through the system calls), bind-mounts the
   image's files and the pod's volumes at their paths, drops to the container's user and execs.
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 ODOO_IMAGE_FILES = REPO_ROOT / "hack" / "odoo-image"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 ODOO_UID = 101

@@ -15,14 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import API_VERSION, claims, dnscheck, failpoints
-from .builders import MANAGED_BY, httproute_spec, websocket_port
-from .claims import claim_name, inside_base_domain
-from .conditions import Condition, get_condition, summary
-from .config import Settings
-from .kube import KubeError
-from .model import OdooDatabase, SpecError, check_object_name, parse_odoo_database
-from .odoodatabase import (
+from odoo_operator import API_VERSION, dnscheck, failpoints
+from odoo_operator.api.conditions import Condition, get_condition, summary
+from odoo_operator.api.model import OdooDatabase, SpecError, check_object_name, parse_odoo_database
+from odoo_operator.config import Settings
+from odoo_operator.controller import claims
+from odoo_operator.controller.claims import claim_name, inside_base_domain
+from odoo_operator.controller.odoodatabase import (
     Context,
     NotReady,
     Outcome,
@@ -31,6 +30,8 @@ from .odoodatabase import (
     failed_outcome,
     remove_other_route_kind,
 )
+from odoo_operator.kube import KubeError
+from odoo_operator.specs.app import MANAGED_BY, httproute_spec, websocket_port
 
 MAPPING_LABEL = "odoo.dbmanager.io/domain-mapping"
 GATEWAY_API = "gateway.networking.k8s.io/v1"

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_BIN_DIR = REPO_ROOT / ".cache" / "k8s" / "current"
 KWOK_DIR = REPO_ROOT / "hack" / "kwok"
 PG_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
@@ -247,7 +247,7 @@ class LocalCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.with_runner = self.with_runner and not self.external_kubeconfig
         if self.with_runner:
-            from .noderunner_exec import claim_bridge
+            from odoo_operator.devtools.noderunner_exec import claim_bridge
 
             self.pod_bridge, self.pod_cidr = claim_bridge()  # before PostgreSQL listens on its address
         if self.with_postgres:
@@ -306,7 +306,7 @@ class LocalCluster:
         if self.postgres:
             self.postgres.remove()
         if self.pod_bridge:
-            from .noderunner_exec import remove_leftovers
+            from odoo_operator.devtools.noderunner_exec import remove_leftovers
 
             remove_leftovers(self.pod_bridge)  # in case the runner could not
         if self._runner_images:
@@ -434,7 +434,7 @@ class LocalCluster:
         network's gateway; 127.0.0.1 without the runner."""
         if not self.pod_cidr:
             return "127.0.0.1"
-        from .noderunner_exec import gateway_of
+        from odoo_operator.devtools.noderunner_exec import gateway_of
 
         return gateway_of(self.pod_cidr)
 
@@ -447,7 +447,7 @@ class LocalCluster:
         # The image's commands run as the container's user by their host path: not under workdir (0700).
         images = self._runner_images = Path(tempfile.mkdtemp(prefix="odoo-runner-images-"))
         self._start("noderunner", [
-            sys.executable, "-m", "odoo_operator.noderunner", f"--kubeconfig={self.kubeconfig}",
+            sys.executable, "-m", "odoo_operator.devtools.noderunner", f"--kubeconfig={self.kubeconfig}",
             f"--node={RUNNER_NODE}", f"--root={self.runner_root}", f"--images-dir={images}",
             f"--bridge={self.pod_bridge}", f"--cidr={self.pod_cidr}",
             *(f"--odoo-home={series}={home}" for series, home in homes.items()),

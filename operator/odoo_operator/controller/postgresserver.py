@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import pg
-from .conditions import Condition, now_iso, summary
-from .model import PostgresServer, SpecError, parse_postgres_server
-from .odoodatabase import Context, NotReady, refresh_servers, server_address
+from odoo_operator import pg
+from odoo_operator.api.conditions import Condition, now_iso, summary
+from odoo_operator.api.model import PostgresServer, SpecError, parse_postgres_server
+from odoo_operator.controller.odoodatabase import Context, NotReady, refresh_servers, server_address
 
 
 def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[Condition]]:

@@ -682,7 +682,8 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m odoo_operator.ingressproxy", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m odoo_operator.devtools.ingressproxy",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--kubeconfig", type=Path,
                         default=Path(os.environ.get("KUBECONFIG") or Path.home() / ".kube" / "config"))
     parser.add_argument("--address", default="127.0.0.1")

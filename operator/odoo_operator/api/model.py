@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Settings
-from .retention import Retention
+from odoo_operator.api.retention import Retention
+from odoo_operator.config import Settings
 
 # Every pattern here is used with fullmatch: `$` alone would also match before a trailing newline.
 DATABASE_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")

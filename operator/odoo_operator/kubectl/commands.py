@@ -46,10 +46,8 @@ from typing import Any
 import kubernetes
 import yaml
 
-from . import API_VERSION, backup, backup_builders, builders
-from .config import Settings
-from .kube import Kube, KubeError
-from .model import (
+from odoo_operator import API_VERSION, specs
+from odoo_operator.api.model import (
     TAG_LABEL_PREFIX,
     TAG_RE,
     VERSION_RE,
@@ -60,6 +58,9 @@ from .model import (
     parse_duration,
     parse_storage,
 )
+from odoo_operator.backupjob import program as backup
+from odoo_operator.config import Settings
+from odoo_operator.kube import Kube, KubeError
 
 CHUNK = 1 << 20
 DATABASE_LABEL = "odoo.dbmanager.io/database"
@@ -669,7 +670,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     conn = Connection(args)
     namespace = conn.namespace
     database = get_database(conn, namespace, args.database)
-    name = args.name or builders.child_name(args.database, f"manual-{now().strftime('%Y%m%d-%H%M%S')}")
+    name = args.name or specs.app.child_name(args.database, f"manual-{now().strftime('%Y%m%d-%H%M%S')}")
     spec: dict[str, Any] = {"databaseRef": {"name": args.database}, "format": args.format}
     storage = storage_from_args(args, database)
     if storage:
@@ -1185,10 +1186,10 @@ def uploader_pod(namespace: str, claim: str, image: str) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": PLUGIN}},
         "spec": {
             "restartPolicy": "Never", "activeDeadlineSeconds": 3600, "automountServiceAccountToken": False,
-            "securityContext": builders.POD_SECURITY_CONTEXT,
+            "securityContext": specs.app.POD_SECURITY_CONTEXT,
             "containers": [{"name": "receiver", "image": image, "command": ["sleep", "3600"],
-                            "securityContext": {**builders.CONTAINER_SECURITY_CONTEXT, "readOnlyRootFilesystem": True},
-                            "volumeMounts": [{"name": "backups", "mountPath": backup_builders.BACKUPS_MOUNT}]}],
+                            "securityContext": {**specs.app.CONTAINER_SECURITY_CONTEXT, "readOnlyRootFilesystem": True},
+                            "volumeMounts": [{"name": "backups", "mountPath": specs.backup.BACKUPS_MOUNT}]}],
             "volumes": [{"name": "backups", "persistentVolumeClaim": {"claimName": claim}}],
         },
     }
@@ -1198,7 +1199,7 @@ def receive_command(kubectl: list[str], namespace: str, pod: str, path: str, sha
     """`kubectl exec -i` of the receiver: stdin is the file, written under the volume's root, checked
     against the sha256 computed here before any byte was sent."""
     return [*kubectl, "exec", "-i", "-n", namespace, pod, "-c", "receiver", "--", "python", "-m",
-            "odoo_operator.backup", "receive", "--storage", f"file://{backup_builders.BACKUPS_MOUNT}",
+            "odoo_operator.backupjob", "receive", "--storage", f"file://{specs.backup.BACKUPS_MOUNT}",
             "--file", path, "--sha256", sha256]
 
 
@@ -1223,7 +1224,7 @@ def upload_to_pvc(conn: Connection, namespace: str, storage: Storage, local: Pat
     if conn.kube.get("v1", "PersistentVolumeClaim", claim, namespace) is None:
         if claim != settings.backup_pvc:
             raise PluginError(f"PersistentVolumeClaim {namespace}/{claim} does not exist")
-        conn.kube.create(backup_builders.build_backup_pvc(namespace, settings))  # as the operator would
+        conn.kube.create(specs.backup.build_backup_pvc(namespace, settings))  # as the operator would
         print(f"created PersistentVolumeClaim {namespace}/{claim} for backups (owned by nothing)", file=sys.stderr)
     sha256 = backup.sha256_of_file(local)
     kubectl = conn.kubectl()

@@ -37,8 +37,8 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from . import metrics
-from .config import Settings
+from odoo_operator.config import Settings
+from odoo_operator.runtime import metrics
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_NAMESPACE = "odoo-system"
