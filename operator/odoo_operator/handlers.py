@@ -19,15 +19,14 @@ import psycopg
 
 from odoo_operator import API_VERSION, pg
 from odoo_operator.api.conditions import get_condition, merge_conditions, summary
-from odoo_operator.api.model import TAG_LABEL_PREFIX
+from odoo_operator.api.labels import BACKUP_LABEL, MAPPING_LABEL, TAG_LABEL_PREFIX
 from odoo_operator.config import Settings
 from odoo_operator.controller import databasebackup, odoodatabase, postgresserver
-from odoo_operator.controller.domainmapping import MAPPING_LABEL, mapping_key
+from odoo_operator.controller.domainmapping import mapping_key
 from odoo_operator.controller.odoodatabase import Context, NotReady, Outcome
 from odoo_operator.kube import Kube
 from odoo_operator.runtime import metrics
 from odoo_operator.runtime.registry import Registry, Waker
-from odoo_operator.specs.backup import BACKUP_LABEL
 
 T = TypeVar("T")
 # Reasons retried with exponential back-off (1 s, 2 s, 4 s … up to RETRY_MAX_SECONDS).

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from odoo_operator.api.labels import TAG_LABEL_PREFIX
 from odoo_operator.api.retention import Retention
 from odoo_operator.config import Settings
 
@@ -33,7 +34,6 @@ DNS1035_LABEL_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS1123_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 ARTIFACT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 S3_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
-TAG_LABEL_PREFIX = "tag.odoo.dbmanager.io/"
 DELETION_POLICIES = ("Delete", "Retain", "Snapshot")
 
 # odoo.conf keys the operator owns: a user value would break isolation or the operator's wiring.

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from odoo_operator import API_VERSION, failpoints
+from odoo_operator.api.labels import MANAGED_BY
 from odoo_operator.kube import Kube
-from odoo_operator.specs.app import MANAGED_BY
 
 KIND = "DomainClaim"
 HOLDER_KINDS = ("DomainMapping", "OdooDatabase")

@@ -17,6 +17,7 @@ from typing import Any
 
 from odoo_operator import API_VERSION, dnscheck, failpoints
 from odoo_operator.api.conditions import Condition, get_condition, summary
+from odoo_operator.api.labels import MANAGED_BY, MAPPING_LABEL
 from odoo_operator.api.model import OdooDatabase, SpecError, check_object_name, parse_odoo_database
 from odoo_operator.config import Settings
 from odoo_operator.controller import claims
@@ -31,9 +32,8 @@ from odoo_operator.controller.odoodatabase import (
     remove_other_route_kind,
 )
 from odoo_operator.kube import KubeError
-from odoo_operator.specs.app import MANAGED_BY, httproute_spec, websocket_port
+from odoo_operator.specs.app import httproute_spec, websocket_port
 
-MAPPING_LABEL = "odoo.dbmanager.io/domain-mapping"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 PHASE_READY = "Ready"
 PHASE_PENDING = "Pending"

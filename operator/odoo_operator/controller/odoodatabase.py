@@ -18,6 +18,7 @@ from typing import Any
 
 from odoo_operator import API_VERSION, failpoints, neutralize, pg, specs
 from odoo_operator.api.conditions import Condition, get_condition, now_iso, summary
+from odoo_operator.api.labels import DATABASE_LABEL, OWNER_UID_LABEL
 from odoo_operator.api.model import (
     TAG_LABEL_PREFIX,
     OdooDatabase,
@@ -310,7 +311,7 @@ class Reconciler:
         self.apply(specs.app.build_service(db))
         route = specs.app.build_route(db, self.ctx.settings)
         self.apply(route)
-        remove_other_route_kind(self.ctx, route["kind"], db.name, db.namespace, specs.app.DATABASE_LABEL, db.name,
+        remove_other_route_kind(self.ctx, route["kind"], db.name, db.namespace, DATABASE_LABEL, db.name,
                                 db.uid)
         previous = self.status.get("hostname")
         if previous and previous != db.hostname:  # renamed: the Ingress no longer serves the old host
@@ -402,7 +403,7 @@ class Reconciler:
         removed = False
         # Both kinds, whatever the setting (it may have changed); an API not served reads as absent.
         for api_version, kind in (("networking.k8s.io/v1", "Ingress"), ("gateway.networking.k8s.io/v1", "HTTPRoute")):
-            if self.kube.delete_if_labelled(api_version, kind, db.name, db.namespace, specs.app.DATABASE_LABEL,
+            if self.kube.delete_if_labelled(api_version, kind, db.name, db.namespace, DATABASE_LABEL,
                                             db.name):
                 removed = True
                 self.ctx.registry.record_child(kind, {"metadata": {"namespace": db.namespace, "name": db.name}},
@@ -899,7 +900,7 @@ def _final_backup(body: Mapping[str, Any], database_name: str, ctx: Context) -> 
 
 def _final_backup_job_trusted(job: Mapping[str, Any], db: OdooDatabase, record: Mapping[str, Any]) -> bool:
     labels = job["metadata"].get("labels") or {}
-    return (labels.get(specs.backup.OWNER_UID_LABEL) == db.uid and bool(db.uid)
+    return (labels.get(OWNER_UID_LABEL) == db.uid and bool(db.uid)
             and job["metadata"].get("uid") == record.get("jobUid"))
 
 

@@ -47,6 +47,7 @@ import kubernetes
 import yaml
 
 from odoo_operator import API_VERSION, specs
+from odoo_operator.api.labels import DATABASE_LABEL, MANAGED_BY_LABEL
 from odoo_operator.api.model import (
     TAG_LABEL_PREFIX,
     TAG_RE,
@@ -63,8 +64,6 @@ from odoo_operator.config import Settings
 from odoo_operator.kube import Kube, KubeError
 
 CHUNK = 1 << 20
-DATABASE_LABEL = "odoo.dbmanager.io/database"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 PLUGIN = "kubectl-odoo"
 GROUP_PATH = f"/apis/{API_VERSION}"
 REDACTED = "<redacted>"

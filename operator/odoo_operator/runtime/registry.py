@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from odoo_operator.api.labels import DATABASE_LABEL
 from odoo_operator.api.model import PostgresServer, SpecError, parse_postgres_server
-from odoo_operator.specs.app import DATABASE_LABEL
 
 Key = tuple[str, str]  # (namespace, name)
 ChildKey = tuple[str, str, str]  # (kind, namespace, name)
@@ -85,6 +85,8 @@ class Registry:
         self.credentials: dict[Key, tuple[float, str, str]] = {}
         self.locks: dict[Key, threading.Lock] = {}
         self.tokens: dict[Key, Any] = {}
+        # owner uids whose route of the other kind (Ingress vs HTTPRoute) was already looked for
+        self.route_kinds_checked: set[str] = set()
 
     def changed_token(self, key: Key, token: Any) -> bool:
         """True when `token` differs from the last one seen for `key` (and remembers it)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from odoo_operator import API_VERSION
+from odoo_operator.api.labels import DATABASE_LABEL, MANAGED_BY
 from odoo_operator.api.model import OdooDatabase
 from odoo_operator.config import Settings
 
@@ -18,8 +19,6 @@ ODOO_EXTRA_ADDONS = "/mnt/extra-addons"  # a VOLUME of the official images 16.0-
 ODOO_HTTP_PORT = 8069
 ODOO_LONGPOLLING_PORT = 8072  # gevent_port: only listens with workers > 0 (prefork)
 SESSIONS_SIZE = "1Gi"  # HTTP session files of a few kB each, removed by Odoo after a week
-MANAGED_BY = "odoo-db-operator"
-DATABASE_LABEL = "odoo.dbmanager.io/database"
 
 # Initialise once: install `base` without demo data, then give the admin user the random password
 # kept in <name>-admin (never Odoo's default admin/admin). A shell only because `odoo shell` reads

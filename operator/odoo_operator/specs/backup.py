@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from odoo_operator import API_VERSION
+from odoo_operator.api.labels import BACKUP_LABEL, OWNER_UID_LABEL
 from odoo_operator.api.model import DatabaseBackup, OdooDatabase, Retention, Storage
 from odoo_operator.config import Settings
 from odoo_operator.specs.app import (
@@ -22,8 +23,6 @@ from odoo_operator.specs.app import (
     owner_reference,
 )
 
-BACKUP_LABEL = "odoo.dbmanager.io/backup"
-OWNER_UID_LABEL = "odoo.dbmanager.io/owner-uid"  # a final backup Job: the uid of the OdooDatabase it is for
 BACKUP_TMP_SIZE = "1Gi"  # a backup Job's /tmp holds pg_dump's stderr only
 REPORTER = "odoo-backup"
 FILESTORE_MOUNT = "/filestore"

@@ -1,0 +1,9 @@
+"""The labels and annotations the operator puts on what it creates, and reads back to find it."""
+
+MANAGED_BY = "odoo-db-operator"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+DATABASE_LABEL = "odoo.dbmanager.io/database"  # every child of an OdooDatabase: the database's name
+BACKUP_LABEL = "odoo.dbmanager.io/backup"  # a backup Job: the DatabaseBackup it runs
+OWNER_UID_LABEL = "odoo.dbmanager.io/owner-uid"  # a final backup Job: the uid of the OdooDatabase it is for
+MAPPING_LABEL = "odoo.dbmanager.io/domain-mapping"  # a DomainMapping's route: <namespace>.<name>
+TAG_LABEL_PREFIX = "tag.odoo.dbmanager.io/"  # spec.tags, copied onto the database's children
