@@ -22,8 +22,8 @@ from odoo_operator.api.conditions import get_condition, merge_conditions, summar
 from odoo_operator.api.labels import BACKUP_LABEL, MAPPING_LABEL, TAG_LABEL_PREFIX
 from odoo_operator.config import Settings
 from odoo_operator.controller import databasebackup, odoodatabase, postgresserver
+from odoo_operator.controller.base import Context, NotReady, Outcome
 from odoo_operator.controller.domainmapping import mapping_key
-from odoo_operator.controller.odoodatabase import Context, NotReady, Outcome
 from odoo_operator.kube import Kube
 from odoo_operator.runtime import metrics
 from odoo_operator.runtime.registry import Registry, Waker

@@ -14,15 +14,8 @@ from typing import Any
 from odoo_operator import API_VERSION, specs
 from odoo_operator.api.conditions import summary
 from odoo_operator.api.model import DatabaseBackup, SpecError, parse_database_backup, parse_odoo_database
-from odoo_operator.controller.odoodatabase import (
-    Context,
-    NotReady,
-    Outcome,
-    _digest,
-    failed_outcome,
-    job_failure,
-    job_state,
-)
+from odoo_operator.controller.base import Context, NotReady, Outcome, failed_outcome, job_failure, job_state
+from odoo_operator.controller.base import digest as _digest
 from odoo_operator.kube import KubeError
 
 

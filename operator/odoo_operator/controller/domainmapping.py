@@ -21,16 +21,16 @@ from odoo_operator.api.labels import MANAGED_BY, MAPPING_LABEL
 from odoo_operator.api.model import OdooDatabase, SpecError, check_object_name, parse_odoo_database
 from odoo_operator.config import Settings
 from odoo_operator.controller import claims
-from odoo_operator.controller.claims import claim_name, inside_base_domain
-from odoo_operator.controller.odoodatabase import (
+from odoo_operator.controller.base import (
     Context,
     NotReady,
     Outcome,
     apply_cached,
-    database_host,
     failed_outcome,
     remove_other_route_kind,
 )
+from odoo_operator.controller.claims import claim_name, inside_base_domain
+from odoo_operator.controller.odoodatabase import database_host
 from odoo_operator.kube import KubeError
 from odoo_operator.specs.app import httproute_spec, websocket_port
 

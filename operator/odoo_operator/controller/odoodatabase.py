@@ -7,17 +7,13 @@ raises for a condition a user can cause; only programming errors escape.
 
 from __future__ import annotations
 
-import base64
 import datetime
-import hashlib
-import json
-import secrets
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from odoo_operator import API_VERSION, failpoints, neutralize, pg, specs
-from odoo_operator.api.conditions import Condition, get_condition, now_iso, summary
+from odoo_operator.api.conditions import Condition, now_iso, summary
 from odoo_operator.api.labels import DATABASE_LABEL, OWNER_UID_LABEL
 from odoo_operator.api.model import (
     TAG_LABEL_PREFIX,
@@ -30,45 +26,35 @@ from odoo_operator.api.model import (
 )
 from odoo_operator.config import Settings
 from odoo_operator.controller import claims
-from odoo_operator.kube import Kube, KubeError
-from odoo_operator.runtime.registry import Registry
+from odoo_operator.controller.base import (
+    PHASE_DELETING,
+    PHASE_EXPIRED,
+    PHASE_FAILED,
+    PHASE_PENDING,
+    PHASE_PROVISIONING,
+    PHASE_READY,
+    PHASE_SUSPENDED,
+    Context,
+    NotReady,
+    Outcome,
+    apply_cached,
+    deployment_available,
+    failed_outcome,
+    job_failure,
+    job_state,
+    remove_other_route_kind,
+)
+from odoo_operator.controller.base import age_seconds as _age_seconds
+from odoo_operator.controller.base import decode as _decode
+from odoo_operator.controller.base import format_time as _format_time
+from odoo_operator.controller.base import now as _now
+from odoo_operator.controller.base import parse_time as _parse_time
+from odoo_operator.controller.base import password as _password
+from odoo_operator.controller.postgresserver import refresh_servers, resolve_server_name, server_address
+from odoo_operator.kube import KubeError
 
-PHASE_PENDING = "Pending"
-PHASE_PROVISIONING = "Provisioning"
-PHASE_READY = "Ready"
-PHASE_SUSPENDED = "Suspended"
-PHASE_FAILED = "Failed"
-PHASE_DELETING = "Deleting"
-PHASE_EXPIRED = "Expired"
 EXPIRY_WARNING = datetime.timedelta(days=1)
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
-
-def apply_cached(ctx: Context, obj: dict[str, Any]) -> dict[str, Any]:
-    """Server-side apply a child unless the registry knows it is already as desired (same digest, and
-    its generation has not moved since: nobody changed it)."""
-    key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
-    digest = _digest(obj)
-    if not ctx.registry.needs_apply(key, digest):
-        return ctx.registry.child(*key) or {}
-    result = ctx.kube.apply(obj)
-    ctx.registry.record_applied(key, digest, result)
-    return result
-
-
-_route_kind_checked: set[str] = set()  # owner uids whose route of the other kind was looked for
-
-
-def remove_other_route_kind(ctx: Context, kind: str, name: str, namespace: str, label: str, value: str,
-                            owner_uid: str) -> None:
-    """After the operator moved between Ingress and Gateway, an owner's route of the other kind goes
-    (looked for once per owner and process)."""
-    if owner_uid in _route_kind_checked:
-        return
-    other = ("gateway.networking.k8s.io/v1", "HTTPRoute") if kind == "Ingress" else ("networking.k8s.io/v1",
-                                                                                   "Ingress")
-    ctx.kube.delete_if_labelled(*other, name, namespace, label, value)
-    _route_kind_checked.add(owner_uid)
 
 
 def database_host(body: Mapping[str, Any], settings: Settings) -> str | None:
@@ -77,128 +63,6 @@ def database_host(body: Mapping[str, Any], settings: Settings) -> str | None:
         return parse_odoo_database(body, settings).hostname
     except SpecError:
         return None
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def _parse_time(text: str) -> datetime.datetime:
-    return datetime.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=datetime.UTC)
-
-
-def _format_time(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime(TIME_FORMAT)
-
-
-class NotReady(Exception):
-    """A step cannot complete yet; carries what the status should say."""
-
-    def __init__(self, reason: str, message: str, *, stalled: bool = False, retry_after: float | None = None,
-                 phase: str = PHASE_PENDING, warning: bool = True) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.stalled = stalled
-        self.retry_after = retry_after
-        self.phase = phase
-        self.warning = warning
-
-
-@dataclass
-class Outcome:
-    phase: str
-    ready: Condition
-    reconciling: Condition
-    stalled: Condition
-    details: list[Condition] = field(default_factory=list)
-    status: dict[str, Any] = field(default_factory=dict)
-    retry_after: float | None = None
-    warning: bool = False
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
-
-    def conditions(self) -> list[Condition]:
-        return [self.ready, self.reconciling, self.stalled, *self.details]
-
-
-@dataclass
-class Context:
-    kube: Kube
-    settings: Settings
-    registry: Registry
-
-
-def _password() -> str:
-    return secrets.token_urlsafe(24)
-
-
-def _decode(secret: Mapping[str, Any] | None, key: str) -> str | None:
-    try:
-        return base64.b64decode((secret or {}).get("data", {})[key]).decode()
-    except (KeyError, ValueError, TypeError):
-        return None
-
-
-def _digest(obj: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
-def _age_seconds(timestamp: str | None) -> float:
-    if not timestamp:
-        return float("inf")
-    return (_now() - _parse_time(timestamp)).total_seconds()
-
-
-# ---- PostgresServer resolution ---------------------------------------------------------------
-
-def resolve_server_name(spec_server: str | None, status_server: str | None, registry: Registry,
-                        refresh: Callable[[], None] | None = None) -> str:
-    """The server a database lives on: recorded in status once created, else spec, else the default."""
-    if status_server:
-        return status_server
-    if spec_server:
-        return spec_server
-    defaults = registry.default_servers()
-    if not defaults and refresh is not None:
-        refresh()  # just started: the PostgresServer watch may not have delivered them yet
-        defaults = registry.default_servers()
-    if len(defaults) == 1:
-        return defaults[0]
-    if not defaults:
-        raise NotReady("ServerNotFound", "no default PostgresServer exists; create one with spec.default: true "
-                       "or set spec.server", retry_after=30)
-    raise NotReady("ServerNotFound", f"several PostgresServers are marked default ({', '.join(defaults)}); "
-                   "keep one or set spec.server", stalled=True, retry_after=60)
-
-
-def refresh_servers(ctx: Context) -> None:
-    for body in ctx.kube.list(API_VERSION, "PostgresServer"):
-        ctx.registry.record_server(body, deleted=False)
-
-
-def server_address(server_name: str, ctx: Context) -> tuple[pg.ServerAddress, str]:
-    """Connection details (admin) of a server and its sslmode; NotReady if unusable."""
-    server = ctx.registry.server(server_name)
-    if server is None:
-        refresh_servers(ctx)
-        server = ctx.registry.server(server_name)
-    if server is None:
-        raise NotReady("ServerNotFound", f"PostgresServer {server_name!r} does not exist; create it or fix "
-                       "spec.server", retry_after=30)
-    key = (server.admin_secret_namespace, server.admin_secret_name)
-    cached = ctx.registry.cached_credentials(key)
-    if cached is None:
-        secret = ctx.kube.get("v1", "Secret", server.admin_secret_name, server.admin_secret_namespace)
-        user, password = _decode(secret, "username"), _decode(secret, "password")
-        if not user or not password:
-            raise NotReady("ServerCredentialsMissing",
-                           f"Secret {server.admin_secret_namespace}/{server.admin_secret_name} of PostgresServer "
-                           f"{server_name!r} is missing or lacks the keys username/password", retry_after=30)
-        ctx.registry.cache_credentials(key, user, password)
-        cached = (user, password)
-    address = pg.ServerAddress(server.host, server.port, cached[0], cached[1], server.ssl_mode,
-                               ctx.settings.pg_connect_timeout)
-    return address, server.ssl_mode
 
 
 # ---- the steps ---------------------------------------------------------------------------------
@@ -800,38 +664,6 @@ class Reconciler:
 
     def _next_wake(self, delay: float) -> float:
         return delay if self.wake_in is None else max(1.0, min(delay, self.wake_in))
-
-
-def failed_outcome(exc: NotReady, status: dict[str, Any], events: list[tuple[str, str, str]] | None = None,
-                   retry_after: float | None = None) -> Outcome:
-    ready, reconciling, stalled = summary("stalled" if exc.stalled else "progressing", exc.reason, exc.message)
-    return Outcome(exc.phase, ready, reconciling, stalled, status=status,
-                   retry_after=exc.retry_after if retry_after is None else retry_after, warning=exc.warning,
-                   events=events if events is not None else [])
-
-
-def job_state(job: Mapping[str, Any] | None) -> str:
-    for cond in (job or {}).get("status", {}).get("conditions") or []:
-        if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
-            return str(cond["type"])
-    return "Running"
-
-
-def job_failure(job: Mapping[str, Any] | None) -> str:
-    cond = get_condition((job or {}).get("status"), "Failed")
-    return (cond or {}).get("message") or (cond or {}).get("reason") or "unknown reason"
-
-
-def deployment_available(deployment: Mapping[str, Any], replicas: int) -> tuple[bool, str]:
-    meta = deployment.get("metadata", {})
-    status = deployment.get("status") or {}
-    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 1):
-        return False, "the Deployment controller has not seen the latest spec yet"
-    updated = int(status.get("updatedReplicas") or 0)
-    available = int(status.get("availableReplicas") or 0)
-    if updated < replicas or available < replicas:
-        return False, f"{available}/{replicas} replica(s) available, {updated} up to date"
-    return True, ""
 
 
 def reconcile(body: Mapping[str, Any], ctx: Context, live: Mapping[str, Any] | None = None) -> Outcome:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from odoo_operator import pg
+from odoo_operator import API_VERSION, pg
 from odoo_operator.api.conditions import Condition, now_iso, summary
 from odoo_operator.api.model import PostgresServer, SpecError, parse_postgres_server
-from odoo_operator.controller.odoodatabase import Context, NotReady, refresh_servers, server_address
+from odoo_operator.controller.base import Context, NotReady, decode
+from odoo_operator.runtime.registry import Registry
 
 
 def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[Condition]]:
@@ -93,3 +94,55 @@ def _not_ready(reason: str, message: str) -> list[Condition]:
 
 def _stalled(reason: str, message: str) -> list[Condition]:
     return list(summary("stalled", reason, message))
+
+
+# ---- PostgresServer resolution ---------------------------------------------------------------
+
+def resolve_server_name(spec_server: str | None, status_server: str | None, registry: Registry,
+                        refresh: Callable[[], None] | None = None) -> str:
+    """The server a database lives on: recorded in status once created, else spec, else the default."""
+    if status_server:
+        return status_server
+    if spec_server:
+        return spec_server
+    defaults = registry.default_servers()
+    if not defaults and refresh is not None:
+        refresh()  # just started: the PostgresServer watch may not have delivered them yet
+        defaults = registry.default_servers()
+    if len(defaults) == 1:
+        return defaults[0]
+    if not defaults:
+        raise NotReady("ServerNotFound", "no default PostgresServer exists; create one with spec.default: true "
+                       "or set spec.server", retry_after=30)
+    raise NotReady("ServerNotFound", f"several PostgresServers are marked default ({', '.join(defaults)}); "
+                   "keep one or set spec.server", stalled=True, retry_after=60)
+
+
+def refresh_servers(ctx: Context) -> None:
+    for body in ctx.kube.list(API_VERSION, "PostgresServer"):
+        ctx.registry.record_server(body, deleted=False)
+
+
+def server_address(server_name: str, ctx: Context) -> tuple[pg.ServerAddress, str]:
+    """Connection details (admin) of a server and its sslmode; NotReady if unusable."""
+    server = ctx.registry.server(server_name)
+    if server is None:
+        refresh_servers(ctx)
+        server = ctx.registry.server(server_name)
+    if server is None:
+        raise NotReady("ServerNotFound", f"PostgresServer {server_name!r} does not exist; create it or fix "
+                       "spec.server", retry_after=30)
+    key = (server.admin_secret_namespace, server.admin_secret_name)
+    cached = ctx.registry.cached_credentials(key)
+    if cached is None:
+        secret = ctx.kube.get("v1", "Secret", server.admin_secret_name, server.admin_secret_namespace)
+        user, password = decode(secret, "username"), decode(secret, "password")
+        if not user or not password:
+            raise NotReady("ServerCredentialsMissing",
+                           f"Secret {server.admin_secret_namespace}/{server.admin_secret_name} of PostgresServer "
+                           f"{server_name!r} is missing or lacks the keys username/password", retry_after=30)
+        ctx.registry.cache_credentials(key, user, password)
+        cached = (user, password)
+    address = pg.ServerAddress(server.host, server.port, cached[0], cached[1], server.ssl_mode,
+                               ctx.settings.pg_connect_timeout)
+    return address, server.ssl_mode
