@@ -36,9 +36,10 @@ dev: ## local control plane + PostgreSQL + the operator in the foreground
 run: ## the operator against the current kubeconfig context
 	$(PY) -m odoo_operator
 
-lint:
-	$(VENV)/bin/ruff check operator tests bench
+lint: ## ruff, mypy, and the package's layering (hack/check_layers.py)
+	$(VENV)/bin/ruff check operator tests bench hack/check_layers.py
 	$(VENV)/bin/mypy
+	$(PY) hack/check_layers.py
 
 unit:
 	$(PY) -m pytest -m "not integration and not e2e" $(PYTEST_ARGS)
