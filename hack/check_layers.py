@@ -6,7 +6,8 @@ Higher layers may import lower ones, never the reverse; peers in one layer do no
     controller  controller/*                                         the reconcilers
     specs | runtime                                                  pure builders | registry, leader, metrics
     api         api/*                                                typed models, labels, conditions
-    clients     kube, pg, neutralize, dnscheck, config, failpoints   the only I/O
+    clients     kube, pg, neutralize, dnscheck, odoorpc, config,    the only I/O
+                failpoints
 
 Two programs ship beside the operator and use only api + clients (+ each other one way): backupjob (the
 Jobs' program) and kubectl (the plugin, which may use backupjob and specs). devtools (the local harness,
@@ -24,7 +25,7 @@ from pathlib import Path
 PACKAGE = "odoo_operator"
 RANK = {"clients": 0, "api": 1, "specs": 2, "runtime": 2, "controller": 3, "entry": 4}
 ENTRY = {"main", "__main__", "handlers", "domain_handlers", "loop"}
-CLIENTS = {"kube", "pg", "neutralize", "dnscheck", "config", "failpoints", "__init__"}
+CLIENTS = {"kube", "pg", "neutralize", "dnscheck", "odoorpc", "config", "failpoints", "__init__"}
 # What each of the separate programs may import, besides its own modules.
 PROGRAMS = {
     "backupjob": {"clients", "api"},

@@ -76,6 +76,27 @@ def _path(api_version: str, kind: str, name: str | None, namespace: str | None, 
     return path + (f"/{quote(sub, safe='')}" if sub else "")
 
 
+def api_client(kubeconfig: str | None = None, context: str | None = None, *, in_cluster: bool = True,
+               pool_size: int | None = None, retries: bool = True) -> kubernetes.client.ApiClient:
+    """The one way every program here connects: the Pod's ServiceAccount when running in one (unless
+    `in_cluster` is False), else the kubeconfig (`kubeconfig`, or $KUBECONFIG / ~/.kube/config; `context`,
+    or its current one). `pool_size` bounds the connections kept open; `retries=False` turns off urllib3's
+    own retries. Raises kubernetes.config.ConfigException (or OSError) when there is no configuration."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        if not in_cluster:
+            raise kubernetes.config.ConfigException("in-cluster configuration not wanted")
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, context=context,
+                                           client_configuration=configuration)
+    if pool_size is not None:
+        configuration.connection_pool_maxsize = pool_size
+    if not retries:
+        configuration.retries = False
+    return kubernetes.client.ApiClient(configuration)
+
+
 class Kube:
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
         self.api = api_client or kubernetes.client.ApiClient()

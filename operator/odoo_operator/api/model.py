@@ -87,6 +87,16 @@ def check_database_name(name: str, field_path: str = "spec.databaseName") -> str
     return name
 
 
+def database_name(body: Mapping[str, Any]) -> str:
+    """The PostgreSQL database an OdooDatabase object has now: status.databaseName (recorded once created or
+    renamed) wins over spec.databaseName (wanted, maybe not applied yet: a rename in progress), then
+    metadata.name. Not validated: for display and deletion. The wanted name, validated, is
+    parse_odoo_database(...).database_name."""
+    status = body.get("status") or {}
+    spec = body.get("spec") or {}
+    return str(status.get("databaseName") or spec.get("databaseName") or body["metadata"]["name"])
+
+
 def parse_duration(text: str, field_path: str = "spec.expiresAfter") -> datetime.timedelta:
     """`15d`, `36h`, `90m`, `45s`, or combinations in that order such as `1d12h`."""
     match = DURATION_RE.fullmatch(text) if isinstance(text, str) else None
