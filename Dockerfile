@@ -35,7 +35,7 @@ ENV PATH="/opt/venv/bin:/usr/lib/postgresql/${PG_MAJOR}/bin:${PATH}" \
     PYTHONUNBUFFERED=1
 # The entry point and the Jobs' module load (psycopg's bundled libpq included); the development harness
 # (odoo_operator.devtools) is not installed.
-RUN odoo-db-operator --help >/dev/null && python -c "import odoo_operator.backupjob.program, psycopg" \
+RUN odoo-db-operator --help >/dev/null && python -c "import odoo_operator.backupjob.__main__, psycopg" \
  && ! python -c "import odoo_operator.devtools" 2>/dev/null
 # The operator's Deployment and the backup/restore Jobs mount an emptyDir at /tmp (the root
 # filesystem is read-only); the VOLUME keeps a plain `docker run` working the same way.

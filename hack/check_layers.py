@@ -2,7 +2,7 @@
 
 Higher layers may import lower ones, never the reverse; peers in one layer do not import each other:
 
-    entry       main, __main__, handlers, domain_handlers, loop      kopf registrations, the loop engine
+    entry       main, __main__, handlers, loop                       kopf registrations, the loop engine
     controller  controller/*                                         the reconcilers
     specs | runtime                                                  pure builders | registry, leader, metrics
     api         api/*                                                typed models, labels, conditions
@@ -24,7 +24,7 @@ from pathlib import Path
 
 PACKAGE = "odoo_operator"
 RANK = {"clients": 0, "api": 1, "specs": 2, "runtime": 2, "controller": 3, "entry": 4}
-ENTRY = {"main", "__main__", "handlers", "domain_handlers", "loop"}
+ENTRY = {"main", "__main__", "handlers", "loop"}
 CLIENTS = {"kube", "pg", "neutralize", "dnscheck", "odoorpc", "config", "failpoints", "__init__"}
 # What each of the separate programs may import, besides its own modules.
 PROGRAMS = {

@@ -31,7 +31,7 @@ def test_every_child_is_owned_and_labelled():
         specs.app.build_neutralize_job(db),
         specs.app.build_deployment(db, 1, "h", ENDPOINT),
         specs.app.build_service(db),
-        specs.app.build_ingress(db, SETTINGS),
+        specs.routes.build_database_ingress(db, SETTINGS),
     ]
     names = [c["metadata"]["name"] for c in children]
     assert names == ["shop-db", "shop-admin", "shop-filestore", "shop-sessions", "shop-odoo-conf", "shop-init",
@@ -199,31 +199,6 @@ def test_sessions_live_on_a_shared_volume_of_the_app_only():
         assert "sessions" not in {v["name"] for v in job["spec"]["template"]["spec"]["volumes"]}
 
 
-@pytest.mark.parametrize(("workers", "port_name", "port"), [(0, "http", 8069), (2, "longpolling", 8072)])
-def test_websocket_goes_to_the_port_that_serves_it(workers, port_name, port):
-    db = make_db(app={"workers": workers})
-    ingress = specs.app.build_ingress(db, SETTINGS)
-    paths = {p["path"]: p["backend"]["service"]["port"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
-    assert paths == {"/websocket": port_name, "/": "http"}
-    route = specs.app.build_route(db, Settings(gateway="infra/public"))
-    assert [(r["matches"][0]["path"]["value"], r["backendRefs"][0]["port"]) for r in route["spec"]["rules"]] == [
-        ("/websocket", port), ("/", 8069)]
-    # The Service keeps both ports whatever the workers.
-    service_ports = {p["name"]: p["port"] for p in specs.app.build_service(db)["spec"]["ports"]}
-    assert service_ports == {"http": 8069, "longpolling": 8072}
-
-
-def test_ingress_routes_default_host_and_tls_with_issuer():
-    plain = specs.app.build_ingress(make_db(), SETTINGS)
-    assert plain["spec"]["rules"][0]["host"] == "shop.apps.example.com"
-    assert "tls" not in plain["spec"]
-    tls = specs.app.build_ingress(make_db(), Settings(cluster_issuer="letsencrypt", ingress_class="nginx"))
-    assert tls["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
-    assert tls["spec"]["tls"][0]["hosts"] == ["shop.apps.example.com"]
-    assert tls["spec"]["ingressClassName"] == "nginx"
-    assert specs.app.database_url(make_db(), Settings(cluster_issuer="x")) == "https://shop.apps.example.com"
-
-
 def test_conditions_keep_transition_time_while_status_is_unchanged():
     first = merge_conditions([], [Condition.false("Ready", "Provisioning")], 1)
     first[0]["lastTransitionTime"] = "2020-01-01T00:00:00Z"
@@ -231,17 +206,6 @@ def test_conditions_keep_transition_time_while_status_is_unchanged():
     assert same[0]["lastTransitionTime"] == "2020-01-01T00:00:00Z" and same[0]["observedGeneration"] == 2
     flipped = merge_conditions(first, [Condition.true("Ready", "Ready")], 2)
     assert flipped[0]["lastTransitionTime"] != "2020-01-01T00:00:00Z"
-
-
-def test_the_database_host_is_an_httproute_on_the_configured_gateway():
-    route = specs.app.build_route(make_db(), Settings(gateway="infra/public"))
-    assert (route["apiVersion"], route["kind"]) == ("gateway.networking.k8s.io/v1", "HTTPRoute")
-    assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
-                                            "namespace": "infra", "name": "public"}]
-    assert route["spec"]["hostnames"] == [make_db().hostname]
-    assert [(r["matches"][0]["path"]["value"], r["backendRefs"][0]["port"]) for r in route["spec"]["rules"]] == [
-        ("/websocket", 8069), ("/", 8069)]
-    assert specs.app.build_route(make_db(), SETTINGS)["kind"] == "Ingress"
 
 
 @pytest.mark.parametrize("gateway", ["public", "a/b/c/d", "/public", "infra/"])

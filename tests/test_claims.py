@@ -14,8 +14,10 @@ from conftest import OperatorProcess, apply_yaml, condition, get_json, odoo_data
 from odoo_operator.api.model import parse_odoo_database
 from odoo_operator.config import Settings
 from odoo_operator.controller import claims
+from odoo_operator.controller.base import Context
 from odoo_operator.controller.odoodatabase import database_host
 from odoo_operator.devtools.localcluster import LocalCluster
+from odoo_operator.runtime.registry import Registry
 from test_domainmapping import mapping, wait_mapping
 from test_lifecycle import databases, events, wait_ready, wait_reason
 
@@ -84,6 +86,64 @@ def test_a_mapping_claim_is_stale_only_when_gone_recreated_or_moved(holder: dict
 def test_the_platform_host_is_the_models_default_host(name: str) -> None:
     body = {"metadata": {"name": "db", "namespace": "ns"}, "spec": {"version": "17.0", "databaseName": name}}
     assert parse_odoo_database(body, SETTINGS).hostname == claims.platform_host(name, SETTINGS.base_domain)
+
+
+# ---- unit: what this process remembers of claims lives in its Registry ----------------------------
+
+class ClaimsKube(ObjectsKube):
+    """DomainClaims as the API server keeps them (create fails when the name is taken), counting requests."""
+
+    def __init__(self, *objects: dict[str, Any]) -> None:
+        super().__init__(*objects)
+        self.requests = 0
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        self.requests += 1
+        key = (body["kind"], "", body["metadata"]["name"])
+        if key in self.objects:
+            return None
+        self.objects[key] = {**body, "metadata": {**body["metadata"], "uid": f"c-{len(self.objects)}",
+                                                  "resourceVersion": "1"}}
+        return self.objects[key]
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        self.requests += 1
+        return super().get(api_version, kind, name, namespace)
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
+               preconditions: dict[str, str] | None = None) -> bool:
+        self.requests += 1
+        return self.objects.pop((kind, namespace or "", name), None) is not None
+
+
+def context(kube: ClaimsKube) -> Context:
+    return Context(kube=cast(Any, kube), settings=SETTINGS, registry=Registry())
+
+
+def host_of(body: dict[str, Any]) -> str | None:
+    return database_host(body, SETTINGS)
+
+
+def test_a_held_claim_costs_no_request_and_is_remembered_per_registry() -> None:
+    kube = ClaimsKube(database(hostname=HOST))
+    ctx, other = context(kube), context(kube)
+    holder = claims.Holder("OdooDatabase", "a", "shop", "u1")
+    assert claims.acquire(ctx, HOST, holder, host_of) is True
+    before = kube.requests
+    assert claims.acquire(ctx, HOST, holder, host_of) is False and kube.requests == before
+    assert claims.acquire(other, HOST, holder, host_of) is False and kube.requests > before  # not a module global
+    assert claims.release(ctx, HOST, "u1") and not ctx.registry.claims.holds(HOST, "u1")
+
+
+def test_a_released_claim_wakes_its_waiters_once() -> None:
+    kube = ClaimsKube(database(hostname=HOST))
+    ctx = context(kube)
+    claims.acquire(ctx, HOST, claims.Holder("OdooDatabase", "a", "shop", "u1"), host_of)
+    thief = claims.Holder("OdooDatabase", "b", "thief", "t1")
+    with pytest.raises(claims.ClaimConflict):
+        claims.acquire(ctx, HOST, thief, host_of, waiter=("b", "thief"))
+    assert claims.gone(ctx, HOST) == [("b", "thief")] and not ctx.registry.claims.holds(HOST, "u1")
+    assert claims.gone(ctx, HOST) == []
 
 
 # ---- end to end ----------------------------------------------------------------------------------

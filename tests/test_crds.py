@@ -716,7 +716,6 @@ STATUSES = [
             "source": "shop-original",
             "lastBackup": NOW,
             "availableUpgrade": "18.0",
-            "step": "CopyFilestore",
         },
         id="OdooDatabase",
     ),

@@ -17,15 +17,17 @@ import pytest
 import yaml
 
 from conftest import OperatorProcess, apply_yaml, condition, get_json, install_gateway_api, odoo_database, wait_until
-from odoo_operator.api.model import SpecError, parse_odoo_database
-from odoo_operator.config import Settings
-from odoo_operator.controller.domainmapping import (
+from odoo_operator.api.domains import (
     DomainMapping,
-    build_route,
+    MappingRequest,
     check_domain,
     claim_name,
-    inside_base_domain,
+    mapping_request,
+    parse_domain_mapping,
 )
+from odoo_operator.api.model import SpecError, parse_odoo_database
+from odoo_operator.config import Settings
+from odoo_operator.controller.claims import inside_base_domain
 from odoo_operator.devtools.localcluster import LocalCluster
 from odoo_operator.specs.app import DatabaseEndpoint, render_odoo_conf
 
@@ -99,48 +101,46 @@ def test_wildcards_only_when_the_operator_allows_them() -> None:
     assert claim_name("shop.example.com") == "shop.example.com"
 
 
+def _body(**spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "www", "namespace": "ns", "uid": "m1"}, "spec": spec}
+
+
+def test_a_mapping_is_parsed_once_into_its_typed_model() -> None:
+    parsed = parse_domain_mapping(_body(domain="www.example.com", databaseRef={"name": "shop"},
+                                        tls={"secretName": "mine"}), SETTINGS)
+    assert parsed == DomainMapping(namespace="ns", name="www", uid="m1", domain="www.example.com", database="shop",
+                                   cluster_issuer=None, secret_name="mine")
+    assert parsed.tls and not parsed.wildcard
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"domain": "www.example.com"}, "spec.databaseRef.name is required"),
+    ({"domain": "www.example.com", "databaseRef": "shop"}, "spec.databaseRef must be an object"),
+    ({"domain": "www.example.com", "databaseRef": {"name": "Shop"}}, "spec.databaseRef.name 'Shop'"),
+    ({"domain": "www.example.com", "databaseRef": {"name": "shop"}, "tls": "yes"}, "spec.tls must be an object"),
+    ({"domain": "www.example.com", "databaseRef": {"name": "shop"}, "tls": {"clusterIssuer": "a", "secretName": "b"}},
+     "spec.tls takes clusterIssuer or secretName, not both"),
+    ({"domain": "www.example.com", "databaseRef": {"name": "shop"}, "tls": {"secretName": "B"}},
+     "spec.tls.secretName 'B'"),
+])
+def test_a_bad_mapping_is_refused_with_the_field_path(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_domain_mapping(_body(**spec), SETTINGS)
+
+
+def test_what_an_invalid_mapping_asks_for_is_still_read() -> None:
+    """Wake-ups, releases and staleness work for a mapping whose spec fails to parse."""
+    assert mapping_request(_body(domain="Bad.Example", databaseRef={"name": "x_y"})) == MappingRequest("Bad.Example",
+                                                                                                        "x_y")
+    assert mapping_request({"metadata": {}, "spec": {"databaseRef": "shop"}}) == MappingRequest("", "")
+
+
 def test_base_domain_boundaries() -> None:
     assert inside_base_domain("acme.odoo.example.net", "odoo.example.net")
     assert inside_base_domain("odoo.example.net", "odoo.example.net")
     assert inside_base_domain("*.example.net", "odoo.example.net")  # a wildcard covering the platform
     assert not inside_base_domain("odoo.example.net.evil.com", "odoo.example.net")
     assert not inside_base_domain("myodoo.example.net", "odoo.example.net")
-
-
-def _mapping(**kw: Any) -> DomainMapping:
-    base: dict[str, Any] = dict(namespace="ns", name="shop", uid="u1", domain="shop.example.com", database="db",
-                                cluster_issuer=None, secret_name=None)
-    return DomainMapping(**{**base, **kw})
-
-
-def _db(workers: int = 0) -> Any:
-    return parse_odoo_database({"metadata": {"name": "db", "namespace": "ns", "uid": "u"},
-                                "spec": {"version": "17.0", "app": {"workers": workers}}}, SETTINGS)
-
-
-def test_ingress_route_with_cluster_issuer_gets_its_own_secret() -> None:
-    route = build_route(_mapping(cluster_issuer="letsencrypt"), _db(), Settings(ingress_class="nginx"))
-    assert route["kind"] == "Ingress" and route["metadata"]["name"] == "shop-domain"
-    assert route["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
-    assert route["spec"]["ingressClassName"] == "nginx"
-    assert route["spec"]["tls"] == [{"hosts": ["shop.example.com"], "secretName": "shop-domain-tls"}]
-    paths = route["spec"]["rules"][0]["http"]["paths"]
-    # workers 0: Odoo's threaded server answers /websocket on its HTTP port; 8072 is not listening.
-    assert [(p["path"], p["backend"]["service"]["name"], p["backend"]["service"]["port"]["name"])
-            for p in paths] == [("/websocket", "db", "http"), ("/", "db", "http")]
-    prefork = build_route(_mapping(), _db(workers=2), Settings())["spec"]["rules"][0]["http"]["paths"]
-    assert [p["backend"]["service"]["port"]["name"] for p in prefork] == ["longpolling", "http"]
-
-
-def test_httproute_on_the_configured_gateway() -> None:
-    route = build_route(_mapping(), _db(), Settings(gateway="infra/public/https"))
-    assert route["apiVersion"] == "gateway.networking.k8s.io/v1" and route["kind"] == "HTTPRoute"
-    assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
-                                            "namespace": "infra", "name": "public", "sectionName": "https"}]
-    assert route["spec"]["hostnames"] == ["shop.example.com"]
-    assert [r["backendRefs"][0]["port"] for r in route["spec"]["rules"]] == [8069, 8069]
-    prefork = build_route(_mapping(), _db(workers=4), Settings(gateway="infra/public/https"))
-    assert [r["backendRefs"][0]["port"] for r in prefork["spec"]["rules"]] == [8072, 8069]
 
 
 def odoo_db_filter(dbfilter: str, dbs: list[str], host: str) -> list[str]:

@@ -13,9 +13,9 @@ import kubernetes
 import pytest
 
 from odoo_operator import specs
+from odoo_operator.api.domains import parse_domain_mapping
 from odoo_operator.api.model import parse_database_backup, parse_odoo_database
 from odoo_operator.config import Settings
-from odoo_operator.controller import domainmapping
 from odoo_operator.kube import Kube, KubeError, _path
 
 pytestmark = pytest.mark.e2e
@@ -185,7 +185,7 @@ def test_every_child_of_the_oddest_accepted_names_is_accepted(
         specs.app.build_filestore_copy_job(db, "busybox"),
         specs.app.build_deployment(db, 1, "h", ENDPOINT),
         specs.app.build_service(db),
-        specs.app.build_ingress(db, SETTINGS),
+        specs.routes.build_database_ingress(db, SETTINGS),
         specs.backup.build_restore_job(db, db.backup.storage if db.backup else None, SETTINGS,  # type: ignore
                                           source_database="source", artifact="20240101T000000Z"),
         specs.backup.build_final_backup_job(db, "shop", db.backup.storage, db.backup.retention,  # type: ignore
@@ -196,10 +196,10 @@ def test_every_child_of_the_oddest_accepted_names_is_accepted(
     backup = parse_database_backup({**daily, "metadata": {**daily["metadata"], "uid": "u-1"}}, SETTINGS)
     children += [specs.backup.build_backup_job(backup, db, "shop", SETTINGS),
                  specs.backup.build_backup_cronjob(backup, db, "shop", SETTINGS)]
-    mapping = domainmapping.parse_domain_mapping(
+    mapping = parse_domain_mapping(
         {**odm(name, databaseRef={"name": name}, tls={"clusterIssuer": "letsencrypt"}),
          "metadata": {"name": name, "namespace": hostile_namespace, "uid": "u-2"}}, SETTINGS)
-    children.append(domainmapping.build_route(mapping, db, SETTINGS))
+    children.append(specs.routes.build_mapping_route(mapping, db, SETTINGS))
     refused = []
     for child in children:
         try:

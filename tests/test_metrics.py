@@ -14,6 +14,8 @@ import yaml
 
 from conftest import odoo_database, wait_until
 from jobrunner import run_job
+from odoo_operator.api.model import parse_database_backup
+from odoo_operator.config import Settings
 from odoo_operator.devtools.localcluster import REPO_ROOT
 from odoo_operator.runtime import metrics
 from test_lifecycle import wait_ready
@@ -98,10 +100,11 @@ def test_every_metric_the_rules_use_is_exported():
     metrics.observe("OdooDatabase", {"metadata": {"name": "x", "namespace": "n", "uid": "u-test"}},
                     {"phase": "Ready", "sizeBytes": 1, "lastBackup": "2024-01-01T00:00:00Z",
                      "expiresAt": "2024-02-01T00:00:00Z", "conditions": [{"type": "Stalled", "status": "False"}]})
-    metrics.observe("DatabaseBackup", {"metadata": {"name": "x-daily", "namespace": "n", "uid": "u-test-2",
-                                                    "creationTimestamp": "2024-01-01T00:00:00Z"},
-                                       "spec": {"schedule": "@daily", "databaseRef": {"name": "x"}}},
-                    {"phase": "Scheduled", "lastSuccessfulTime": "2024-01-01T00:00:00Z"})
+    backup = {"metadata": {"name": "x-daily", "namespace": "n", "uid": "u-test-2",
+                           "creationTimestamp": "2024-01-01T00:00:00Z"},
+              "spec": {"schedule": "@daily", "databaseRef": {"name": "x"}}}
+    metrics.observe("DatabaseBackup", backup, {"phase": "Scheduled", "lastSuccessfulTime": "2024-01-01T00:00:00Z"},
+                    parse_database_backup(backup, Settings()))
     metrics.record_reconcile("OdooDatabase", "error", "InvalidSpec", 0.1)
     try:
         exported = set(re.findall(r"^(odoo_operator_\w+)", metrics.render().decode(), re.M))

@@ -1,4 +1,4 @@
-"""What the support bundle (kubectl odoo support) redacts: kubectl_odoo.scrub_text / scrub, pure functions.
+"""What the support bundle (kubectl odoo support) redacts: kubectl/support.py scrub_text / scrub, pure functions.
 
 Each case plants secret parts and asserts that none of them survives, and that the text around them does
 (a redaction that swallows everything would pass the first half only)."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from odoo_operator.kubectl.commands import REDACTED, scrub, scrub_text
+from odoo_operator.kubectl.support import REDACTED, scrub, scrub_text
 
 PEM = ("-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA0planted1\nq8Zplanted2+/==\n"
        "-----END RSA PRIVATE KEY-----")

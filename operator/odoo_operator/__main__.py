@@ -1,6 +1,7 @@
-"""`python -m odoo_operator` runs the operator against the current kubeconfig (or in-cluster).
+"""The process entry: `python -m odoo_operator` runs the operator against the current kubeconfig (or
+in-cluster) by starting kopf on main.py; nothing about the kinds lives here.
 
-With `ODOO_OPERATOR_LEADER_ELECTION=true` the process first acquires the leader Lease (leader.py) and
+With `ODOO_OPERATOR_LEADER_ELECTION=true` the process first acquires the leader Lease (runtime/leader.py) and
 starts kopf only then; a standby never starts kopf. Losing the Lease exits the process at once.
 """
 
@@ -85,10 +86,10 @@ def run_with_leader_election(argv: list[str]) -> int:
     code = _run_kopf(argv)  # kopf replaces the signal handlers: SIGTERM stops it gracefully
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    from odoo_operator import handlers
+    from odoo_operator import loop
 
     log.info(f"kopf stopped (exit code {code}); waiting for running reconciles before releasing the Lease")
-    if not handlers.drain(DRAIN_SECONDS):
+    if not loop.drain(DRAIN_SECONDS):
         log.warning(f"a reconcile is still running after {DRAIN_SECONDS:g} s; exiting without releasing the Lease "
                     "(it expires by itself)")
         logging.shutdown()

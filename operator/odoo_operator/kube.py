@@ -35,6 +35,13 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     (API_VERSION, "DomainClaim"): ("domainclaims", False),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): ("httproutes", True),
 }
+# Kinds only `kubectl odoo` reads, with its user's own rights (support bundle, `list -A` on OpenShift); the
+# operator never touches them and its RBAC grants none of them.
+PLUGIN_RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
+    ("v1", "Pod"): ("pods", True),
+    ("apps/v1", "ReplicaSet"): ("replicasets", True),
+    ("project.openshift.io/v1", "Project"): ("projects", False),
+}
 
 
 class KubeError(Exception):
@@ -57,8 +64,12 @@ def _segment(value: str, what: str) -> str:
     return quote(value, safe="")
 
 
+def _resource(api_version: str, kind: str) -> tuple[str, bool]:
+    return RESOURCES.get((api_version, kind)) or PLUGIN_RESOURCES[(api_version, kind)]
+
+
 def _collection(api_version: str, kind: str, namespace: str | None) -> str:
-    plural, namespaced = RESOURCES[(api_version, kind)]
+    plural, namespaced = _resource(api_version, kind)
     base = f"/api/{quote(api_version, safe='/')}" if "/" not in api_version else \
         f"/apis/{quote(api_version, safe='/')}"
     if namespaced and namespace:
@@ -67,7 +78,7 @@ def _collection(api_version: str, kind: str, namespace: str | None) -> str:
 
 
 def _path(api_version: str, kind: str, name: str | None, namespace: str | None, sub: str = "") -> str:
-    _, namespaced = RESOURCES[(api_version, kind)]
+    _, namespaced = _resource(api_version, kind)
     if namespaced and not namespace:
         raise ValueError(f"{kind} {name} needs a namespace")
     path = _collection(api_version, kind, namespace)
@@ -155,7 +166,7 @@ class Kube:
                 return None
             raise
 
-    def create(self, obj: Mapping[str, Any]) -> dict[str, Any] | None:
+    def create(self, obj: Mapping[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any] | None:
         """Create; None if it already exists (the API server's create is the atomic decision)."""
         meta = obj["metadata"]
         try:
@@ -163,7 +174,7 @@ class Kube:
                 "POST",
                 _path(obj["apiVersion"], obj["kind"], None, meta.get("namespace")),
                 body=dict(obj),
-                query=[("fieldManager", FIELD_MANAGER)],
+                query=[("fieldManager", field_manager)],
             )
         except KubeError as exc:
             if exc.status == 409:
@@ -171,10 +182,12 @@ class Kube:
             raise
 
     def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
-               preconditions: Mapping[str, str] | None = None) -> bool:
+               preconditions: Mapping[str, str] | None = None, dry_run: bool = False) -> bool:
         """Delete; False if it was already gone or (with preconditions: uid, resourceVersion) if it is
-        no longer the object we looked at."""
+        no longer the object we looked at. dry_run: only ask (RBAC, admission), nothing is deleted."""
         body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if dry_run:
+            body["dryRun"] = ["All"]  # in the body: with a body, query-parameter DeleteOptions are ignored
         if preconditions:
             body["preconditions"] = dict(preconditions)
         try:
@@ -226,7 +239,24 @@ class Kube:
             content_type="application/merge-patch+json",
         )
 
+    def merge_patch(self, api_version: str, kind: str, name: str, namespace: str | None, patch: Mapping[str, Any],
+                    field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        """A JSON merge patch of the object (not a subresource) under the given field manager."""
+        return self._call(
+            "PATCH",
+            _path(api_version, kind, name, namespace),
+            body=dict(patch),
+            query=[("fieldManager", field_manager)],
+            content_type="application/merge-patch+json",
+        )
+
     def list(self, api_version: str, kind: str, namespace: str | None = None,
-             label_selector: str | None = None) -> list[dict[str, Any]]:
+             label_selector: str | None = None, field_selector: str | None = None) -> list[dict[str, Any]]:
+        """The objects of one namespace, or of every namespace (namespace None) for a namespaced kind."""
         query = [("labelSelector", label_selector)] if label_selector else []
+        query += [("fieldSelector", field_selector)] if field_selector else []
         return list(self._call("GET", _collection(api_version, kind, namespace), query=query).get("items", []))
+
+    def server_version(self) -> dict[str, Any]:
+        """The API server's /version (gitVersion, platform ...)."""
+        return self._call("GET", "/version")

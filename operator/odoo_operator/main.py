@@ -1,4 +1,6 @@
-"""kopf registrations only; each handler is one call into handlers.py."""
+"""kopf registrations only: which events of which kinds reach which function. Each registration is one
+call into handlers.py (one section per kind: OdooDatabase, DatabaseBackup, PostgresServer, DomainMapping,
+DomainClaim, the children) or loop.py (start-up, clean-up); no logic lives here."""
 
 from __future__ import annotations
 
@@ -6,13 +8,14 @@ from typing import Any
 
 import kopf
 
-from odoo_operator import GROUP, VERSION, domain_handlers, handlers
+from odoo_operator import GROUP, VERSION, handlers, loop
+from odoo_operator.api.labels import MANAGED_BY, MANAGED_BY_LABEL
 from odoo_operator.config import Settings
 
-MANAGED = {"app.kubernetes.io/managed-by": "odoo-db-operator"}
+MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
 # Watched (cluster-wide) to wake the owner's loop when one of them changes. Not Secrets: kopf filters
 # labels client-side, so watching them means reading every Secret of the cluster; the operator reads
-# its own by name instead (odoodatabase.Reconciler._ensure_db_secret) and may not list Secrets at all.
+# its own by name instead (controller.odoodatabase_create.ensure_db_secret) and may not list Secrets at all.
 CHILD_KINDS = {
     "ConfigMap": ("v1", "configmaps"),
     "Service": ("v1", "services"),
@@ -26,12 +29,12 @@ CHILD_KINDS = {
 
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    handlers.startup(settings)
+    loop.startup(settings)
 
 
 @kopf.on.cleanup()
 def cleanup(**_: Any) -> None:
-    handlers.cleanup()
+    loop.cleanup()
 
 
 @kopf.daemon(GROUP, VERSION, "odoodatabases", cancellation_timeout=60)
@@ -42,7 +45,7 @@ async def odoo_database(body: kopf.Body, stopped: kopf.DaemonStopped, logger: ko
 @kopf.on.event(GROUP, VERSION, "odoodatabases")
 def odoo_database_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     handlers.on_database_event(body, type)
-    domain_handlers.on_database_event(body, type)  # the mappings leading to it (one handler: one thread hop)
+    handlers.wake_mappings_of_database(body, type)  # the mappings leading to it (one handler: one thread hop)
 
 
 @kopf.on.delete(GROUP, VERSION, "odoodatabases")
@@ -72,22 +75,22 @@ def postgres_server_check(body: kopf.Body, **_: Any) -> None:
 
 @kopf.daemon(GROUP, VERSION, "domainmappings", cancellation_timeout=60)
 async def domain_mapping(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any) -> None:
-    await domain_handlers.mapping_loop(body, stopped, logger)
+    await handlers.mapping_loop(body, stopped, logger)
 
 
 @kopf.on.event(GROUP, VERSION, "domainmappings")
 def domain_mapping_event(body: kopf.Body, type: str | None, **_: Any) -> None:
-    domain_handlers.on_mapping_event(body, type)
+    handlers.on_mapping_event(body, type)
 
 
 @kopf.on.delete(GROUP, VERSION, "domainmappings")
 def domain_mapping_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-    domain_handlers.delete_mapping(body, logger)
+    handlers.delete_mapping(body, logger)
 
 
 @kopf.on.event(GROUP, VERSION, "domainclaims")
 def domain_claim_event(body: kopf.Body, type: str | None, **_: Any) -> None:
-    domain_handlers.on_claim_event(body, type)
+    handlers.on_claim_event(body, type)
 
 
 def _register_child(kind: str, api_version: str, plural: str) -> None:

@@ -14,6 +14,9 @@ as Odoo's ORM would, by the superuser (uid 1). `init(force=True)` also resets
 `base.login_cooldown_after`/`_duration` to their defaults; a copy keeps the customer's settings
 instead. The caller connects as the database's own role: the tables, and any trigger on them, are
 the tenant's.
+
+Not here: when it runs, and recording that it ran (controller/odoodatabase_copy.py), the neutralize Job
+(specs/app.py).
 """
 
 from __future__ import annotations

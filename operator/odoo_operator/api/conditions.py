@@ -1,4 +1,5 @@
-"""Status conditions in the Kubernetes API convention (kstatus / Argo CD compatible)."""
+"""Status conditions in the Kubernetes API convention (kstatus / Argo CD compatible), and the one UTC
+timestamp format of every status field (`2026-01-31T12:00:00Z`). No reconciling logic lives here."""
 
 from __future__ import annotations
 
@@ -7,9 +8,30 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # metav1.Time, second precision, always UTC
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def format_time(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime.datetime:
+    return datetime.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=datetime.UTC)
+
 
 def now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(now())
+
+
+def parse_rfc3339(text: str) -> datetime.datetime:
+    """Any RFC 3339 time (a fraction, an offset or `Z`; S3's and the API server's) as an aware UTC datetime;
+    ValueError when it is not one. Our own writes use TIME_FORMAT (format_time)."""
+    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).astimezone(datetime.UTC)
 
 
 @dataclass(frozen=True)

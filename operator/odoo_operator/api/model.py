@@ -2,6 +2,9 @@
 
 The API server's schema already refuses most bad input; this module checks it again because
 the CRD may be older than the operator, or edited, and everything past here trusts these types.
+Also the few lenient readings that must work on any body (database_name, parse_deletion,
+duplicate_source_name). Not here: label constants (labels.py), conditions and times (conditions.py),
+anything that talks to a server.
 """
 
 from __future__ import annotations
@@ -9,9 +12,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from odoo_operator.api.labels import TAG_LABEL_PREFIX
 from odoo_operator.api.retention import Retention
@@ -176,6 +179,26 @@ class Storage:
 
 
 @dataclass(frozen=True)
+class DuplicateSource:
+    """spec.duplicateFrom resolved: where the source OdooDatabase's database is."""
+    spec: DuplicateFrom
+    server: str | None
+    database_name: str | None  # None only once copied, if the status lost sourceDatabase
+    role_name: str
+
+
+@dataclass(frozen=True)
+class RestoreSource:
+    """spec.restoreFrom resolved: the artifact of a DatabaseBackup (checked against its sidecar), or the file."""
+    spec: RestoreFrom
+    storage: Storage
+    label: str  # for messages: "<backup>/<artifact>" or "file <path> on <storage>"
+    verified: bool  # its bytes are checked (an artifact's sidecar, or spec.restoreFrom.sha256)
+    artifact: str | None = None
+    source_database: str | None = None  # the database the backup was taken of
+
+
+@dataclass(frozen=True)
 class BackupSettings:
     """spec.backup of an OdooDatabase: the owned DatabaseBackup <name>-daily."""
     schedule: str
@@ -239,6 +262,17 @@ class DatabaseBackup:
     storage: Storage
     retention: Retention
     suspend: bool
+
+
+ArtifactT = TypeVar("ArtifactT", bound=Mapping[str, Any])
+
+
+def choose_artifact(artifacts: Sequence[ArtifactT], wanted: str | None) -> ArtifactT | None:
+    """Of `DatabaseBackup.status.artifacts[]`, the one with id `wanted`, or without `wanted` the newest (by its
+    time); None when there is no such artifact."""
+    if wanted:
+        return next((a for a in artifacts if a.get("id") == wanted), None)
+    return max(artifacts, key=lambda a: a.get("time") or "") if artifacts else None
 
 
 def parse_database_backup(body: Mapping[str, Any], settings: Settings) -> DatabaseBackup:
@@ -401,6 +435,35 @@ def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooData
         restore_from=restore_from,
         backup=parse_backup_settings(spec.get("backup"), settings),
     )
+
+
+def duplicate_source_name(body: Mapping[str, Any]) -> str | None:
+    """spec.duplicateFrom.name of any OdooDatabase body, valid or not (a source counts its duplicates)."""
+    raw = (body.get("spec") or {}).get("duplicateFrom")
+    name = raw.get("name") if isinstance(raw, Mapping) else None
+    return name if isinstance(name, str) else None
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """What deleting an OdooDatabase needs, read leniently: an object whose spec no longer parses must still
+    be deletable. `policy` is kept as written; anything but Delete and Snapshot retains the database."""
+    name: str
+    namespace: str
+    uid: str
+    database_name: str  # as the server has it now (database_name)
+    policy: str
+    server: str | None  # spec.server, unchecked: the status's server wins anyway
+    created: bool  # status.createdAt: the operator created (or adopted) the database
+
+
+def parse_deletion(body: Mapping[str, Any]) -> Deletion:
+    meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+    server = spec.get("server")
+    return Deletion(name=meta["name"], namespace=meta["namespace"], uid=meta.get("uid", ""),
+                    database_name=database_name(body), policy=str(spec.get("deletionPolicy") or "Delete"),
+                    server=server if isinstance(server, str) and server else None,
+                    created=bool(status.get("createdAt")))
 
 
 def parse_restore_from(raw: Any, settings: Settings) -> RestoreFrom:

@@ -3,30 +3,22 @@
 The Job's ServiceAccount may only get/patch `databasebackups/status` in its namespace. A success
 replaces `artifacts` with what the storage now holds (after pruning) and sets `lastSuccessfulTime`;
 a failure only sets `lastFailure`, so earlier artifacts are never erased by a failed run.
+Imported only when `--report` is given (it needs the Kubernetes client); connecting is kube.api_client's.
 """
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-import kubernetes
-
 from odoo_operator import API_VERSION
-from odoo_operator.kube import Kube
+from odoo_operator.api.conditions import format_time as iso
+from odoo_operator.kube import Kube, api_client
 
 
-def _client() -> Kube:
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
-    return Kube(kubernetes.client.ApiClient())
-
-
-def status_patch(result: Mapping[str, Any], now: datetime.datetime | None = None) -> dict[str, Any]:
-    moment = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+def status_patch(result: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    moment = iso(now or datetime.now(UTC))
     if result.get("ok"):
         artifact = result.get("artifact") or {}
         return {"artifacts": list(result.get("artifacts") or []),
@@ -35,4 +27,4 @@ def status_patch(result: Mapping[str, Any], now: datetime.datetime | None = None
 
 
 def report(namespace: str, name: str, result: Mapping[str, Any]) -> None:
-    _client().patch_status(API_VERSION, "DatabaseBackup", name, namespace, status_patch(result))
+    Kube(api_client()).patch_status(API_VERSION, "DatabaseBackup", name, namespace, status_patch(result))

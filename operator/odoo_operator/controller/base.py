@@ -1,20 +1,23 @@
 """What every reconciler shares: the Context it runs in, the NotReady it raises and the Outcome it returns,
-the apply cache, Job state, times. No kind-specific logic lives here."""
+the Reconciler skeleton (parse, converge, turn what stopped the pass into a status), the apply cache,
+the run-once Jobs (ensure_job) and their state. No kind-specific logic lives here, and no time format
+(api/conditions.py holds it)."""
 
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from odoo_operator.api.conditions import Condition, get_condition, summary
+from odoo_operator import failpoints
+from odoo_operator.api.conditions import Condition, get_condition, now, parse_time, summary
+from odoo_operator.api.model import SpecError
 from odoo_operator.config import Settings
-from odoo_operator.kube import Kube
+from odoo_operator.kube import Kube, KubeError
 from odoo_operator.runtime.registry import Registry
 
 PHASE_PENDING = "Pending"
@@ -24,19 +27,7 @@ PHASE_SUSPENDED = "Suspended"
 PHASE_FAILED = "Failed"
 PHASE_DELETING = "Deleting"
 PHASE_EXPIRED = "Expired"
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
-def parse_time(text: str) -> datetime.datetime:
-    return datetime.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=datetime.UTC)
-
-
-def format_time(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime(TIME_FORMAT)
+Parsed = TypeVar("Parsed")
 
 
 class NotReady(Exception):
@@ -129,6 +120,43 @@ def failed_outcome(exc: NotReady, status: dict[str, Any], events: list[tuple[str
                    events=events if events is not None else [])
 
 
+# ---- run-once Jobs ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobRun:
+    """A Job the operator creates once and never updates: its template is immutable, and a failed Job
+    stays for the user to inspect; deleting it retries with the current spec."""
+    name: str
+    job: Mapping[str, Any]
+    created: bool  # missing before this call, created by it
+
+    @property
+    def state(self) -> str:
+        """Complete, Failed or Running."""
+        return job_state(self.job)
+
+    @property
+    def failure(self) -> str:
+        return job_failure(self.job)
+
+
+def ensure_job(ctx: Context, namespace: str, name: str, build: Callable[[], dict[str, Any]], *,
+               before_create: Callable[[], None] | None = None, failpoint: str | None = None) -> JobRun:
+    """The Job `name` as the watch (registry) or the API server knows it, created from build() when missing
+    (before_create runs first: it may refuse by raising)."""
+    job = ctx.registry.child("Job", namespace, name) or ctx.kube.get("batch/v1", "Job", name, namespace)
+    if job is not None:
+        return JobRun(name, job, created=False)
+    if before_create is not None:
+        before_create()
+    job = ctx.kube.create(build()) or ctx.kube.get("batch/v1", "Job", name, namespace)  # None: lost a race
+    if failpoint:
+        failpoints.hit(failpoint, namespace)
+    if job:
+        ctx.registry.record_child("Job", job, deleted=False)
+    return JobRun(name, job or {}, created=True)
+
+
 def job_state(job: Mapping[str, Any] | None) -> str:
     for cond in (job or {}).get("status", {}).get("conditions") or []:
         if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
@@ -153,3 +181,74 @@ def deployment_available(deployment: Mapping[str, Any], replicas: int) -> tuple[
     return True, ""
 
 
+
+
+# ---- the reconciler skeleton ---------------------------------------------------------------------
+
+class Reconciler(Generic[Parsed]):
+    """One pass over one object: parse its spec (Stalled InvalidSpec if it cannot be), converge, and turn
+    what stopped the pass (NotReady, an API server refusal, what `not_ready` of a subclass knows) into a
+    status. A subclass gives `parse` and `converge`; its steps use `apply` and `ensure_job`, which never
+    create a child once the object is being deleted."""
+
+    noun = "object"  # in "the <noun> is being deleted"
+
+    def __init__(self, body: Mapping[str, Any], ctx: Context, live: Mapping[str, Any] | None = None) -> None:
+        self.body = body
+        self.live = body if live is None else live  # kopf keeps this one current while we work
+        self.ctx = ctx
+        self.kube = ctx.kube
+        self.namespace: str = body["metadata"]["namespace"]
+        self.status: Mapping[str, Any] = body.get("status") or {}
+        self.new_status: dict[str, Any] = {}
+        self.events: list[tuple[str, str, str]] = []
+        self.obj: Parsed
+
+    def parse(self) -> Parsed:
+        raise NotImplementedError
+
+    def converge(self) -> Outcome:
+        raise NotImplementedError
+
+    def run(self) -> Outcome:
+        try:
+            self.obj = self.parse()
+        except SpecError as exc:
+            return self.failed(NotReady("InvalidSpec", str(exc), stalled=True, phase=PHASE_FAILED))
+        try:
+            return self.converge()
+        except Exception as exc:
+            problem = self.not_ready(exc)
+            if problem is None:
+                raise  # a programming error: the loop logs it and retries
+            return self.failed(problem)
+
+    def not_ready(self, exc: Exception) -> NotReady | None:
+        """What the status says of an exception that stopped the pass; None: let it escape."""
+        if isinstance(exc, NotReady):
+            return exc
+        if isinstance(exc, KubeError):
+            return NotReady("KubernetesError", f"the API server refused a change: {exc.message}",
+                            retry_after=self.ctx.settings.retry_max_seconds)
+        return None
+
+    def failed(self, exc: NotReady) -> Outcome:
+        return failed_outcome(exc, self.new_status, self.events)
+
+    def refuse_when_deleting(self) -> None:
+        """Never (re)create children once the owner is being deleted (the live body says so)."""
+        if (self.live.get("metadata") or {}).get("deletionTimestamp"):
+            raise NotReady("Deleting", f"the {self.noun} is being deleted", phase=PHASE_DELETING, warning=False)
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.refuse_when_deleting()
+        return apply_cached(self.ctx, obj)
+
+    def ensure_job(self, name: str, build: Callable[[], dict[str, Any]], *,
+                   prepare: Callable[[], None] | None = None, failpoint: str | None = None) -> JobRun:
+        """ensure_job in this object's namespace; refused once the object is being deleted."""
+        def before_create() -> None:
+            self.refuse_when_deleting()
+            if prepare is not None:
+                prepare()
+        return ensure_job(self.ctx, self.namespace, name, build, before_create=before_create, failpoint=failpoint)

@@ -2,8 +2,9 @@
 
 The Job runs `python -m odoo_operator.backupjob create … --report <ns>/<name>`: it streams the backup to
 the storage, prunes by retention, and writes the resulting artifact list (or its failure) into this
-object's status itself (see backup_report.py). Here the operator only reads it back, with the Job's
-state, into conditions and Events.
+object's status itself (backupjob/report.py). Here the operator only reads it back, with the Job's
+state, into conditions. Not here: what the Jobs run (backupjob/), their manifests (specs/backup.py),
+the final backup of a deleted OdooDatabase (odoodatabase_delete.py).
 """
 
 from __future__ import annotations
@@ -13,50 +14,28 @@ from typing import Any
 
 from odoo_operator import API_VERSION, specs
 from odoo_operator.api.conditions import summary
-from odoo_operator.api.model import DatabaseBackup, SpecError, parse_database_backup, parse_odoo_database
-from odoo_operator.controller.base import Context, NotReady, Outcome, failed_outcome, job_failure, job_state
-from odoo_operator.controller.base import digest as _digest
-from odoo_operator.kube import KubeError
+from odoo_operator.api.model import (
+    DatabaseBackup,
+    SpecError,
+    database_name,
+    parse_database_backup,
+    parse_odoo_database,
+)
+from odoo_operator.controller import base
+from odoo_operator.controller.base import PHASE_FAILED, Context, JobRun, NotReady, Outcome
 
 
-class BackupReconciler:
-    def __init__(self, body: Mapping[str, Any], ctx: Context, live: Mapping[str, Any] | None = None) -> None:
-        self.body = body
-        self.live = body if live is None else live
-        self.ctx = ctx
-        self.kube = ctx.kube
-        self.status: Mapping[str, Any] = body.get("status") or {}
-        self.new_status: dict[str, Any] = {}
-        self.backup: DatabaseBackup
+class BackupReconciler(base.Reconciler[DatabaseBackup]):
+    noun = "backup"
 
-    def run(self) -> Outcome:
-        try:
-            self.backup = parse_database_backup(self.body, self.ctx.settings)
-            return self._converge()
-        except SpecError as exc:
-            return _failed(NotReady("InvalidSpec", str(exc), stalled=True, phase="Failed"), self.new_status)
-        except NotReady as exc:
-            return _failed(exc, self.new_status)
-        except KubeError as exc:
-            return _failed(NotReady("KubernetesError", f"the API server refused a change: {exc.message}",
-                                    retry_after=self.ctx.settings.retry_max_seconds), self.new_status)
+    def parse(self) -> DatabaseBackup:
+        return parse_database_backup(self.body, self.ctx.settings)
 
-    def _apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        if (self.live.get("metadata") or {}).get("deletionTimestamp"):
-            raise NotReady("Deleting", "the backup is being deleted", phase="Deleting", warning=False)
-        return self.kube.apply(obj)
+    @property
+    def backup(self) -> DatabaseBackup:
+        return self.obj
 
-    def _apply_cached(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Apply unless the registry (fed by the watch) knows it is already as desired."""
-        key = (obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
-        digest = _digest(obj)
-        if not self.ctx.registry.needs_apply(key, digest):
-            return self.ctx.registry.child(*key) or {}
-        result = self._apply(obj)
-        self.ctx.registry.record_applied(key, digest, result)
-        return result
-
-    def _converge(self) -> Outcome:
+    def converge(self) -> Outcome:
         backup = self.backup
         db_body = self.kube.get(API_VERSION, "OdooDatabase", backup.database, backup.namespace)
         if db_body is None:
@@ -71,19 +50,17 @@ class BackupReconciler:
         except SpecError as exc:
             raise NotReady("DatabaseInvalid", f"OdooDatabase {backup.database!r}: {exc}", retry_after=60) from None
         ensure_namespace_backup_support(self.ctx, backup.namespace, backup.storage.pvc_claim)
-        database_name = db_status["databaseName"]
+        name = database_name(db_body)  # its name in PostgreSQL now (status), whatever a pending rename says
         if backup.schedule:
-            cron = self._apply_cached(specs.backup.build_backup_cronjob(backup, db, database_name,
-                                                                           self.ctx.settings))
+            cron = self.apply(specs.backup.build_backup_cronjob(backup, db, name, self.ctx.settings))
             last = (cron.get("status") or {}).get("lastScheduleTime")
             if last:
                 self.new_status["lastScheduleTime"] = last
             return self._scheduled_outcome()
-        job = self.kube.get("batch/v1", "Job", backup.name, backup.namespace)
-        if job is None:
-            job = self.kube.create(specs.backup.build_backup_job(backup, db, database_name, self.ctx.settings))
-            self.new_status["lastScheduleTime"] = (job or {}).get("metadata", {}).get("creationTimestamp")
-        return self._one_shot_outcome(job or {})
+        run = self.ensure_job(backup.name, lambda: specs.backup.build_backup_job(backup, db, name, self.ctx.settings))
+        if run.created:
+            self.new_status["lastScheduleTime"] = run.job.get("metadata", {}).get("creationTimestamp")
+        return self._one_shot_outcome(run)
 
     def _latest(self) -> tuple[str | None, dict[str, Any]]:
         last_success = self.status.get("lastSuccessfulTime")
@@ -95,16 +72,16 @@ class BackupReconciler:
         if self.backup.suspend:
             return _ready("Suspended", "Suspended", "scheduled backups are suspended (spec.suspend)", self.new_status)
         if failure.get("time") and (not last_success or failure["time"] > last_success):
-            return _failed(NotReady("BackupFailed", f"the last backup failed at {failure['time']}: "
-                                    f"{failure.get('message', '')}; the next scheduled run retries, earlier "
-                                    "artifacts are kept", retry_after=None), self.new_status)
+            return self.failed(NotReady("BackupFailed", f"the last backup failed at {failure['time']}: "
+                                        f"{failure.get('message', '')}; the next scheduled run retries, earlier "
+                                        "artifacts are kept", retry_after=None))
         message = f"scheduled ({self.backup.schedule})"
         if last_success:
             message += f"; last success {last_success}, {len(self.status.get('artifacts') or [])} artifact(s) kept"
         return _ready("Scheduled", "Scheduled", message, self.new_status)
 
-    def _one_shot_outcome(self, job: Mapping[str, Any]) -> Outcome:
-        state = job_state(job)
+    def _one_shot_outcome(self, run: JobRun) -> Outcome:
+        state = run.state
         last_success, failure = self._latest()
         if state == "Complete" and last_success:
             artifacts = self.status.get("artifacts") or []
@@ -112,9 +89,9 @@ class BackupReconciler:
             return _ready("Succeeded", "Succeeded", f"backup {newest.get('id', '')} taken "
                           f"({newest.get('sizeBytes', 0)} bytes)", self.new_status)
         if state == "Failed":
-            why = failure.get("message") or job_failure(job)
-            return _failed(NotReady("BackupFailed", f"the backup failed: {why}; delete this DatabaseBackup and "
-                                    "create it again to retry", stalled=True, phase="Failed"), self.new_status)
+            why = failure.get("message") or run.failure
+            return self.failed(NotReady("BackupFailed", f"the backup failed: {why}; delete this DatabaseBackup and "
+                                        "create it again to retry", stalled=True, phase=PHASE_FAILED))
         return Outcome(
             "Running", *summary("progressing", "BackingUp", f"Job {self.backup.name} is taking the backup"),
             status=self.new_status,
@@ -143,10 +120,6 @@ def ensure_namespace_backup_support(ctx: Context, namespace: str, claim: str | N
 
 def _ready(phase: str, reason: str, message: str, status: dict[str, Any]) -> Outcome:
     return Outcome(phase, *summary("ready", reason, message), status=status, retry_after=None)
-
-
-def _failed(exc: NotReady, status: dict[str, Any]) -> Outcome:
-    return failed_outcome(exc, status)
 
 
 def reconcile(body: Mapping[str, Any], ctx: Context, live: Mapping[str, Any] | None = None) -> Outcome:

@@ -5,23 +5,35 @@ DomainClaim, a cluster-scoped object named after the domain: creating it is the 
 atomic first-come-first-served decision, so two tenants racing for one domain cannot both win.
 A mapping that loses reports Stalled/DomainConflict and removes any route it had. Deleting the
 winner (see `delete`) deletes its claim, and the claim's DELETED event wakes the other claimants.
+
+Here: the reconciler (`reconcile`), the removal of a mapping's route (`unroute`) and its deletion
+(`delete`). Not here: the typed DomainMapping (api/domains.py), the route it applies
+(specs/routes.py), the claims (controller/claims.py), which mappings lead to which domain and
+database (runtime/registry.MappingIndex), the kopf handlers (handlers.py).
 """
 
 from __future__ import annotations
 
-import re
-import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from odoo_operator import API_VERSION, dnscheck, failpoints
+from odoo_operator import API_VERSION, dnscheck, failpoints, specs
 from odoo_operator.api.conditions import Condition, get_condition, summary
-from odoo_operator.api.labels import MANAGED_BY, MAPPING_LABEL
-from odoo_operator.api.model import OdooDatabase, SpecError, check_object_name, parse_odoo_database
-from odoo_operator.config import Settings
+from odoo_operator.api.domains import (
+    DomainMapping,
+    Holder,
+    claim_name,
+    mapping_request,
+    parse_domain_claim,
+    parse_domain_mapping,
+)
+from odoo_operator.api.labels import MAPPING_LABEL
+from odoo_operator.api.model import SpecError, parse_odoo_database
 from odoo_operator.controller import claims
 from odoo_operator.controller.base import (
+    PHASE_FAILED,
+    PHASE_PENDING,
+    PHASE_READY,
     Context,
     NotReady,
     Outcome,
@@ -29,143 +41,20 @@ from odoo_operator.controller.base import (
     failed_outcome,
     remove_other_route_kind,
 )
-from odoo_operator.controller.claims import claim_name, inside_base_domain
 from odoo_operator.controller.odoodatabase import database_host
 from odoo_operator.kube import KubeError
-from odoo_operator.specs.app import httproute_spec, websocket_port
 
-GATEWAY_API = "gateway.networking.k8s.io/v1"
-PHASE_READY = "Ready"
-PHASE_PENDING = "Pending"
 PHASE_CONFLICT = "Conflict"
-PHASE_FAILED = "Failed"
-
-_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
-DOMAIN_RE = re.compile(rf"^(\*\.)?{_LABEL}(\.{_LABEL})+$")
-
-
-@dataclass(frozen=True)
-class DomainMapping:
-    namespace: str
-    name: str
-    uid: str
-    domain: str
-    database: str
-    cluster_issuer: str | None
-    secret_name: str | None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return mapping_key(self.namespace, self.name)
-
-    @property
-    def wildcard(self) -> bool:
-        return self.domain.startswith("*.")
-
-    @property
-    def route_name(self) -> str:
-        return route_name(self.name)
-
-    @property
-    def tls(self) -> bool:
-        return bool(self.cluster_issuer or self.secret_name)
 
 
 def mapping_key(namespace: str, name: str) -> tuple[str, str]:
+    """A mapping's key in the registry (loops, locks, wake-ups): apart from the databases' keys."""
     return namespace, f"domain/{name}"
 
 
-def route_name(mapping: str) -> str:
-    return f"{mapping[:246]}-domain"
-
-
-def check_domain(domain: Any, settings: Settings) -> str:
-    """The domain as the schema should have let it through; re-checked here (never trust input)."""
-    if not isinstance(domain, str) or not domain:
-        raise SpecError("spec.domain is required")
-    if len(domain) > 253 or not DOMAIN_RE.match(domain):
-        raise SpecError(f"spec.domain {domain[:80]!r} is not a lower-case fully qualified domain name (RFC 1123), "
-                        "e.g. shop.example.com")
-    if domain.rsplit(".", 1)[-1].isdigit():
-        raise SpecError(f"spec.domain {domain!r} looks like an IP address; map a DNS name")
-    if domain.startswith("*.") and not settings.allow_wildcard_domains:
-        raise SpecError(f"spec.domain {domain!r} is a wildcard; this operator does not serve wildcard domains "
-                        "(operator setting ODOO_OPERATOR_ALLOW_WILDCARD_DOMAINS)")
-    return domain
-
-
-def parse_domain_mapping(body: Mapping[str, Any], settings: Settings) -> DomainMapping:
-    meta = body["metadata"]
-    spec = body.get("spec") or {}
-    domain = check_domain(spec.get("domain"), settings)
-    ref = spec.get("databaseRef") or {}
-    database = ref.get("name")
-    if not isinstance(database, str) or not database:
-        raise SpecError("spec.databaseRef.name is required")
-    check_object_name(meta.get("name"), "metadata.name", "short")
-    check_object_name(database, "spec.databaseRef.name", "odoo")
-    tls = spec.get("tls") or {}
-    issuer, secret = tls.get("clusterIssuer"), tls.get("secretName")
-    if issuer and secret:
-        raise SpecError("spec.tls takes clusterIssuer or secretName, not both")
-    for value, field_path in ((issuer, "spec.tls.clusterIssuer"), (secret, "spec.tls.secretName")):
-        if value is not None:
-            check_object_name(value, field_path)
-    return DomainMapping(namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""), domain=domain,
-                         database=database, cluster_issuer=issuer or None, secret_name=secret or None)
-
-
-# ---- who wants which domain, which database: wake-ups -------------------------------------
-
-class Index:
-    """Which mappings want a domain, which mappings lead to a database (for wake-ups only)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.by_domain: dict[str, set[tuple[str, str]]] = {}
-        self.by_database: dict[tuple[str, str], set[tuple[str, str]]] = {}
-        self.of_mapping: dict[tuple[str, str], tuple[str, tuple[str, str]]] = {}
-        self.database_tokens: dict[tuple[str, str], Any] = {}
-
-    def record(self, key: tuple[str, str], domain: str, database: tuple[str, str]) -> None:
-        with self._lock:
-            self._drop(key)
-            self.of_mapping[key] = (domain, database)
-            self.by_domain.setdefault(domain, set()).add(key)
-            self.by_database.setdefault(database, set()).add(key)
-
-    def forget(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._drop(key)
-
-    def _drop(self, key: tuple[str, str]) -> None:
-        old = self.of_mapping.pop(key, None)
-        if old:
-            self.by_domain.get(old[0], set()).discard(key)
-            self.by_database.get(old[1], set()).discard(key)
-
-    def domains(self) -> list[str]:
-        with self._lock:
-            return list(self.by_domain)
-
-    def for_domain(self, domain: str) -> list[tuple[str, str]]:
-        with self._lock:
-            return sorted(self.by_domain.get(domain, ()))
-
-    def for_database(self, namespace: str, name: str, token: Any) -> list[tuple[str, str]]:
-        """Mappings to wake for an event of this database; none when nothing they read changed."""
-        with self._lock:
-            if self.database_tokens.get((namespace, name)) == token:
-                return []
-            self.database_tokens[(namespace, name)] = token
-            return sorted(self.by_database.get((namespace, name), ()))
-
-
-INDEX = Index()
-
-
 def database_token(body: Mapping[str, Any] | None, deleted: bool) -> Any:
-    """What a mapping reads of its database: a status write that changes none of it wakes nothing."""
+    """What a mapping reads of its database: a status write that changes none of it wakes nothing.
+    Read from the raw object on purpose: a database whose spec fails to parse still has a token."""
     if body is None or deleted:
         return None
     spec = body.get("spec") or {}
@@ -195,9 +84,9 @@ class MappingReconciler:
 
     def run(self) -> Outcome:
         namespace, name = self.meta["namespace"], self.meta["name"]
-        spec = self.body.get("spec") or {}
-        INDEX.record(mapping_key(namespace, name), claim_name(str(spec.get("domain") or "")),
-                     (namespace, str((spec.get("databaseRef") or {}).get("name") or "")))
+        request = mapping_request(self.body)  # indexed before the parse: an invalid mapping is woken too
+        self.ctx.registry.mappings.record(mapping_key(namespace, name), claim_name(request.domain),
+                                          (namespace, request.database))
         try:
             mapping = parse_domain_mapping(self.body, self.settings)
         except SpecError as exc:
@@ -231,12 +120,13 @@ class MappingReconciler:
                                warning=False) from None
         base = self.settings.base_domain
         own = claims.platform_host(db.database_name, base) if db else None
-        if inside_base_domain(mapping.domain, base) and (mapping.domain != own or db is None or own != db.hostname):
+        if claims.inside_base_domain(mapping.domain, base) and \
+                (mapping.domain != own or db is None or own != db.hostname):
             # Checked before claiming: a tenant never holds a name of the platform's (nor keeps one it
             # held before the base domain or its database's host changed). The database's own host
             # counts only while it is its <databaseName>.<base domain> (spec.hostname may not name another).
             self._unroute(mapping.name, mapping.namespace)
-            claims.release(self.ctx.kube, mapping.domain, mapping.uid)
+            claims.release(self.ctx, mapping.domain, mapping.uid)
             self.status["claim"] = None
             raise NotReady("InvalidDomain", f"{mapping.domain} is inside the platform's base domain "
                            f"{base}; only the database's own host"
@@ -251,11 +141,11 @@ class MappingReconciler:
         self.status["dnsRecord"] = {"type": "CNAME", "name": mapping.domain, "value": db.hostname}
         if mapping.secret_name:
             self._check_tls_secret(mapping)
-        route = build_route(mapping, db, self.settings)
+        route = specs.routes.build_mapping_route(mapping, db, self.settings)
         failpoints.hit("domain-before-route", mapping.namespace)
         self._apply(route)
-        remove_other_route_kind(self.ctx, route["kind"], mapping.route_name, mapping.namespace, MAPPING_LABEL,
-                                mapping.name, mapping.uid)
+        remove_other_route_kind(self.ctx, route["kind"], route["metadata"]["name"], mapping.namespace,
+                                MAPPING_LABEL, mapping.name, mapping.uid)
         scheme = "https" if mapping.tls else "http"
         self.status["url"] = f"{scheme}://{mapping.domain.replace('*.', 'www.', 1)}"
         details = [self._dns_condition(mapping, db.hostname)]
@@ -286,13 +176,13 @@ class MappingReconciler:
         """Hold the domain's DomainClaim or raise DomainConflict (see claims.py). A mapping of its
         database's own host shares the database's claim."""
         self._check_wildcard_parent(mapping)
-        holder = claims.Holder("DomainMapping", mapping.namespace, mapping.name, mapping.uid)
+        holder = Holder("DomainMapping", mapping.namespace, mapping.name, mapping.uid)
 
-        def own_database(other: claims.Holder) -> bool:
+        def own_database(other: Holder) -> bool:
             return (other.kind, other.namespace, other.name) == ("OdooDatabase", mapping.namespace, mapping.database)
 
         try:
-            if claims.acquire(self.ctx.kube, mapping.domain, holder, self._host_of, also_ours=own_database):
+            if claims.acquire(self.ctx, mapping.domain, holder, self._host_of, also_ours=own_database):
                 self.events.append(("Normal", "DomainClaimed", f"{mapping.domain} is now held by this mapping"))
         except claims.ClaimConflict:
             self._unroute(mapping.name, mapping.namespace)
@@ -317,14 +207,15 @@ class MappingReconciler:
         if mapping.wildcard:
             suffix = "." + mapping.domain[2:]
             for claim in self.ctx.kube.list(API_VERSION, claims.KIND):
-                domain = str((claim.get("spec") or {}).get("domain") or "")
-                if domain.endswith(suffix) and domain.count(".") == mapping.domain.count(".") and \
-                        claims.holder_of(claim).namespace != mapping.namespace and not self._claim_is_stale(claim):
+                held = parse_domain_claim(claim)
+                if held.domain.endswith(suffix) and held.domain.count(".") == mapping.domain.count(".") and \
+                        held.holder.namespace != mapping.namespace and not self._claim_is_stale(claim):
                     raise NotReady("DomainConflict", f"a name under {mapping.domain} is already claimed by "
                                    "another namespace", stalled=True, phase=PHASE_CONFLICT)
             return
         parent = self.ctx.kube.get(API_VERSION, claims.KIND, claim_name("*." + mapping.domain.split(".", 1)[1]))
-        if parent and claims.holder_of(parent).namespace != mapping.namespace and not self._claim_is_stale(parent):
+        if parent and parse_domain_claim(parent).holder.namespace != mapping.namespace and \
+                not self._claim_is_stale(parent):
             raise NotReady("DomainConflict", f"{mapping.domain} is covered by a wildcard already claimed by "
                            "another DomainMapping", stalled=True, phase=PHASE_CONFLICT)
 
@@ -376,46 +267,15 @@ class MappingReconciler:
 
 def unroute(ctx: Context, name: str, namespace: str) -> None:
     """Remove the mapping's route, whichever kind it was (the operator setting may have changed)."""
-    kinds = [("networking.k8s.io/v1", "Ingress")]
+    kinds = [(specs.routes.INGRESS_API, "Ingress")]
     if ctx.settings.gateway:
-        kinds.append((GATEWAY_API, "HTTPRoute"))
+        kinds.append((specs.routes.GATEWAY_API, "HTTPRoute"))
+    route_name = specs.routes.mapping_route_name(name)
     for api_version, kind in kinds:
-        if ctx.kube.delete_if_labelled(api_version, kind, route_name(name), namespace, MAPPING_LABEL, name):
+        if ctx.kube.delete_if_labelled(api_version, kind, route_name, namespace, MAPPING_LABEL, name):
             # Forget it now, not when its DELETED event comes: a re-route right after must apply again.
-            ctx.registry.record_child(kind, {"metadata": {"namespace": namespace, "name": route_name(name)}},
+            ctx.registry.record_child(kind, {"metadata": {"namespace": namespace, "name": route_name}},
                                       deleted=True)
-
-
-def build_route(mapping: DomainMapping, db: OdooDatabase, settings: Settings) -> dict[str, Any]:
-    """The mapped domain routed like the database's own host: /websocket to the port that serves it."""
-    service = db.name
-    websocket_name, websocket_number = websocket_port(db)
-    meta: dict[str, Any] = {
-        "name": mapping.route_name,
-        "namespace": mapping.namespace,
-        "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "domain",
-                   MAPPING_LABEL: mapping.name},
-        "ownerReferences": [{"apiVersion": API_VERSION, "kind": "DomainMapping", "name": mapping.name,
-                             "uid": mapping.uid, "controller": True, "blockOwnerDeletion": True}],
-    }
-    if settings.gateway:
-        return {"apiVersion": GATEWAY_API, "kind": "HTTPRoute", "metadata": meta,
-                "spec": httproute_spec(mapping.domain, service, settings, websocket_number)}
-    spec: dict[str, Any] = {"rules": [{"host": mapping.domain, "http": {"paths": [
-        _path("/websocket", service, websocket_name), _path("/", service, "http")]}}]}
-    if settings.ingress_class:
-        spec["ingressClassName"] = settings.ingress_class
-    if mapping.cluster_issuer:
-        meta["annotations"] = {"cert-manager.io/cluster-issuer": mapping.cluster_issuer}
-        # One Secret (and so one Certificate) per domain: a failing certificate blocks no other domain.
-        spec["tls"] = [{"hosts": [mapping.domain], "secretName": f"{mapping.route_name}-tls"}]
-    elif mapping.secret_name:
-        spec["tls"] = [{"hosts": [mapping.domain], "secretName": mapping.secret_name}]
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": spec}
-
-
-def _path(prefix: str, service: str, port: str) -> dict[str, Any]:
-    return {"path": prefix, "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"name": port}}}}
 
 
 # ---- deletion ---------------------------------------------------------------------------------
@@ -423,9 +283,9 @@ def _path(prefix: str, service: str, port: str) -> dict[str, Any]:
 def delete(body: Mapping[str, Any], ctx: Context) -> str:
     """Remove the route, release the claim if this mapping holds it; returns the Event message."""
     meta = body["metadata"]
-    domain = str((body.get("spec") or {}).get("domain") or "")
+    domain = mapping_request(body).domain
     unroute(ctx, meta["name"], meta["namespace"])
-    INDEX.forget(mapping_key(meta["namespace"], meta["name"]))
-    if domain and claims.release(ctx.kube, domain, meta.get("uid", "")):
+    ctx.registry.mappings.forget(mapping_key(meta["namespace"], meta["name"]))
+    if domain and claims.release(ctx, domain, meta.get("uid", "")):
         return f"route removed; {domain} released"
     return "route removed"

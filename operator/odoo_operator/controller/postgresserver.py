@@ -1,4 +1,9 @@
-"""Observing a PostgresServer (reachable?, version, database count) and who may use it."""
+"""The PostgresServer kind: observing one (reachable?, version, database count), who may use it
+(spec.allowedNamespaces), and resolving the server an OdooDatabase lives on to an admin connection.
+
+Not here: the SQL itself (pg.py), what is done on a server for a database (odoodatabase_create.py,
+odoodatabase_delete.py), the loop that calls `check` (handlers.py).
+"""
 
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[C
         return status | {"phase": "Failed", "reachable": False}, _not_ready(exc.reason, exc.message)
     except pg.PostgresUnavailable as exc:
         return status | {"phase": "Unreachable", "reachable": False}, _not_ready(
-            "Unreachable", f"cannot connect to {body['spec'].get('host')}:{body['spec'].get('port', 5432)}: {exc}")
+            "Unreachable", f"cannot connect to {server.host}:{server.port}: {exc}")
     status.update({"phase": "Ready", "reachable": True, "serverVersion": version, "databaseCount": count})
     message = f"PostgreSQL {version} reachable, {count} database(s)"
     if server.max_databases is not None:

@@ -37,6 +37,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from odoo_operator import kube
 from odoo_operator.config import Settings
 from odoo_operator.runtime import metrics
 
@@ -97,15 +98,7 @@ def _die(message: str) -> None:
 
 def lease_api(api_client: kubernetes.client.ApiClient | None = None) -> kubernetes.client.CoordinationV1Api:
     """Its own client: no urllib3 retries (each attempt is bounded by our timeouts), its own pool."""
-    if api_client is None:
-        try:
-            kubernetes.config.load_incluster_config()
-        except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config()
-        configuration = kubernetes.client.Configuration.get_default_copy()
-        configuration.retries = False
-        api_client = kubernetes.client.ApiClient(configuration)
-    return kubernetes.client.CoordinationV1Api(api_client)
+    return kubernetes.client.CoordinationV1Api(api_client or kube.api_client(retries=False))
 
 
 class LeaderElector:

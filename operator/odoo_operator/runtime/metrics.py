@@ -1,6 +1,6 @@
 """Prometheus metrics on /metrics (`ODOO_OPERATOR_METRICS_PORT`; 0 or unset: off).
 
-Counters and the histogram are updated where reconciles happen (handlers.object_loop). Per-object
+Counters and the histogram are updated where reconciles happen (loop.object_loop). Per-object
 series are not kept as mutable gauges: `observe` records what `publish` wrote for each object and a
 collector turns that into series at scrape time, so forgetting a deleted object removes all of its
 series at once, and counts per phase are always consistent with the per-object series.
@@ -10,7 +10,6 @@ Labels carry only kinds, namespaces, names, phases, condition types and reasons:
 
 from __future__ import annotations
 
-import datetime
 import logging
 import threading
 import time
@@ -30,6 +29,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from odoo_operator.api.conditions import parse_rfc3339
+from odoo_operator.api.model import DatabaseBackup
 
 PREFIX = "odoo_operator_"
 # Phases always exported (0 when empty) so that alerts and dashboards see a series.
@@ -70,12 +72,9 @@ def parse_timestamp(value: Any) -> float | None:
     if not isinstance(value, str) or not value:
         return None
     try:
-        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_rfc3339(value).timestamp()
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
 
 
 @dataclass(frozen=True)
@@ -106,10 +105,10 @@ class ObjectStore(Collector):
         self._objects: dict[tuple[str, str, str], ObjectState] = {}
         self._tombstones: dict[str, float] = {}  # uid -> when forgotten (a late publish must not revive it)
 
-    def observe(self, kind: str, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    def observe(self, kind: str, body: Mapping[str, Any], status: Mapping[str, Any],
+                backup: DatabaseBackup | None = None) -> None:
         meta = body.get("metadata") or {}
         uid = str(meta.get("uid") or "")
-        spec = body.get("spec") or {}
         conditions = {str(c.get("type")): str(c.get("status")) for c in status.get("conditions") or []
                       if c.get("type") in CONDITIONS}
         state = ObjectState(
@@ -118,9 +117,9 @@ class ObjectStore(Collector):
             size_bytes=float(status["sizeBytes"]) if isinstance(status.get("sizeBytes"), int | float) else None,
             last_backup=parse_timestamp(status.get("lastBackup")),
             expires_at=parse_timestamp(status.get("expiresAt")),
-            database=str((spec.get("databaseRef") or {}).get("name") or "") if kind == "DatabaseBackup" else "",
-            schedule=str(spec.get("schedule") or "") if kind == "DatabaseBackup" else "",
-            suspended=bool(spec.get("suspend")),
+            database=backup.database if backup else "",
+            schedule=backup.schedule or "" if backup else "",
+            suspended=backup.suspend if backup else False,
             last_success=parse_timestamp(status.get("lastSuccessfulTime")),
             created=parse_timestamp(meta.get("creationTimestamp")),
         )
@@ -239,8 +238,10 @@ def record_reconcile(kind: str, result: str, reason: str | None, seconds: float)
         RECONCILE_ERRORS.labels(kind=kind, reason=reason or "Unknown").inc()
 
 
-def observe(kind: str, body: Mapping[str, Any], status: Mapping[str, Any]) -> None:
-    OBJECTS.observe(kind, body, status)
+def observe(kind: str, body: Mapping[str, Any], status: Mapping[str, Any],
+            backup: DatabaseBackup | None = None) -> None:
+    """Record what was published for an object; a DatabaseBackup's parsed spec adds its database and schedule."""
+    OBJECTS.observe(kind, body, status, backup)
 
 
 def forget(kind: str, namespace: str, name: str, uid: str | None = None, gone: bool = True) -> None:

@@ -1,7 +1,10 @@
-"""In-memory state shared by the handlers: known servers, last seen children, wake-ups.
+"""All the operator process's in-memory state, in one Registry: known servers, last seen and last applied
+children, wake-ups, locks, cached admin credentials, the DomainClaims this process holds or waits for
+(ClaimBook) and which DomainMappings lead to which domain and database (MappingIndex).
 
-Level-triggered reconciliation: every OdooDatabase has one loop (a kopf daemon) that converges it;
-watch events on the database or on any object it owns only wake that loop up.
+Level-triggered reconciliation: every object has one loop (a kopf daemon) that converges it; watch
+events on it or on any object it owns only wake that loop up. Nothing here does I/O or decides
+anything; the caches of the clients themselves (dnscheck's answers, pg's connections) stay there.
 """
 
 from __future__ import annotations
@@ -74,6 +77,84 @@ def _trim(obj: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
+class ClaimBook:
+    """The DomainClaims this process created or confirmed, so a loop pass costs no request (claim name,
+    holder uid), and the loops waiting for a claim held by someone else (claim name -> keys to wake on
+    its release). One lock for both."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: set[tuple[str, str]] = set()
+        self._waiting: dict[str, set[Key]] = {}
+
+    def holds(self, name: str, uid: str) -> bool:
+        with self._lock:
+            return (name, uid) in self._held
+
+    def hold(self, name: str, uid: str) -> None:
+        with self._lock:
+            self._held.add((name, uid))
+
+    def wait(self, name: str, key: Key) -> None:
+        with self._lock:
+            self._waiting.setdefault(name, set()).add(key)
+
+    def waiters(self, name: str) -> list[Key]:
+        """The loops to wake now that the claim `name` is gone (each is told once)."""
+        with self._lock:
+            return sorted(self._waiting.pop(name, set()))
+
+    def forget(self, name: str) -> None:
+        """The claim was deleted: the next pass looks again."""
+        with self._lock:
+            for entry in [e for e in self._held if e[0] == name]:
+                self._held.discard(entry)
+
+
+class MappingIndex:
+    """Which DomainMappings want a domain (by claim name), which lead to a database: for wake-ups only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_domain: dict[str, set[Key]] = {}
+        self.by_database: dict[Key, set[Key]] = {}
+        self.of_mapping: dict[Key, tuple[str, Key]] = {}
+        self.database_tokens: dict[Key, Any] = {}
+
+    def record(self, key: Key, domain: str, database: Key) -> None:
+        with self._lock:
+            self._drop(key)
+            self.of_mapping[key] = (domain, database)
+            self.by_domain.setdefault(domain, set()).add(key)
+            self.by_database.setdefault(database, set()).add(key)
+
+    def forget(self, key: Key) -> None:
+        with self._lock:
+            self._drop(key)
+
+    def _drop(self, key: Key) -> None:
+        old = self.of_mapping.pop(key, None)
+        if old:
+            self.by_domain.get(old[0], set()).discard(key)
+            self.by_database.get(old[1], set()).discard(key)
+
+    def domains(self) -> list[str]:
+        with self._lock:
+            return list(self.by_domain)
+
+    def for_domain(self, domain: str) -> list[Key]:
+        with self._lock:
+            return sorted(self.by_domain.get(domain, ()))
+
+    def for_database(self, namespace: str, name: str, token: Any) -> list[Key]:
+        """Mappings to wake for an event of this database; none when nothing they read changed."""
+        with self._lock:
+            if self.database_tokens.get((namespace, name)) == token:
+                return []
+            self.database_tokens[(namespace, name)] = token
+            return sorted(self.by_database.get((namespace, name), ()))
+
+
 class Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -87,6 +168,8 @@ class Registry:
         self.tokens: dict[Key, Any] = {}
         # owner uids whose route of the other kind (Ingress vs HTTPRoute) was already looked for
         self.route_kinds_checked: set[str] = set()
+        self.claims = ClaimBook()
+        self.mappings = MappingIndex()
 
     def changed_token(self, key: Key, token: Any) -> bool:
         """True when `token` differs from the last one seen for `key` (and remembers it)."""

@@ -1,4 +1,5 @@
-"""Pure builders of the Kubernetes objects an OdooDatabase owns. No I/O here."""
+"""Pure builders of the Kubernetes objects an OdooDatabase owns, except its routes (Ingress/HTTPRoute: specs/routes.py)
+and its backups (specs/backup.py). No I/O here."""
 
 from __future__ import annotations
 
@@ -422,66 +423,3 @@ def build_service(db: OdooDatabase) -> dict[str, Any]:
         },
     }
 
-
-def websocket_port(db: OdooDatabase) -> tuple[str, int]:
-    """The Service port that serves /websocket: the gevent (longpolling) server exists only in
-    prefork mode (workers > 0); the threaded server (workers 0) serves it on the HTTP port."""
-    if db.app.workers > 0:
-        return "longpolling", ODOO_LONGPOLLING_PORT
-    return "http", ODOO_HTTP_PORT
-
-
-def build_route(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
-    """The database's own host: an Ingress, or an HTTPRoute when the operator is set for a Gateway."""
-    if settings.gateway:
-        return {
-            "apiVersion": "gateway.networking.k8s.io/v1",
-            "kind": "HTTPRoute",
-            "metadata": _metadata(db, db.name, "app"),
-            "spec": httproute_spec(db.hostname, db.name, settings, websocket_port(db)[1]),
-        }
-    return build_ingress(db, settings)
-
-
-def httproute_spec(hostname: str, service: str, settings: Settings, websocket: int) -> dict[str, Any]:
-    """/websocket to the port that serves it (websocket_port), the rest to the HTTP port, on the
-    configured Gateway."""
-    parent = settings.gateway_parent
-    assert parent is not None
-
-    def rule(prefix: str, port: int) -> dict[str, Any]:
-        return {"matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
-                "backendRefs": [{"group": "", "kind": "Service", "name": service, "port": port, "weight": 1}]}
-
-    return {"parentRefs": [parent], "hostnames": [hostname],
-            "rules": [rule("/websocket", websocket), rule("/", ODOO_HTTP_PORT)]}
-
-
-def build_ingress(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
-    def path(prefix: str, port: str) -> dict[str, Any]:
-        return {
-            "path": prefix,
-            "pathType": "Prefix",
-            "backend": {"service": {"name": db.name, "port": {"name": port}}},
-        }
-
-    websocket = websocket_port(db)[0]
-    spec: dict[str, Any] = {
-        "rules": [{"host": db.hostname, "http": {"paths": [path("/websocket", websocket), path("/", "http")]}}],
-    }
-    annotations: dict[str, str] = {}
-    if settings.ingress_class:
-        spec["ingressClassName"] = settings.ingress_class
-    if settings.cluster_issuer:
-        annotations["cert-manager.io/cluster-issuer"] = settings.cluster_issuer
-        spec["tls"] = [{"hosts": [db.hostname], "secretName": f"{db.name}-tls"}]
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": _metadata(db, db.name, "app", annotations=annotations),
-        "spec": spec,
-    }
-
-
-def database_url(db: OdooDatabase, settings: Settings) -> str:
-    return f"{settings.url_scheme}://{db.hostname}"

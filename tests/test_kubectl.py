@@ -11,6 +11,7 @@ is the same whichever tests run first. One test (`duplicate --wait`) runs the re
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import subprocess
@@ -366,9 +367,10 @@ def test_restore_from_a_databases_backup_creates_the_right_shape(cluster: LocalC
 def test_restore_upload_to_a_pvc_goes_through_a_pod_and_kubectl_exec(tmp_path: Path) -> None:
     """kwok's Pods cannot exec: the Pod and the command are checked here, and what the command runs inside
     the Pod (`python -m odoo_operator.backupjob receive`) is run locally with the volume at a folder."""
-    from odoo_operator.kubectl import commands as kubectl_odoo
+    from odoo_operator.kubectl import upload
+    from odoo_operator.kubectl.support import PluginError
 
-    pod = kubectl_odoo.uploader_pod("sales", "odoo-backups", "odoo-db-operator:0.1.0")
+    pod = upload.uploader_pod("sales", "odoo-backups", "odoo-db-operator:0.1.0")
     spec = pod["spec"]
     assert pod["metadata"]["name"].startswith("odoo-upload-") and pod["metadata"]["namespace"] == "sales"
     assert spec["automountServiceAccountToken"] is False and spec["securityContext"]["runAsNonRoot"] is True
@@ -380,22 +382,22 @@ def test_restore_upload_to_a_pvc_goes_through_a_pod_and_kubectl_exec(tmp_path: P
     data = b"PK\x05\x06" + b"\x00" * 18  # an (empty) ZIP: what a restore accepts, by content
     local = tmp_path / "shop.zip"
     local.write_bytes(data)
-    sha = kubectl_odoo.backup.sha256_of_file(local)
-    argv = kubectl_odoo.receive_command(["kubectl", "--context=prod"], "sales", "odoo-upload-1", "_uploads/s.zip", sha)
+    sha = hashlib.sha256(data).hexdigest()
+    argv = upload.receive_command(["kubectl", "--context=prod"], "sales", "odoo-upload-1", "_uploads/s.zip", sha)
     assert argv[:9] == ["kubectl", "--context=prod", "exec", "-i", "-n", "sales", "odoo-upload-1", "-c", "receiver"]
     inner = argv[argv.index("--") + 1:]
     assert inner == ["python", "-m", "odoo_operator.backupjob", "receive", "--storage", "file:///backups", "--file",
                      "_uploads/s.zip", "--sha256", sha]
     volume = tmp_path / "volume"
     here = [sys.executable if part == "python" else part.replace("file:///backups", volume.as_uri()) for part in inner]
-    answer = kubectl_odoo.run_receiver(here, local)
+    answer = upload.run_receiver(here, local)
     assert answer["sha256"] == sha and (volume / "_uploads" / "s.zip").read_bytes() == data
-    with pytest.raises(kubectl_odoo.PluginError, match="the upload failed: .*exists already"):
-        kubectl_odoo.run_receiver(here, local)
+    with pytest.raises(PluginError, match="the upload failed: .*exists already"):
+        upload.run_receiver(here, local)
     wrong = [*here[:-1], "0" * 64]
     wrong[wrong.index("_uploads/s.zip")] = "_uploads/t.zip"
-    with pytest.raises(kubectl_odoo.PluginError, match="the upload failed: .*not the 0{64} sent"):
-        kubectl_odoo.run_receiver(wrong, local)
+    with pytest.raises(PluginError, match="the upload failed: .*not the 0{64} sent"):
+        upload.run_receiver(wrong, local)
     assert sorted(p.name for p in (volume / "_uploads").iterdir()) == ["s.zip"]
 
 

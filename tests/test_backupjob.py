@@ -24,15 +24,21 @@ import psycopg
 import pytest
 
 from conftest import pg_exec, pg_query
-from odoo_operator.backupjob import program as backup
-from odoo_operator.backupjob.program import (
-    BackupError,
-    FileStorage,
-    create_backup,
-    open_storage,
-    restore_backup,
-    restore_file,
+from odoo_operator.backupjob import pgtools, restore
+from odoo_operator.backupjob import storage as store
+from odoo_operator.backupjob.__main__ import main as backupjob_main
+from odoo_operator.backupjob.archive import (
+    RESTORE_STATE,
+    RestoreLimits,
+    _server_version_string,
+    detect_format,
+    odoo_release,
 )
+from odoo_operator.backupjob.artifacts import CHUNK, Artifact, BackupError, check_path
+from odoo_operator.backupjob.create import create_backup
+from odoo_operator.backupjob.restore import restore_backup, restore_file
+from odoo_operator.backupjob.s3 import EMPTY_SHA256, S3Signer
+from odoo_operator.backupjob.storage import FileStore, S3Store, open_store
 from odoo_operator.devtools.localcluster import REPO_ROOT, LocalCluster
 
 pytestmark = pytest.mark.integration
@@ -153,7 +159,7 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> 
 def test_zip_backup_is_odoo_s_format_and_restores_identically(tmp_path, admin_dsn, pg_env, source, filestore,
                                                                databases):
     fs_root, files = filestore
-    storage = FileStorage(tmp_path / "backups")
+    storage = FileStore(tmp_path / "backups")
 
     artifact = create_backup(storage, source, fmt="zip", odoo_version="17.0", filestore=fs_root, pg_env=pg_env)
 
@@ -207,7 +213,7 @@ def test_zip_backup_is_odoo_s_format_and_restores_identically(tmp_path, admin_ds
 
 
 def test_dump_format_round_trip(tmp_path, admin_dsn, pg_env, source, databases):
-    storage = FileStorage(tmp_path)
+    storage = FileStore(tmp_path)
     artifact = create_backup(storage, source, fmt="dump", pg_env=pg_env)
     path = tmp_path / f"{source}-{artifact.id}.dump"
     assert path.read_bytes()[:5] == b"PGDMP"
@@ -219,7 +225,7 @@ def test_dump_format_round_trip(tmp_path, admin_dsn, pg_env, source, databases):
 
 
 def test_restore_refuses_a_database_that_is_not_empty(tmp_path, pg_env, source, filestore):
-    storage = FileStorage(tmp_path)
+    storage = FileStore(tmp_path)
     artifact = create_backup(storage, source, fmt="dump", pg_env=pg_env)
     with pytest.raises(BackupError, match="is not empty"):
         restore_backup(storage, artifact.id, source, None, pg_env=pg_env)
@@ -229,7 +235,7 @@ def test_restore_refuses_a_database_that_is_not_empty(tmp_path, pg_env, source, 
 
 @pytest.fixture(scope="module")
 def good_zip(tmp_path_factory, pg_env, source, filestore) -> Path:
-    storage = FileStorage(tmp_path_factory.mktemp("good"))
+    storage = FileStore(tmp_path_factory.mktemp("good"))
     artifact = create_backup(storage, source, filestore=filestore[0], pg_env=pg_env)
     return storage.root / artifact.name
 
@@ -278,7 +284,7 @@ def test_corruption_found_while_streaming_rolls_the_load_back(tmp_path, admin_ds
     Here the first megabyte is complete, valid SQL and the damage only shows at the end of the entry (bad
     CRC): closing psql's stdin then would make it COMMIT that megabyte; it must be killed instead."""
     head = b"CREATE TABLE half_loaded (x int);\nINSERT INTO half_loaded VALUES (1);\n"
-    padding = backup.CHUNK - len(head)
+    padding = CHUNK - len(head)
     first_chunk = head + b"-" * (padding - 1) + b"\n"  # one long SQL comment up to the chunk boundary
     sql = first_chunk + b"CREATE TABLE after (y int);\n" * 1000
     path = tmp_path / "stored.zip"
@@ -296,7 +302,7 @@ def test_corruption_found_while_streaming_rolls_the_load_back(tmp_path, admin_ds
 
 
 def test_an_artifact_that_no_longer_matches_its_sidecar_is_refused(tmp_path, admin_dsn, pg_env, source, databases):
-    storage = FileStorage(tmp_path)
+    storage = FileStore(tmp_path)
     artifact = create_backup(storage, source, filestore=tmp_path / "no-filestore", pg_env=pg_env)
     path = tmp_path / artifact.name
     path.write_bytes(path.read_bytes()[:-100])
@@ -350,7 +356,7 @@ def test_an_sql_error_stops_the_restore_and_leaves_the_database_empty(tmp_path, 
 # --- failures while backing up -----------------------------------------------------------------
 
 def test_a_missing_database_fails_cleanly_and_leaves_nothing(tmp_path, pg_env):
-    storage = FileStorage(tmp_path / "backups")
+    storage = FileStore(tmp_path / "backups")
     with pytest.raises(BackupError, match=r"pg_dump of 'no_such_db' failed \(exit 1\): .*does not exist"):
         create_backup(storage, "no_such_db", filestore=tmp_path, pg_env=pg_env)
     assert list((tmp_path / "backups").iterdir()) == []
@@ -407,7 +413,7 @@ def test_a_database_dropped_mid_backup_fails_cleanly(tmp_path, admin_dsn, pg_env
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         copying = pg_query(admin_dsn, "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND application_name = %s "
-                                      "AND query ILIKE 'COPY%%'", victim, backup.APPLICATION_NAME)
+                                      "AND query ILIKE 'COPY%%'", victim, pgtools.APPLICATION_NAME)
         if copying:
             break
         assert proc.poll() is None, proc.communicate()
@@ -425,7 +431,7 @@ def test_a_database_dropped_mid_backup_fails_cleanly(tmp_path, admin_dsn, pg_env
 
 
 def test_only_the_partials_of_dead_runs_are_removed(tmp_path, pg_env, source):
-    storage = FileStorage(tmp_path)
+    storage = FileStore(tmp_path)
     long_ago = time.time() - 3600
     stale = tmp_path / f"{source}-20200101T000000Z.zip.partial"  # a run that died: no lock, idle for an hour
     stale.write_bytes(b"half a backup")
@@ -451,8 +457,8 @@ def test_only_the_partials_of_dead_runs_are_removed(tmp_path, pg_env, source):
 def test_two_concurrent_backups_of_one_database_both_complete(tmp_path, admin_dsn, pg_env, source, monkeypatch):
     """Both runs hold a partial while pg_dump waits on a lock; neither removes the other's, even with no grace
     for unlocked partials (only the lock protects them)."""
-    monkeypatch.setattr(backup, "UNLOCKED_PARTIAL_GRACE", 0.0)
-    storage = FileStorage(tmp_path)
+    monkeypatch.setattr(store, "UNLOCKED_PARTIAL_GRACE", 0.0)
+    storage = FileStore(tmp_path)
     results: dict[str, Any] = {}
 
     def run(label: str) -> None:
@@ -474,8 +480,8 @@ def test_two_concurrent_backups_of_one_database_both_complete(tmp_path, admin_ds
         blocker.rollback()
     first.join(60)
     second.join(60)
-    assert isinstance(results["first"], backup.Artifact), results["first"]
-    assert isinstance(results["second"], backup.Artifact), results["second"]
+    assert isinstance(results["first"], Artifact), results["first"]
+    assert isinstance(results["second"], Artifact), results["second"]
     assert {a.id for a in storage.list()} == {results["first"].id, results["second"].id}
     assert not list(tmp_path.glob("*.partial"))
 
@@ -540,7 +546,7 @@ def test_cli_reports_success_and_failure(tmp_path, pg_env, source, monkeypatch, 
 
     for database, expected_code in ((source, 0), ("no_such_db", 1)):
         with pytest.raises(SystemExit) as exited:
-            backup.main(["create", "--format", "dump", "--database", database, "--storage", storage,
+            backupjob_main(["create", "--format", "dump", "--database", database, "--storage", storage,
                          "--report", "shop/shop-daily"])
         assert exited.value.code == expected_code
         printed = json.loads(capsys.readouterr().out.strip())
@@ -563,8 +569,8 @@ def test_s3_round_trip_with_multipart_upload_presigned_url_and_restore(tmp_path,
                                                                         s3_endpoint, s3_bucket, databases):
     fs_root = tmp_path / "filestore"
     files = sha1_layout(fs_root, [os.urandom(12 << 20), b"small attachment"])  # > 2 parts of 5 MiB
-    storage = open_storage(f"s3://{s3_bucket}/prod/shop", s3_endpoint=s3_endpoint, part_size=5 << 20)
-    assert isinstance(storage, backup.S3Storage)
+    storage = open_store(f"s3://{s3_bucket}/prod/shop", s3_endpoint=s3_endpoint, part_size=5 << 20)
+    assert isinstance(storage, S3Store)
 
     artifact = create_backup(storage, source, filestore=fs_root, pg_env=pg_env)
 
@@ -597,8 +603,8 @@ def test_s3_round_trip_with_multipart_upload_presigned_url_and_restore(tmp_path,
 
 
 def test_s3_failed_backup_leaves_no_object_and_no_pending_upload(tmp_path, pg_env, s3_endpoint, s3_bucket):
-    storage = open_storage(f"s3://{s3_bucket}/p", s3_endpoint=s3_endpoint)
-    assert isinstance(storage, backup.S3Storage)
+    storage = open_store(f"s3://{s3_bucket}/p", s3_endpoint=s3_endpoint)
+    assert isinstance(storage, S3Store)
     with pytest.raises(BackupError, match="does not exist"):
         create_backup(storage, "no_such_db", filestore=tmp_path, pg_env=pg_env)
     assert list(storage.client.list_keys("")) == []
@@ -607,8 +613,8 @@ def test_s3_failed_backup_leaves_no_object_and_no_pending_upload(tmp_path, pg_en
 
 def test_s3_signature_matches_aws_published_examples():
     """The examples of the S3 SigV4 documentation (header and presigned forms)."""
-    signer = backup.S3Signer("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-east-1")
-    headers = signer.sign("GET", "examplebucket.s3.amazonaws.com", "/test.txt", {}, backup.EMPTY_SHA256,
+    signer = S3Signer("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "us-east-1")
+    headers = signer.sign("GET", "examplebucket.s3.amazonaws.com", "/test.txt", {}, EMPTY_SHA256,
                           "20130524T000000Z", {"Range": "bytes=0-9"})
     assert headers["authorization"].endswith(
         "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,"
@@ -619,33 +625,33 @@ def test_s3_signature_matches_aws_published_examples():
 
 
 def test_odoo_release_fields():
-    assert backup.odoo_release("17.0") == ("17.0", [17, 0, 0, "final", 0, ""], "17.0")
-    assert backup.odoo_release("saas~17.2") == ("saas~17.2", ["saas~17", 2, 0, "final", 0, ""], "saas~17.2")
-    assert backup.odoo_release("18.0+e") == ("18.0+e", [18, 0, 0, "final", 0, "+e"], "18.0")
+    assert odoo_release("17.0") == ("17.0", [17, 0, 0, "final", 0, ""], "17.0")
+    assert odoo_release("saas~17.2") == ("saas~17.2", ["saas~17", 2, 0, "final", 0, ""], "saas~17.2")
+    assert odoo_release("18.0+e") == ("18.0+e", [18, 0, 0, "final", 0, "+e"], "18.0")
     with pytest.raises(BackupError):
-        backup.odoo_release("latest")
-    assert backup._server_version_string(150018) == "15.0" and backup._server_version_string(90624) == "9.6"
+        odoo_release("latest")
+    assert _server_version_string(150018) == "15.0" and _server_version_string(90624) == "9.6"
 
 
 def test_storage_urls(monkeypatch):
-    assert isinstance(open_storage("file:///backups/shop"), FileStorage)
+    assert isinstance(open_store("file:///backups/shop"), FileStore)
     with pytest.raises(BackupError, match="file:///path or s3://bucket/prefix"):
-        open_storage("ftp://x/y")
+        open_store("ftp://x/y")
     monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
     with pytest.raises(BackupError, match="AWS_ACCESS_KEY_ID"):
-        open_storage("s3://bucket/prefix")
+        open_store("s3://bucket/prefix")
 
 
 def test_a_zip_needs_a_filestore_directory_both_ways(tmp_path, pg_env, source, good_zip):
     with pytest.raises(BackupError, match="filestore"):
-        create_backup(FileStorage(tmp_path), source, fmt="zip", filestore=None, pg_env=pg_env)
+        create_backup(FileStore(tmp_path), source, fmt="zip", filestore=None, pg_env=pg_env)
     with pytest.raises(BackupError, match="filestore"):
         restore_file(good_zip, "anything", None, pg_env=pg_env)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_two_backups_in_the_same_second_get_different_ids(tmp_path, pg_env, source):
-    storage = FileStorage(tmp_path)
+    storage = FileStore(tmp_path)
     moment = datetime.now(UTC)
     first = create_backup(storage, source, fmt="dump", pg_env=pg_env, now=moment)
     second = create_backup(storage, source, fmt="dump", pg_env=pg_env, now=moment)
@@ -679,26 +685,26 @@ def tenant(admin_dsn: str) -> Iterator[tuple[dict[str, str], Callable[[], str]]]
 
 
 def test_formats_are_told_by_content_never_by_name():
-    assert backup.detect_format(b"PK\x03\x04rest", "x.sql") == "zip"
-    assert backup.detect_format(b"PGDMP\x01\x0e", "x.zip") == "dump"
-    assert backup.detect_format(b"--\n-- PostgreSQL database dump\n", "x.dump") == "sql"
-    assert backup.detect_format("CREATE TABLE café (x int);".encode()[:-3] + b"\xc3", "cut.sql") == "sql"
+    assert detect_format(b"PK\x03\x04rest", "x.sql") == "zip"
+    assert detect_format(b"PGDMP\x01\x0e", "x.zip") == "dump"
+    assert detect_format(b"--\n-- PostgreSQL database dump\n", "x.dump") == "sql"
+    assert detect_format("CREATE TABLE café (x int);".encode()[:-3] + b"\xc3", "cut.sql") == "sql"
     for head, message in ((b"\x1f\x8b\x08\x00", "gzip-compressed"), (b"", "is empty"), (b"  \n", "is empty"),
                           (b"\x00" * 300, "nor SQL text"), (b"\xff\xfe\x00binary", "nor SQL text"),
                           (b"x" * 257 + b"ustar\x0000" + b"x" * 50, "tar archive")):
         with pytest.raises(BackupError, match=message):
-            backup.detect_format(head, "f")
+            detect_format(head, "f")
 
 
 @pytest.mark.parametrize("path", ["../x.zip", "a/../../x.zip", "/etc/passwd", ".hidden.zip", "a/./b.zip", "a//b.zip",
                                   "a\\b.zip", "", "a/", "x.zip\n", "-rf", "a b.zip", "%2e%2e/x", "x" * 1025])
 def test_file_paths_that_could_leave_the_storage_are_refused(tmp_path, path):
     with pytest.raises(BackupError, match="not a relative path inside the storage"):
-        backup.check_path(path)
+        check_path(path)
     with pytest.raises(BackupError):
-        FileStorage(tmp_path).file_location(path)
+        FileStore(tmp_path).file_location(path)
     with pytest.raises(BackupError):
-        FileStorage(tmp_path).open_file_writer(path)
+        FileStore(tmp_path).open_file_writer(path)
 
 
 def test_a_symlink_on_the_volume_cannot_lead_a_restore_outside(tmp_path, tenant):
@@ -711,9 +717,9 @@ def test_a_symlink_on_the_volume_cannot_lead_a_restore_outside(tmp_path, tenant)
     env, make = tenant
     for path in ("_uploads/link.sql", "dir/outside.sql"):
         with pytest.raises(BackupError, match="leads outside"):
-            backup.restore_storage_file(FileStorage(root), path, make(), None, pg_env=env)
+            restore.restore_storage_file(FileStore(root), path, make(), None, pg_env=env)
     with pytest.raises(BackupError, match="leads outside"):
-        FileStorage(root).open_file_writer("dir/new.zip")
+        FileStore(root).open_file_writer("dir/new.zip")
     assert not (tmp_path / "new.zip").exists()
 
 
@@ -723,11 +729,11 @@ def test_an_operator_zip_without_its_sidecar_restores_unverified_or_checked_agai
     (root / "_uploads").mkdir(parents=True)
     copy = root / "_uploads" / "shop.zip"
     copy.write_bytes(good_zip.read_bytes())  # no sidecar next to it
-    storage = FileStorage(root)
+    storage = FileStore(root)
     env, make = tenant
 
     target = make()
-    result = backup.restore_storage_file(storage, "_uploads/shop.zip", target, tmp_path / "fs1", pg_env=env)
+    result = restore.restore_storage_file(storage, "_uploads/shop.zip", target, tmp_path / "fs1", pg_env=env)
     assert result == {"file": copy.as_uri(), "format": "zip", "verified": False, "sha256": None,
                       "filestoreFiles": len(filestore[1]), "resumed": False, "warnings": [],
                       "manifest": {"version": "17.0", "major_version": "17.0", "db_name": source,
@@ -740,18 +746,18 @@ def test_an_operator_zip_without_its_sidecar_restores_unverified_or_checked_agai
 
     sha = hashlib.sha256(copy.read_bytes()).hexdigest()
     target = make()
-    result = backup.restore_storage_file(storage, "_uploads/shop.zip", target, tmp_path / "fs2", sha256=sha,
+    result = restore.restore_storage_file(storage, "_uploads/shop.zip", target, tmp_path / "fs2", sha256=sha,
                                          pg_env=env)
     assert result["verified"] is True and result["sha256"] == sha
 
     target = make()
     with pytest.raises(BackupError, match=f"its sha256 is {sha}, not the {'0' * 64} given"):
-        backup.restore_storage_file(storage, "_uploads/shop.zip", target, tmp_path / "fs3", sha256="0" * 64,
+        restore.restore_storage_file(storage, "_uploads/shop.zip", target, tmp_path / "fs3", sha256="0" * 64,
                                     pg_env=env)
     assert table_count(admin_dsn, target) == 0 and not (tmp_path / "fs3").exists()
 
     with pytest.raises(BackupError, match="no file '_uploads/missing.zip'"):
-        backup.restore_storage_file(storage, "_uploads/missing.zip", target, None, pg_env=env)
+        restore.restore_storage_file(storage, "_uploads/missing.zip", target, None, pg_env=env)
 
 
 def test_custom_format_dump_and_plain_sql_whatever_their_names(tmp_path, admin_dsn, pg_env, source, tenant):
@@ -823,20 +829,20 @@ def test_a_backup_of_a_newer_odoo_is_refused(tmp_path, admin_dsn, tenant):
 
 
 def test_receive_streams_a_new_file_and_never_overwrites(tmp_path, good_zip):
-    storage = FileStorage(tmp_path / "volume")
+    storage = FileStore(tmp_path / "volume")
     data = good_zip.read_bytes()
     sha = hashlib.sha256(data).hexdigest()
-    answer = backup.receive(storage, "_uploads/shop.zip", io.BytesIO(data), sha)
+    answer = restore.receive(storage, "_uploads/shop.zip", io.BytesIO(data), sha)
     stored = tmp_path / "volume" / "_uploads" / "shop.zip"
     assert answer == {"file": stored.as_uri(), "sizeBytes": len(data), "sha256": sha}
     assert stored.read_bytes() == data
     with pytest.raises(BackupError, match="exists already"):
-        backup.receive(storage, "_uploads/shop.zip", io.BytesIO(b"PK\x03\x04other"))
+        restore.receive(storage, "_uploads/shop.zip", io.BytesIO(b"PK\x03\x04other"))
     assert stored.read_bytes() == data
     with pytest.raises(BackupError, match="not the " + "1" * 64 + " sent"):
-        backup.receive(storage, "_uploads/bad.zip", io.BytesIO(data[:-10]), "1" * 64)
+        restore.receive(storage, "_uploads/bad.zip", io.BytesIO(data[:-10]), "1" * 64)
     with pytest.raises(BackupError, match="gzip-compressed"):
-        backup.receive(storage, "_uploads/x.gz", io.BytesIO(b"\x1f\x8b\x08" + b"\x00" * 100))
+        restore.receive(storage, "_uploads/x.gz", io.BytesIO(b"\x1f\x8b\x08" + b"\x00" * 100))
     assert sorted(p.name for p in stored.parent.iterdir()) == ["shop.zip"]  # no partial left
 
     # the same through the command line, stdin -> file (what the uploader Pod runs)
@@ -868,23 +874,23 @@ def test_cli_restore_of_a_file_says_whether_it_was_verified(tmp_path, admin_dsn,
 def test_s3_upload_then_restore_of_a_file_under_the_prefix(tmp_path, admin_dsn, source, good_zip, tenant,
                                                            s3_endpoint, s3_bucket):
     env, make = tenant
-    storage = open_storage(f"s3://{s3_bucket}/tenants", s3_endpoint=s3_endpoint, part_size=5 << 20)
-    assert isinstance(storage, backup.S3Storage)
+    storage = open_store(f"s3://{s3_bucket}/tenants", s3_endpoint=s3_endpoint, part_size=5 << 20)
+    assert isinstance(storage, S3Store)
     data = good_zip.read_bytes()
     with open(good_zip, "rb") as handle:
-        sent = backup.receive(storage, "_uploads/shop.zip", handle)
+        sent = restore.receive(storage, "_uploads/shop.zip", handle)
     assert sent["file"] == f"s3://{s3_bucket}/tenants/_uploads/shop.zip"
     assert sent["sha256"] == hashlib.sha256(data).hexdigest()
     assert list(storage.client.list_keys("")) == ["tenants/_uploads/shop.zip"]
     with pytest.raises(BackupError, match="exists already"):
-        backup.receive(storage, "_uploads/shop.zip", io.BytesIO(data))
+        restore.receive(storage, "_uploads/shop.zip", io.BytesIO(data))
     target = make()
-    result = backup.restore_storage_file(storage, "_uploads/shop.zip", target, tmp_path / "fs",
+    result = restore.restore_storage_file(storage, "_uploads/shop.zip", target, tmp_path / "fs",
                                          sha256=sent["sha256"], pg_env=env)
     assert result["verified"] is True
     assert snapshot(admin_dsn, target) == snapshot(admin_dsn, source)
     with pytest.raises(BackupError, match="no file"):
-        backup.restore_storage_file(storage, "_uploads/nope.zip", make(), None, pg_env=env)
+        restore.restore_storage_file(storage, "_uploads/nope.zip", make(), None, pg_env=env)
 
 
 # --- the operator's side of a restore: spec.restoreFrom parsed, the Job's arguments ------------------
@@ -959,7 +965,7 @@ def test_a_one_off_backup_with_retention_0_prunes_nothing_of_the_daily_backup(tm
                             "--owner", "now", env=pg_env)
     assert code == 0, stderr
     assert out["pruned"] == [] and [a["id"] for a in out["artifacts"]] == [out["artifact"]["id"]]
-    listed = {a.id: a.owner for a in FileStorage(root).list()}
+    listed = {a.id: a.owner for a in FileStore(root).list()}
     assert listed == {**{i: f"{source}-daily" for i in daily}, **{i: None for i in legacy},
                       "20240102T120000Z": "earlier-one-off", out["artifact"]["id"]: "now"}
     restored_ids = set(listed)
@@ -970,7 +976,7 @@ def test_a_one_off_backup_with_retention_0_prunes_nothing_of_the_daily_backup(tm
                             "--owner", f"{source}-daily", "--adopt-unowned", env=pg_env)
     assert code == 0, stderr
     assert sorted(out["pruned"]) == sorted(legacy + daily[:4])
-    remaining = {a.id: a.owner for a in FileStorage(root).list()}
+    remaining = {a.id: a.owner for a in FileStore(root).list()}
     assert set(remaining) == restored_ids - set(out["pruned"]) | {out["artifact"]["id"]}
     assert "20240102T120000Z" in remaining and [i for i, o in remaining.items() if o == "now"]
 
@@ -1004,8 +1010,8 @@ def test_backup_jobs_carry_their_owner_and_only_the_daily_adopts_unowned_artifac
 # --- S3: uploads in progress belong to live runs until idle for the bound -------------------------------------
 
 def test_s3_only_idle_uploads_are_aborted(pg_env, source, s3_endpoint, s3_bucket):
-    storage = open_storage(f"s3://{s3_bucket}/ns/{source}", s3_endpoint=s3_endpoint)
-    assert isinstance(storage, backup.S3Storage)
+    storage = open_store(f"s3://{s3_bucket}/ns/{source}", s3_endpoint=s3_endpoint)
+    assert isinstance(storage, S3Store)
     client = storage.client
     # moto dates every upload's initiation in 2010: the parts' own times tell idle from moving here.
     idle = client.create_multipart(storage.key(f"{source}-20200101T000000Z.zip"))
@@ -1025,7 +1031,7 @@ def test_s3_only_idle_uploads_are_aborted(pg_env, source, s3_endpoint, s3_bucket
 
 def test_s3_restore_refuses_a_download_larger_than_its_spool(tmp_path, pg_env, source, s3_endpoint, s3_bucket,
                                                               databases):
-    storage = open_storage(f"s3://{s3_bucket}/ns/{source}", s3_endpoint=s3_endpoint)
+    storage = open_store(f"s3://{s3_bucket}/ns/{source}", s3_endpoint=s3_endpoint)
     artifact = create_backup(storage, source, fmt="dump", pg_env=pg_env)
     target = databases("bk_spool")
     with pytest.raises(BackupError, match=rf"is {artifact.size_bytes} bytes, more than the 1000 bytes the restore "
@@ -1041,18 +1047,18 @@ def test_a_restore_that_failed_after_its_sql_committed_is_finished_by_the_retry(
                                                                                monkeypatch):
     target = databases("bk_retry")
     target_fs = tmp_path / "fs" / target
-    real_publish = backup._publish_staging
+    real_publish = restore._publish_staging
 
     def crash(fs: Path) -> int:
         raise OSError("the volume went away")  # e.g. the Pod killed between the SQL commit and the files
 
-    monkeypatch.setattr(backup, "_publish_staging", crash)
+    monkeypatch.setattr(restore, "_publish_staging", crash)
     with pytest.raises(OSError, match="went away"):
         restore_file(good_zip, target, target_fs, pg_env=pg_env)
     assert table_count(admin_dsn, target) > 0  # committed
-    assert json.loads((target_fs / backup.RESTORE_STATE).read_text())["step"] == "publishing"
+    assert json.loads((target_fs / RESTORE_STATE).read_text())["step"] == "publishing"
 
-    monkeypatch.setattr(backup, "_publish_staging", real_publish)
+    monkeypatch.setattr(restore, "_publish_staging", real_publish)
     other = write_zip(tmp_path / "other.zip", {"dump.sql": b"CREATE TABLE t (x int);\n"})
     with pytest.raises(BackupError, match="is not empty .* no interrupted restore of this same backup"):
         restore_file(other, target, target_fs, pg_env=pg_env)  # another file is never taken for ours
@@ -1067,16 +1073,16 @@ def test_a_restore_killed_before_its_sql_committed_starts_afresh(tmp_path, admin
                                                                   good_zip, databases, monkeypatch):
     target = databases("bk_retry2")
     target_fs = tmp_path / "fs" / target
-    real_loader = backup._run_loader
+    real_loader = pgtools.run_loader
 
     def killed(*args: Any, **kwargs: Any) -> None:
         raise BackupError("psql was killed")
 
-    monkeypatch.setattr(backup, "_run_loader", killed)
+    monkeypatch.setattr(pgtools, "run_loader", killed)
     with pytest.raises(BackupError, match="killed"):
         restore_file(good_zip, target, target_fs, pg_env=pg_env)
     assert table_count(admin_dsn, target) == 0 and not target_fs.exists()
-    monkeypatch.setattr(backup, "_run_loader", real_loader)
+    monkeypatch.setattr(pgtools, "run_loader", real_loader)
     result = restore_file(good_zip, target, target_fs, pg_env=pg_env)
     assert not result.resumed
     assert snapshot(admin_dsn, target) == snapshot(admin_dsn, source) and tree(target_fs) == filestore[1]
@@ -1091,7 +1097,7 @@ def test_zip_bombs_are_refused_before_anything_is_written(tmp_path, admin_dsn, p
             for _ in range(64):
                 entry.write(bytes(1 << 20))  # 64 MiB of zeros, a few kB once compressed
     assert bomb.stat().st_size < 1 << 20
-    limits = backup.RestoreLimits(max_bytes=32 << 20, max_members=100)
+    limits = RestoreLimits(max_bytes=32 << 20, max_members=100)
     with pytest.raises(BackupError, match=r"bomb.zip expands to \d+ bytes, more than the 33554432 a restore accepts "
                                           r"\(the operator's ODOO_OPERATOR_RESTORE_MAX_BYTES; --max-bytes\)"):
         restore_file(bomb, target, tmp_path / "fs", pg_env=pg_env, limits=limits)
@@ -1141,7 +1147,7 @@ def test_manifest_versions_are_checked_and_reported(tmp_path, admin_dsn, pg_env,
 
 def test_artifacts_of_earlier_versions_stay_restorable_by_their_id(tmp_path, admin_dsn, pg_env, source, databases):
     """Before owners and id suffixes: `<db>-<timestamp>.dump` with a sidecar that names no backup."""
-    storage = FileStorage(tmp_path)
+    storage = FileStore(tmp_path)
     made = create_backup(storage, source, fmt="dump", pg_env=pg_env, owner="shop-daily")
     legacy_id = made.id.split("-")[0]
     (tmp_path / made.name).rename(tmp_path / f"{source}-{legacy_id}.dump")

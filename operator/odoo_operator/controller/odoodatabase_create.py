@@ -1,0 +1,165 @@
+"""The PostgreSQL side of one OdooDatabase: its role's Secret, the database itself (created empty or as a copy
+of its source, adopted after a crash, renamed, reported missing) and the initialisation of a fresh one (the
+init Job installing Odoo's base module), with the "initialized" mark every way of making a database ends on.
+
+Each step is a function of the pass (a base.Reconciler of an OdooDatabase, odoodatabase.py runs them in
+order). Not here: what follows a copy or a restore before it is usable (odoodatabase_copy.py), the
+Kubernetes children of the app (odoodatabase.py), deletion (odoodatabase_delete.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from odoo_operator import failpoints, pg, specs
+from odoo_operator.api.conditions import now_iso
+from odoo_operator.api.model import DuplicateSource, OdooDatabase
+from odoo_operator.controller.base import PHASE_FAILED, Context, NotReady, Reconciler, decode, password
+
+DatabasePass = Reconciler[OdooDatabase]  # one pass over an OdooDatabase (odoodatabase.Reconciler)
+
+
+def ensure_db_secret(r: DatabasePass, host: str, port: int, ssl_mode: str) -> tuple[str, bool]:
+    """The Secret is the source of truth of the role's password: write it before the role. Read from the
+    API server every time: Secrets are not watched (the operator may not list them, see the chart's
+    ClusterRole), so no cached copy would notice that it was deleted or changed. Returns the password and
+    whether it is new."""
+    db = r.obj
+    existing = r.kube.get("v1", "Secret", specs.app.db_secret_name(db), db.namespace)
+    secret_password = decode(existing, "password")
+    recreated = secret_password is None or decode(existing, "user") != db.role_name
+    if recreated:
+        secret_password = password()
+    assert secret_password is not None
+    secret = specs.app.build_db_secret(db, host, port, ssl_mode, secret_password)
+    seen_data, seen_labels = (existing or {}).get("data") or {}, ((existing or {}).get("metadata") or {}).get(
+        "labels") or {}
+    if {k: seen_data.get(k) for k in secret["data"]} != secret["data"] or \
+            not secret["metadata"]["labels"].items() <= seen_labels.items():
+        r.refuse_when_deleting()
+        r.kube.apply(secret)
+    return secret_password, recreated
+
+
+def ensure_database(r: DatabasePass, conn: Any, admin: pg.ServerAddress, server_name: str,
+                    source: DuplicateSource | None) -> bool:
+    """Create (empty, or as a copy of the source), adopt or rename the database; returns whether it is
+    initialised."""
+    db = r.obj
+    current = r.status.get("databaseName")
+    target = pg.database_info(conn, db.database_name)
+    if current and current != db.database_name and r.status.get("createdAt"):
+        target = _rename(r, conn, current, target)
+    if not target.exists:
+        if r.status.get("createdAt"):
+            raise NotReady(
+                "DatabaseMissing",
+                f"database {db.database_name!r} was created on {server_name} at {r.status['createdAt']} and "
+                "no longer exists; it is not re-created empty. Restore it, or delete this OdooDatabase",
+                stalled=True, phase=PHASE_FAILED)
+        _check_quota(r.ctx, conn, server_name)
+        new_marker = db.owner_marker | {"uid": db.uid}
+        if source is not None:
+            assert source.database_name is not None  # known until copied (status.sourceDatabase after)
+            terminated = pg.copy_database(conn, source.database_name, db.database_name, db.role_name, new_marker)
+            r.new_status.update({"source": f"duplicate of {source.spec.name}",
+                                 "sourceDatabase": source.database_name})
+            failpoints.hit("duplicate-after-copy", db.namespace)
+            r.events.append(("Normal", "Copied", f"copied from {source.spec.name!r} (database "
+                             f"{source.database_name!r}); its {terminated} session(s) were briefly "
+                             "disconnected, as Odoo does"))
+        else:
+            pg.create_database(conn, db.database_name, db.role_name, new_marker)
+            failpoints.hit("create-after-database", db.namespace)
+            pg.create_odoo_extensions(admin, db.database_name, db.role_name)
+        r.new_status["createdAt"] = now_iso()
+        return False
+    if not target.owned_by(db.owner_marker, db.role_name):
+        raise pg.OwnershipConflict(
+            f"database {db.database_name!r} already exists on {server_name} and belongs to something else")
+    marker: dict[str, Any] | None = target.marker
+    made_from = "spec.duplicateFrom" if db.duplicate_from else "spec.restoreFrom" if db.restore_from else None
+    if made_from and marker is not None and marker.get("uid") != db.uid and not r.status.get("createdAt"):
+        # Left by an earlier object of this name (deletionPolicy Retain): not the copy or the restore
+        # this one asks for, possibly never neutralized or given a fresh identity. Never adopted.
+        what = "a fresh copy of its source" if db.duplicate_from else "restored from what it names"
+        raise NotReady("DatabaseExists", f"database {db.database_name!r} already exists on {server_name}, kept by "
+                       f"an earlier OdooDatabase of this name; a database made from {made_from} is always "
+                       f"{what} and never adopts an existing one. Drop or rename that database, or set another "
+                       f"spec.databaseName (removing {made_from} adopts it as it is)",
+                       stalled=True, phase=PHASE_FAILED, retry_after=60)  # dropped outside Kubernetes
+    if marker is None:  # created by us, comment lost to a crash: write it now
+        marker = db.owner_marker | {"uid": db.uid}
+        pg.set_database_marker(conn, db.database_name, marker)
+    r.new_status["createdAt"] = r.status.get("createdAt") or now_iso()
+    initialized = bool(r.status.get("initializedAt")) or bool(marker.get("initialized"))
+    if initialized and not marker.get("initialized"):  # the status says so: the marker did not get it
+        mark_initialized(conn, db)
+    if initialized:
+        r.new_status["initializedAt"] = r.status.get("initializedAt") or now_iso()
+    return initialized
+
+
+def _rename(r: DatabasePass, conn: Any, current: str, target: pg.DatabaseInfo) -> pg.DatabaseInfo:
+    """spec.databaseName changed: ALTER DATABASE … RENAME, after terminating its sessions."""
+    db = r.obj
+    old = pg.database_info(conn, current)
+    if not old.exists:
+        return target  # renamed before a crash (target exists), or missing (reported by the caller)
+    if not old.owned_by(db.owner_marker, db.role_name):
+        raise pg.OwnershipConflict(f"database {current!r} is not managed for this object")
+    if target.exists:
+        raise NotReady("NameConflict", f"cannot rename {current!r} to {db.database_name!r}: that name is taken on "
+                       "the server; choose another spec.databaseName (nothing was changed)",
+                       stalled=True, phase=PHASE_FAILED)
+    terminated = pg.rename_database(conn, current, db.database_name)
+    failpoints.hit("rename-after-alter", db.namespace)
+    r.events.append(("Normal", "Renamed", f"database renamed from {current!r} to {db.database_name!r} "
+                     f"({terminated} session(s) disconnected); filestore path and URL follow"))
+    return pg.database_info(conn, db.database_name)
+
+
+def _check_quota(ctx: Context, conn: Any, server_name: str) -> None:
+    server = ctx.registry.server(server_name)
+    if server and server.max_databases is not None:
+        _, count = pg.server_info(conn)
+        if count >= server.max_databases:
+            raise NotReady("QuotaExceeded", f"PostgresServer {server_name} holds {count} databases, its "
+                           f"maxDatabases is {server.max_databases}", retry_after=60)
+
+
+def run_init_job(r: DatabasePass, admin: pg.ServerAddress) -> bool:
+    """A fresh database: Odoo's base module installed by the init Job (Odoo's `-i base` in the database's
+    image). Returns whether it is initialised."""
+    db = r.obj
+    r.refuse_when_deleting()
+    # The admin password is generated once; an existing Secret is never overwritten.
+    if r.ctx.registry.child("Secret", db.namespace, specs.app.admin_secret_name(db)) is None:
+        created = r.kube.create(specs.app.build_admin_secret(db, password()))
+        if created:
+            r.ctx.registry.record_child("Secret", created, deleted=False)
+
+    def extensions() -> None:  # again, for an operator killed between CREATE DATABASE and them (idempotent)
+        pg.create_odoo_extensions(admin, db.database_name, db.role_name)
+
+    name = specs.app.init_job_name(db)
+    run = r.ensure_job(name, lambda: specs.app.build_init_job(db), prepare=extensions,
+                       failpoint="create-init-job-created")
+    if run.state == "Failed":
+        raise NotReady("InitFailed", f"Job {name} failed to initialise the database ({run.failure}); fix "
+                       "the cause, then delete the Job to retry", stalled=True, phase=PHASE_FAILED)
+    if run.state != "Complete":
+        return False
+    with pg.connect(admin) as conn:
+        mark_initialized(conn, db)
+    failpoints.hit("create-before-status", db.namespace)
+    r.new_status["initializedAt"] = now_iso()
+    return True
+
+
+def mark_initialized(conn: Any, db: OdooDatabase, **extra: Any) -> None:
+    """The last step of every way of making a database (init Job, duplicate, restore): its marker says
+    initialized (and whose it is, again), so a pass that lost the status still knows it is usable.
+    `conn`: the admin's, to the server."""
+    marker = pg.database_info(conn, db.database_name).marker or {}
+    pg.set_database_marker(conn, db.database_name, marker | db.owner_marker | {"initialized": True, **extra})

@@ -1,0 +1,223 @@
+"""The loop engine, the same for every kind: the process Runtime (API client, thread pools, Registry),
+one loop per object (reconcile in a thread, publish the status, sleep until woken, back off on transient
+failures), status publishing with its Events, and draining the threads at shutdown.
+
+Nothing here knows a kind: what a kind reconciles, which Events its transitions post and what its metrics
+show come in as arguments from handlers.py. kopf registrations live in main.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import copy
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import kopf
+
+from odoo_operator import API_VERSION, kube
+from odoo_operator.api.conditions import get_condition, merge_conditions
+from odoo_operator.config import Settings
+from odoo_operator.controller.base import Context, Outcome
+from odoo_operator.runtime import metrics
+from odoo_operator.runtime.registry import Registry, Waker
+
+T = TypeVar("T")
+Event = tuple[str, str, str]  # (type, reason, message)
+# The Events a kind posts when its published status changes: (body, old status, new status, the reconciler's
+# own Events) -> all Events to post, in order, before the Ready transition's. Without one: the reconciler's.
+Transition = Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any], list[Event]], list[Event]]
+# What the metrics record for an object once published: (body, its merged status).
+Observe = Callable[[Mapping[str, Any], Mapping[str, Any]], None]
+# Reasons retried with exponential back-off (1 s, 2 s, 4 s … up to RETRY_MAX_SECONDS).
+TRANSIENT_REASONS = frozenset({"ServerUnavailable", "KubernetesError", "ServerCredentialsMissing"})
+
+
+@dataclass
+class Runtime:
+    ctx: Context
+    executor: ThreadPoolExecutor
+    publisher: ThreadPoolExecutor  # status writes never queue behind reconciles
+    handlers: Executor | None = None  # kopf's, for the sync handlers (deletes, server checks, events)
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("the operator has not started")
+    return _runtime
+
+
+def event(body: Mapping[str, Any], type: str, reason: str, message: str) -> None:
+    """An Event on the object (kopf posts it asynchronously; safe from worker threads)."""
+    kopf.event(cast(Any, body), type=type, reason=reason, message=message[:1024])
+
+
+def startup(settings: kopf.OperatorSettings) -> None:
+    global _runtime
+    operator_settings = Settings.from_env()
+    settings.persistence.finalizer = "odoo.dbmanager.io/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="odoo.dbmanager.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="odoo.dbmanager.io", key="last-handled-configuration")
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # "Handler succeeded" for every child event
+    settings.posting.level = logging.WARNING  # our own Events are explicit; kopf's only for problems
+    settings.execution.max_workers = 8
+    settings.watching.chunk_size = 500
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    api = kube.api_client(pool_size=operator_settings.max_concurrent_reconciles + 8)
+    _runtime = Runtime(
+        ctx=Context(kube=kube.Kube(api), settings=operator_settings, registry=Registry()),
+        executor=ThreadPoolExecutor(max_workers=operator_settings.max_concurrent_reconciles,
+                                    thread_name_prefix="reconcile"),
+        publisher=ThreadPoolExecutor(max_workers=4, thread_name_prefix="publish"),
+        handlers=settings.execution.executor,
+    )
+    if not operator_settings.leader_election:
+        metrics.set_leader(True)  # with election, leader.py says so once the Lease is ours
+    metrics.start_server(operator_settings.metrics_port, operator_settings.metrics_address)
+
+
+def cleanup() -> None:
+    if _runtime is not None:
+        _runtime.executor.shutdown(wait=False, cancel_futures=True)
+        _runtime.publisher.shutdown(wait=False, cancel_futures=True)
+
+
+def drain(timeout: float) -> bool:
+    """After kopf has stopped: wait until no reconcile, status write or sync handler still runs in a
+    thread (they outlive kopf's tasks). False if one is still running after `timeout` seconds."""
+    if _runtime is None:
+        return True
+    deadline = time.monotonic() + timeout
+    for pool in (_runtime.executor, _runtime.publisher, _runtime.handlers):
+        if pool is None:
+            continue
+        waiter = threading.Thread(target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True},
+                                  name="drain", daemon=True)
+        waiter.start()
+        waiter.join(max(0.0, deadline - time.monotonic()))
+        if waiter.is_alive():
+            return False
+    return True
+
+
+def copy_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy({key: body[key] for key in body})
+
+
+async def _in_thread(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking work in a thread pool, keeping kopf's context (Events need it)."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(pool, context.run, fn, *args)
+
+
+async def object_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, key: tuple[str, str],
+                      reconcile: Callable[..., Outcome], kind: str, trust_own_status: bool, *,
+                      transition: Transition | None = None, observe: Observe | None = None) -> None:
+    """Reconcile, publish, then sleep until woken (a watch event on the object or its children),
+    a retry (exponential back-off for transient failures) or the periodic resync.
+
+    trust_own_status: we are the only writer of its status, so our last write is the truth (else read live)."""
+    rt = runtime()
+    waker = Waker(asyncio.get_running_loop())
+    rt.ctx.registry.register(key, waker)
+    stop = asyncio.ensure_future(stopped.wait())
+    failures = 0
+    published: dict[str, Any] | None = None
+    try:
+        while not stopped:
+            waker.event.clear()
+            snapshot = copy_body(body)
+            if snapshot["metadata"].get("deletionTimestamp"):
+                return
+            if published is not None and trust_own_status:
+                snapshot["status"] = published
+            started = time.monotonic()
+            try:
+                outcome = await _in_thread(rt.executor, reconcile, snapshot, rt.ctx, body)
+                published = await _in_thread(rt.publisher, publish, snapshot, outcome, rt.ctx, kind, transition,
+                                              observe)
+            except Exception as exc:  # never let one object's surprise stop its loop
+                logger.exception(f"reconcile failed, retrying: {exc}")
+                metrics.record_reconcile(kind, "error", type(exc).__name__, time.monotonic() - started)
+                published = None
+                failures += 1
+                outcome = None
+            if outcome is not None:
+                metrics.record_reconcile(kind, *reconcile_result(outcome), time.monotonic() - started)
+            if outcome is not None and outcome.ready.status == "False" and outcome.stalled.status == "False" \
+                    and outcome.reconciling.reason in TRANSIENT_REASONS:
+                failures += 1
+            elif outcome is not None:
+                failures = 0
+            delay = rt.ctx.settings.resync_seconds
+            if outcome is not None and outcome.retry_after is not None:
+                delay = outcome.retry_after
+            if failures:
+                delay = min(2.0 ** (failures - 1), rt.ctx.settings.retry_max_seconds)
+            wake = asyncio.ensure_future(waker.event.wait())
+            await asyncio.wait({wake, stop}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            wake.cancel()
+    finally:
+        stop.cancel()
+        rt.ctx.registry.unregister(key, waker)
+        if body.metadata.get("deletionTimestamp") or (
+                stopped.reason is not None and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED):
+            # Gone, or going: its series go too. A delete handler still at work may report it again
+            # (phase Deleting); the delete handler / the DELETED event forget it for good.
+            metrics.forget(kind, body.metadata.namespace or "", body.metadata.name or "", gone=False)
+
+
+def reconcile_result(outcome: Outcome) -> tuple[str, str | None]:
+    """(result, reason) for the metrics: success, error (stalled: a human is needed) or transient."""
+    if outcome.stalled.status == "True":
+        return "error", outcome.stalled.reason
+    if outcome.ready.status == "False" and outcome.reconciling.reason in TRANSIENT_REASONS:
+        return "transient", outcome.reconciling.reason
+    return "success", None
+
+
+def publish(body: Mapping[str, Any], outcome: Outcome, ctx: Context, kind: str,
+            transition: Transition | None = None, observe: Observe | None = None) -> dict[str, Any]:
+    """Write the status (only when it changed) and post an Event on every transition."""
+    meta = body["metadata"]
+    old = body.get("status") or {}
+    generation = int(meta.get("generation") or 0)
+    new: dict[str, Any] = dict(outcome.status)
+    new["phase"] = outcome.phase
+    new["observedGeneration"] = generation
+    new["conditions"] = merge_conditions(old.get("conditions"), outcome.conditions(), generation)
+    changed = {k: v for k, v in new.items() if old.get(k) != v}
+    if changed:
+        ctx.kube.patch_status(API_VERSION, kind, meta["name"], meta["namespace"], new)
+    events = transition(body, old, new, list(outcome.events)) if transition else outcome.events
+    for type_, reason, message in events:
+        event(body, type_, reason, message)
+    _post_ready_transition(body, old, outcome)
+    merged = {**old, **new}
+    if observe is not None:
+        observe(body, merged)
+    else:
+        metrics.observe(kind, body, merged)
+    return merged
+
+
+def _post_ready_transition(body: Mapping[str, Any], old: Mapping[str, Any], outcome: Outcome) -> None:
+    before = get_condition(old, "Ready") or {}
+    if (before.get("status"), before.get("reason"), old.get("phase")) == (
+            outcome.ready.status, outcome.ready.reason, outcome.phase):
+        return
+    if outcome.ready.status == "False" and outcome.warning and outcome.ready.reason not in (
+            "Initializing", "Progressing"):
+        event(body, "Warning", reason=outcome.ready.reason, message=outcome.ready.message)
+    else:
+        event(body, "Normal", reason=outcome.ready.reason, message=outcome.ready.message or outcome.phase)

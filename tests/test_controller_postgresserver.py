@@ -1,0 +1,134 @@
+"""PostgresServer over a fake API server and a fake PostgreSQL (tests/fakes.py): the status its check
+returns (postgresserver.check(body, ctx)) when it is reachable, unreachable, without credentials or
+invalid, and who may use it (spec.allowedNamespaces, seen from an OdooDatabase's reconcile)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fakes import NAMESPACE, SERVER, FakeDatabase, World, b64, database_body
+from odoo_operator.api.conditions import Condition
+from odoo_operator.controller import odoodatabase, postgresserver
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> World:
+    return World(monkeypatch)
+
+
+def check(world: World, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Condition]]:
+    fields, conditions = postgresserver.check(body, world.ctx)
+    return fields, {c.type: c for c in conditions}
+
+
+def test_a_reachable_server_reports_its_version_and_databases(world: World) -> None:
+    body = world.add_server(maxDatabases=50)
+    world.pg.databases.update({"a": FakeDatabase("r", None), "b": FakeDatabase("r", None)})
+
+    fields, conditions = check(world, body)
+
+    assert fields["phase"] == "Ready" and fields["reachable"] is True
+    assert (fields["serverVersion"], fields["databaseCount"]) == ("15.8", 2)
+    assert fields["lastCheckTime"]
+    ready = conditions["Ready"]
+    assert (ready.status, ready.reason) == ("True", "Reachable")
+    assert ready.message == "PostgreSQL 15.8 reachable, 2 database(s) of at most 50"
+    assert conditions["Stalled"].status == "False" and conditions["Reconciling"].status == "False"
+    assert world.pg.called("connect") == [("postgres", "postgres")]  # as the admin of its Secret
+
+
+def test_an_unreachable_server_is_progressing_not_stalled(world: World) -> None:
+    body = world.add_server()
+    world.pg.reachable = False
+
+    fields, conditions = check(world, body)
+
+    assert (fields["phase"], fields["reachable"]) == ("Unreachable", False)
+    assert "serverVersion" not in fields
+    assert (conditions["Ready"].status, conditions["Ready"].reason) == ("False", "Unreachable")
+    assert conditions["Reconciling"].status == "True" and conditions["Stalled"].status == "False"
+    assert "main.db.example:5432" in conditions["Ready"].message
+
+
+def test_a_server_whose_admin_secret_is_missing(world: World) -> None:
+    body = world.add_server(credentials=False)
+
+    fields, conditions = check(world, body)
+
+    assert (fields["phase"], fields["reachable"]) == ("Failed", False)
+    assert conditions["Ready"].reason == "ServerCredentialsMissing"
+    assert "odoo-system/main-admin" in conditions["Ready"].message
+    assert world.pg.calls == []
+
+
+def test_a_server_whose_admin_secret_lacks_the_password(world: World) -> None:
+    body = world.add_server(credentials=False)
+    world.add({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "main-admin", "namespace": "odoo-system"},
+               "data": {"username": b64("postgres")}})
+
+    _, conditions = check(world, body)
+
+    assert conditions["Ready"].reason == "ServerCredentialsMissing"
+
+
+def test_the_admin_credentials_are_read_once_then_cached(world: World) -> None:
+    body = world.add_server()
+    check(world, body)
+    check(world, body)
+
+    assert len(world.kube.calls_of("get", "Secret")) == 1
+
+
+def test_an_invalid_server_spec_is_stalled(world: World) -> None:
+    body = world.add({"apiVersion": "odoo.dbmanager.io/v1alpha1", "kind": "PostgresServer",
+                      "metadata": {"name": "broken"}, "spec": {"port": 5432}})
+
+    fields, conditions = check(world, body)
+
+    assert (fields["phase"], fields["reachable"]) == ("Failed", False)
+    assert (conditions["Stalled"].status, conditions["Stalled"].reason) == ("True", "InvalidSpec")
+    assert world.pg.calls == []
+
+
+def test_several_default_servers_are_stalled(world: World) -> None:
+    body = world.add_server()
+    world.add_server("second")
+
+    fields, conditions = check(world, body)
+
+    assert fields["reachable"] is True  # reachable all the same
+    assert (conditions["Stalled"].status, conditions["Stalled"].reason) == ("True", "MultipleDefaults")
+    assert "main, second" in conditions["Stalled"].message
+
+
+# ---- spec.allowedNamespaces, as an OdooDatabase meets it --------------------------------------------
+
+@pytest.mark.parametrize(("allowed", "labels", "expected"), [
+    pytest.param(None, {}, True, id="no-restriction"),
+    pytest.param({"names": [NAMESPACE]}, {}, True, id="listed"),
+    pytest.param({"names": ["team-b"]}, {}, False, id="not-listed"),
+    pytest.param({"selector": {"matchLabels": {"tier": "gold"}}}, {"tier": "gold"}, True, id="selector-matches"),
+    pytest.param({"selector": {"matchLabels": {"tier": "gold"}}}, {"tier": "free"}, False, id="selector-differs"),
+    pytest.param({"names": ["team-b"], "selector": {"matchExpressions": [
+        {"key": "tier", "operator": "In", "values": ["gold", "silver"]}]}}, {"tier": "silver"}, True,
+        id="expression-matches"),
+    pytest.param({"selector": {"matchExpressions": [{"key": "sandbox", "operator": "DoesNotExist"}]}},
+                 {"sandbox": "yes"}, False, id="expression-differs"),
+])
+def test_allowed_namespaces(world: World, allowed: dict[str, Any] | None, labels: dict[str, str],
+                            expected: bool) -> None:
+    spec: dict[str, Any] = {"allowedNamespaces": allowed} if allowed is not None else {}
+    world.add_server(**spec)
+    world.add_namespace(**labels)
+
+    outcome, _ = world.reconcile(odoodatabase.reconcile, world.add(database_body()))
+
+    if expected:
+        assert (outcome.phase, outcome.ready.reason) == ("Provisioning", "Initializing")
+        assert "shop" in world.pg.databases
+    else:
+        assert (outcome.phase, outcome.ready.reason, outcome.stalled.status) == ("Pending", "ServerNotAllowed", "True")
+        assert f"{SERVER!r}" in outcome.stalled.message and world.pg.calls == []
+        assert world.kube.find("Secret", "shop-db") is None
