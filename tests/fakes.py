@@ -467,7 +467,7 @@ class FakePostgres:
 
 class World:
     """A Context over FakeKube and FakePostgres, with object factories and the status publishing of the
-    loop (handlers.publish without its Events): `reconcile(fn, body)` returns the Outcome and the body as
+    loop (loop.publish without its Events): `reconcile(fn, body)` returns the Outcome and the body as
     the next pass sees it."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, settings: Settings | None = None) -> None:
@@ -505,7 +505,7 @@ class World:
         return outcome, self.publish(body, outcome)
 
     def publish(self, body: Mapping[str, Any], outcome: Outcome) -> dict[str, Any]:
-        """What handlers.publish writes (status fields, phase, merged conditions), into the stored object
+        """What loop.publish writes (status fields, phase, merged conditions), into the stored object
         too when it exists; returns the body the next pass gets."""
         old = body.get("status") or {}
         generation = int(body["metadata"].get("generation") or 0)
