@@ -44,7 +44,6 @@ that does not match the source).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import hashlib
 import json
@@ -56,38 +55,39 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-with contextlib.suppress(ValueError):
-    sys.path.remove(str(REPO_ROOT / "operator"))
-sys.path.insert(0, str(REPO_ROOT / "operator"))
-sys.path.insert(0, str(REPO_ROOT / "bench"))
-
-import psycopg  # noqa: E402
-from bench_create import (  # noqa: E402
+from harness import (
+    MB,
+    PG_BIN_DIR,
+    Postgres,
+    Sampler,
     cpu_snapshot,
+    loadavg,
     log,
     machine_cpu,
-    machine_info,
-    publish_summary,
-    table,
+    proc_status,
+    process_table,
 )
-from bench_duplicate import MB, TableFacts, fill  # noqa: E402
-from psycopg import sql  # noqa: E402
-
-from odoo_operator.devtools.localcluster import PG_BIN_DIR, Postgres  # noqa: E402
-
-if TYPE_CHECKING:
-    from odoo_operator.devtools.localcluster import LocalCluster
+from pgtools import (
+    TableFacts,
+    connect,
+    create_database,
+    database_size,
+    drop_database,
+    fill,
+    settle,
+    table_counts,
+    tool_env,
+)
+from psycopg import sql
+from report import bench_parser, command_line, machine_info, machine_line, now, run_and_publish, run_line, table
 
 SOURCE = "src"
 ODOO_VERSION = "17.0"
@@ -165,7 +165,7 @@ def odoo_zip_dir(path: str, stream: IO[bytes], include_dir: bool = True,
 def odoo_dump_worker(spec: dict[str, str]) -> dict[str, Any]:
     """Odoo's `dump_db(db_name, stream, 'zip')`, step by step and timed; the zip goes to spec['out']. After the
     timing, dump.sql is hard-linked to spec['keep_sql'] (the psql restore baseline reads it)."""
-    from odoo_operator.backupjob.program import read_manifest
+    from odoo_operator.backupjob.archive import read_manifest
 
     phases: dict[str, float] = {}
     started = mark = time.perf_counter()
@@ -207,31 +207,21 @@ class ProcInfo:
     hwm_kb: int = 0
 
 
-class TreeSampler(threading.Thread):
+class TreeSampler(Sampler):
     """Every SAMPLE_INTERVAL: the descendants of `root` (from /proc/*/stat, pids above root's), their VmRSS
     summed (peak kept) and each one's VmHWM (the kernel's own peak, so nothing is missed between samples
     except a last growth in the final interval before exit)."""
 
     def __init__(self, root: int, t0: float) -> None:
-        super().__init__(name="rss-tree", daemon=True)
+        super().__init__("rss-tree", SAMPLE_INTERVAL)
         self.root, self.t0 = root, t0
         self.procs: dict[int, ProcInfo] = {}
         self.tree_peak_kb = 0
-        self.stopping = threading.Event()
 
     def _members(self) -> dict[int, str]:
+        parents = process_table(min_pid=self.root)  # descendants have higher pids (no pid wrap during a run)
         found: dict[int, str] = {}
-        parents: dict[int, tuple[int, str]] = {}
-        with os.scandir("/proc") as entries:
-            for entry in entries:
-                if entry.name.isdigit() and int(entry.name) >= self.root:
-                    try:
-                        raw = Path(f"/proc/{entry.name}/stat").read_text()
-                    except OSError:
-                        continue
-                    name = raw[raw.index("(") + 1:raw.rindex(")")]
-                    parents[int(entry.name)] = (int(raw[raw.rindex(")") + 2:].split()[1]), name)
-        for pid in sorted(parents):  # parents before children (no pid wrap during a run)
+        for pid in sorted(parents):  # parents before children
             ppid, name = parents[pid]
             if pid == self.root or ppid in found:
                 found[pid] = name
@@ -241,24 +231,14 @@ class TreeSampler(threading.Thread):
         now = time.monotonic() - self.t0
         total = 0
         for pid, name in self._members().items():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            values = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines()
-                      if line.startswith(("VmRSS:", "VmHWM:"))}
-            if "VmRSS" not in values:  # a zombie
+            values = proc_status(pid, "VmRSS", "VmHWM")
+            if "VmRSS" not in values:  # gone, or a zombie
                 continue
             info = self.procs.setdefault(pid, ProcInfo(pid, name, now, now))
             info.name, info.last = name, now
             info.hwm_kb = max(info.hwm_kb, values.get("VmHWM", 0))
             total += values["VmRSS"]
         self.tree_peak_kb = max(self.tree_peak_kb, total)
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            self.sample()
-            self.stopping.wait(SAMPLE_INTERVAL)
 
 
 @dataclass
@@ -306,7 +286,7 @@ def measure(label: str, argv: list[str], env: dict[str, str], pg_pid: int) -> Me
         sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.monotonic() - t0
-        sampler.stopping.set()
+        sampler.stop()
         sampler.join()
         busy1, total1 = machine_cpu()
         pg1 = cpu_snapshot({"pg": pg_pid})["pg"]
@@ -362,66 +342,6 @@ def sha256_file(path: Path) -> Timed:
     return Timed(time.perf_counter() - t0, path.stat().st_size)
 
 
-# ---- PostgreSQL ---------------------------------------------------------------------------------------------
-
-def connect(pg: Postgres, dbname: str = "postgres") -> psycopg.Connection[Any]:
-    return psycopg.connect(pg.dsn, dbname=dbname, autocommit=True, application_name="odoo-bench")
-
-
-def settle(pg: Postgres) -> None:
-    """Same starting line for every measurement: no autovacuum at work, no dirty shared buffers, no dirty
-    page cache."""
-    with connect(pg) as conn:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
-                               " AND state IS DISTINCT FROM 'idle'").fetchone()
-            if not row or not row[0]:
-                break
-            time.sleep(0.2)
-        conn.execute("CHECKPOINT")
-    os.sync()
-
-
-def create_database(pg: Postgres, name: str) -> None:
-    with connect(pg) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def drop_database(pg: Postgres, name: str) -> None:
-    with connect(pg) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def database_size(pg: Postgres, name: str) -> int:
-    with connect(pg) as conn:
-        row = conn.execute("SELECT pg_database_size(%s)", (name,)).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def table_counts(pg: Postgres, name: str) -> dict[str, int]:
-    """Exact row count of every ordinary table in schema public."""
-    with connect(pg, name) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY relname").fetchall()]
-        counts = {}
-        for t in tables:
-            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()
-            assert row is not None
-            counts[t] = int(row[0])
-    return counts
-
-
-def tool_env(pg: Postgres) -> dict[str, str]:
-    path = f"{PG_BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}"
-    pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT / "operator"), os.environ.get("PYTHONPATH")) if p)
-    return {**os.environ, "PATH": path, "PYTHONPATH": pythonpath, "PGHOST": "127.0.0.1", "PGPORT": str(pg.port),
-            "PGUSER": pg.user, "PGPASSWORD": pg.password, "PGSSLMODE": "disable"}
-
-
 # ---- the benchmark ---------------------------------------------------------------------------------------------
 
 @dataclass
@@ -467,14 +387,13 @@ def run(args: argparse.Namespace, workdir: Path, result: Result) -> None:
         env = tool_env(pg)
         with connect(pg) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SOURCE)))
-        cluster = cast("LocalCluster", SimpleNamespace(postgres=pg))  # fill() only uses .postgres
-        result.facts, result.fill_s = fill(cluster, SOURCE, pg.user, args.size_mb)
+        result.facts, result.fill_s = fill(pg, SOURCE, pg.user, args.size_mb)
         result.db_bytes = database_size(pg, SOURCE)
         filestore = workdir / "filestore" / SOURCE
         result.fs_files, result.fs_bytes = make_filestore(filestore, args.filestore_mb)
         log(f"{SOURCE}: {result.db_bytes / MB:.0f} MB database, filestore {result.fs_files} files "
             f"{result.fs_bytes / MB:.0f} MB")
-        result.loadavg = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        result.loadavg = loadavg()
         dump_sql = workdir / "dump.sql"
         odoo_dir = workdir / "odoo"
         odoo_dir.mkdir()
@@ -487,7 +406,7 @@ def run(args: argparse.Namespace, workdir: Path, result: Result) -> None:
             result.backup_orders.append(", ".join(order))
             for which in order:
                 label = f"{LABELS[which]} #{index + 1}"
-                settle(pg)
+                settle(pg, autovacuum=True)
                 if which == "raw":
                     run_ = measure(label, [str(PG_BIN_DIR / "pg_dump"), "--no-owner", "-f", "/dev/null",
                                            f"--dbname={SOURCE}"], env, pg_pid)
@@ -544,7 +463,7 @@ def run(args: argparse.Namespace, workdir: Path, result: Result) -> None:
                 label = f"{LABELS[which]} #{index + 1}"
                 db = f"{which}_{index + 1}"
                 create_database(pg, db)
-                settle(pg)
+                settle(pg, autovacuum=True)
                 if which == "psql":
                     run_ = measure(label, [str(PG_BIN_DIR / "psql"), "-X", "-q", "-f", str(dump_sql),
                                            f"--dbname={db}"], env, pg_pid)
@@ -579,7 +498,7 @@ def run(args: argparse.Namespace, workdir: Path, result: Result) -> None:
         ]
 
         # references, after every measurement, not to disturb them
-        settle(pg)
+        settle(pg, autovacuum=True)
         log("references: deflate level 1 of dump.sql and of the filestore, inflating our dump.sql, sha256")
         result.deflate1 = deflate_files([dump_sql], 1)
         result.deflate1_fs = deflate_files(sorted(p for p in filestore.rglob("*") if p.is_file()), 1)
@@ -635,11 +554,10 @@ def report(r: Result, args: argparse.Namespace) -> str:
         return f"{db_mb / seconds:.0f}"
 
     lines = [
-        f"## bench_backup: backup and restore of a {db_mb:.0f} MB database with a {mb(r.fs_bytes)} filestore",
+        f"## {args.section}: backup and restore of a {db_mb:.0f} MB database with a {mb(r.fs_bytes)} filestore",
         "",
-        f"Run {r.started_at:%Y-%m-%d %H:%M %Z} with `{command_line(args)}`.",
-        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory']} RAM, Linux {m['kernel']}; "
-        f"Python {m['python']}, {m['postgres']}; PostgreSQL local (`fsync=off`, `shared_buffers=128MB`), every "
+        run_line(r.started_at, args.command),
+        f"{machine_line(m, kopf=False)}; PostgreSQL local (`fsync=off`, `shared_buffers=128MB`), every "
         f"file on the local disk and in the page cache. Load average before the measurements: {r.loadavg}; this "
         "machine is shared with other work, whose CPU use during each run is shown below (`other`).",
         "",
@@ -760,59 +678,29 @@ def report(r: Result, args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-def command_line(args: argparse.Namespace) -> str:
-    parts = [".venv/bin/python bench/bench_backup.py"]
-    if args.size_mb != 1024:
-        parts.append(f"--size-mb {args.size_mb}")
-    if args.filestore_mb != 100:
-        parts.append(f"--filestore-mb {args.filestore_mb}")
-    if args.rounds != 2:
-        parts.append(f"--rounds {args.rounds}")
-    if args.section != "bench_backup":
-        parts.append(f"--section {args.section}")
-    return " ".join(parts)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == [WORKER_FLAG]:
         print(json.dumps(odoo_dump_worker(json.loads(argv[1]))), flush=True)
         return 0
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, "bench_backup")
     parser.add_argument("--size-mb", type=int, default=1024, help="database size (pg_database_size; default 1024)")
     parser.add_argument("--filestore-mb", type=int, default=100, help="filestore size (default 100)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of the backups, then of the restores, the "
                         "order rotating; medians reported (default 2)")
-    parser.add_argument("--output", default="BENCHMARKS.md", help="Markdown file whose bench_backup section is "
-                        "replaced (relative to the repository root; '' to write nothing; default BENCHMARKS.md)")
-    parser.add_argument("--section", default="bench_backup", help="name of the section markers in --output")
-    parser.add_argument("--workdir", type=Path, help="work here (default: a temp dir, removed after a successful "
-                        "run, kept after a failure)")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory after success")
     args = parser.parse_args(argv)
     if args.size_mb < 10 or args.filestore_mb < 1 or args.rounds < 1:
         parser.error("--size-mb must be at least 10, --filestore-mb and --rounds at least 1")
+    args.command = command_line("bench_backup.py", parser, args,
+                                shown=["size_mb", "filestore_mb", "rounds", "section"])
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="odoo-bench-backup-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    result = Result(started_at=datetime.datetime.now(datetime.UTC), machine=machine_info())
-    started = time.monotonic()
-    try:
+    def body(workdir: Path) -> tuple[str, list[str]]:
+        result = Result(started_at=now(), machine=machine_info())
         run(args, workdir, result)
-    except BaseException:
-        log(f"failed; files kept in {workdir}")
-        raise
-    publish_summary(report(result, args), args.output, args.section)
-    failed = [what for what, ok, _ in result.checks if not ok]
-    if args.keep or args.workdir is not None or failed:
-        log(f"files kept in {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    log(f"done in {time.monotonic() - started:.0f} s")
-    if failed:
-        print("checks failed: " + "; ".join(failed), file=sys.stderr)
-        return 1
-    return 0
+        failed = [what for what, ok, _ in result.checks if not ok]
+        return report(result, args), ["checks failed: " + "; ".join(failed)] if failed else []
+
+    return run_and_publish(args, "odoo-bench-backup-", body)
 
 
 if __name__ == "__main__":

@@ -20,44 +20,37 @@ mapping does not settle before --timeout.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
-import shutil
+import functools
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-with contextlib.suppress(ValueError):
-    sys.path.remove(str(REPO_ROOT / "operator"))
-sys.path.insert(0, str(REPO_ROOT / "operator"))
-sys.path.insert(0, str(REPO_ROOT / "bench"))
-
-from bench_create import (  # noqa: E402
+from harness import (
     GROUP,
-    SERVER_NAME,
-    SYSTEM_NAMESPACE,
     VERSION,
-    Api,
     AuditedCluster,
-    Watcher,
+    Stack,
+    collection,
     condition,
-    create_default_server,
-    fmt_s,
     log,
-    machine_info,
     odoo_database,
-    percentile,
-    publish_summary,
     read_audit,
-    start_operator,
-    stop_process,
-    table,
     wait_for,
+)
+from report import (
+    bench_parser,
+    command_line,
+    fmt_s,
+    machine_info,
+    machine_line,
+    now,
+    percentile,
+    run_and_publish,
+    run_line,
+    table,
 )
 
 NAMESPACES = ("bench-a", "bench-b")
@@ -102,41 +95,31 @@ class Tracker:
             return True
 
 
-def run(args: argparse.Namespace, workdir: Path) -> tuple[str, bool]:
+def run(args: argparse.Namespace, workdir: Path) -> tuple[str, list[str]]:
+    """The section's Markdown and its problems (a domain without exactly one winner, a phase not settled)."""
     cluster = AuditedCluster(workdir)
     cluster.audit = True
-    operator = None
-    watcher: Watcher | None = None
-    lines: list[str] = []
-    ok = True
-    try:
-        started_at = datetime.datetime.now().astimezone()
-        cluster.start()
-        cluster.install_crds()
-        cluster.kubectl("create", "namespace", SYSTEM_NAMESPACE)
-        for ns in NAMESPACES:
-            cluster.kubectl("create", "namespace", ns)
-        create_default_server(cluster)
-        api = Api(cluster.server, cluster.token, cluster.pki / "ca.crt")
-        operator = start_operator(cluster, workdir / "operator.log", {})
-        wait_for(lambda: (api.get(f"/apis/{GROUP}/{VERSION}/postgresservers/{SERVER_NAME}").get("status")
-                          or {}).get("reachable") is True, 120, "PostgresServer reachable")
+    problems: list[str] = []
+    with Stack(workdir, cluster) as stack:
+        started_at = now()
+        stack.start_cluster(namespaces=NAMESPACES)
+        stack.start_operator()
+        api = stack.api
         databases = {ns: f"shop-{ns[-1]}" for ns in NAMESPACES}
         for ns, db in databases.items():
-            status, body = api.request("POST", f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/odoodatabases",
-                                       odoo_database(db, ns))
+            status, body = api.request("POST", collection("odoodatabases", ns), odoo_database(db, ns))
             assert status == 201, body
+
+        def ready(path: str) -> bool:
+            return condition(api.get(path), "Ready").get("status") == "True"
+
         for ns, db in databases.items():
-            wait_for(lambda ns=ns, db=db: condition(api.get(
-                f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/odoodatabases/{db}"), "Ready").get("status") == "True",
-                120, f"{ns}/{db} Ready")
+            wait_for(functools.partial(ready, f"{collection('odoodatabases', ns)}/{db}"), 120, f"{ns}/{db} Ready")
         log("both databases Ready")
 
         tracker = Tracker()
-        watcher = Watcher(api, f"/apis/{GROUP}/{VERSION}/domainmappings", tracker.on_event)
-        watcher.start()
-        watcher.synced.wait(30)
-        time.sleep(0.5)
+        stack.watch(collection("domainmappings"), tracker.on_event)
+        stack.synced()
 
         domains = [f"shop{i:04d}.example.com" for i in range(args.domains)]
         created: dict[tuple[str, str], float] = {}
@@ -144,7 +127,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[str, bool]:
 
         def post(ns: str, i: int) -> None:
             name = f"d{i:04d}"
-            status, body = api.request("POST", f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/domainmappings",
+            status, body = api.request("POST", collection("domainmappings", ns),
                                        mapping(name, ns, domains[i], databases[ns]))
             with barrier_lock:
                 created[(ns, name)] = time.monotonic()
@@ -161,7 +144,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[str, bool]:
         t_settled = time.monotonic()
         wall_settled = time.time()
         if not settled:
-            ok = False
+            problems.append(f"not all {len(keys)} mappings settled after {args.timeout:.0f}s")
             stuck = [f"{k}: {tracker.reason.get(k)}" for k in keys if tracker.reason.get(k) not in SETTLED]
             log(f"not settled: {stuck[:10]}")
         log(f"{len(keys)} mappings settled in {t_settled - t0:.1f}s")
@@ -171,14 +154,13 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[str, bool]:
         bad: list[str] = []
         for i, domain in enumerate(domains):
             routed = [ns for ns in NAMESPACES if tracker.reason.get((ns, f"d{i:04d}")) == "Routed"]
-            claim = api.get(f"/apis/{GROUP}/{VERSION}/domainclaims/{domain}")
+            claim = api.get(f"{collection('domainclaims')}/{domain}")
             holder = claim["spec"]["mappingRef"]["namespace"]
             if len(routed) != 1 or routed[0] != holder:
                 bad.append(f"{domain}: routed in {routed}, claim held by {holder}")
             else:
                 winners[i] = routed[0]
-        if bad:
-            ok = False
+        problems += bad
         latencies = {k: tracker.seen[k][tracker.reason[k]] - created[k] for k in keys if tracker.reason.get(k)
                      in SETTLED}
         win_lat = [v for k, v in latencies.items() if tracker.reason[k] == "Routed"]
@@ -191,7 +173,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[str, bool]:
 
         def delete(i: int) -> None:
             ns = winners[i]
-            status, body = api.request("DELETE", f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/domainmappings/d{i:04d}")
+            status, body = api.request("DELETE", f"{collection('domainmappings', ns)}/d{i:04d}")
             deleted[(ns, f"d{i:04d}")] = time.monotonic()
             if status not in (200, 202):
                 raise RuntimeError(f"DELETE {ns}/d{i:04d}: {status} {body}")
@@ -204,25 +186,24 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[str, bool]:
         t_taken = time.monotonic()
         wall_taken = time.time()
         if not taken:
-            ok = False
+            problems.append(f"not every loser Routed {args.timeout:.0f}s after the winners' deletion")
         takeover = [tracker.seen[(ns, f"d{i:04d}")]["Routed"] - deleted[(winners[i], f"d{i:04d}")]
                     for i, ns in losers.items() if "Routed" in tracker.seen.get((ns, f"d{i:04d}"), {})]
 
-        audit = read_audit(workdir / "audit.log", wall0, wall_settled) if (workdir / "audit.log").exists() else None
-        audit2 = read_audit(workdir / "audit.log", wall1, wall_taken) if (workdir / "audit.log").exists() else None
+        audit = read_audit(cluster.audit_log, wall0, wall_settled) if cluster.audit_log.exists() else None
+        audit2 = read_audit(cluster.audit_log, wall1, wall_taken) if cluster.audit_log.exists() else None
 
         def operator_requests(summary: Any) -> int | None:
             return None if summary is None else int(summary.by_client["operator"])
 
         machine = machine_info()
         per = len(keys)
-        lines += [
-            "## bench_domains: DomainMappings racing for domains, then taking them over",
+        lines = [
+            f"## {args.section}: DomainMappings racing for domains, then taking them over",
             "",
-            f"Run {started_at:%Y-%m-%d %H:%M %Z} with `.venv/bin/python bench/bench_domains.py --domains "
-            f"{args.domains}`.",
-            f"Machine: {machine['cpus']} CPUs ({machine['cpu_model']}), {machine['memory']} RAM, Linux "
-            f"{machine['kernel']}; control plane, PostgreSQL and the operator on this machine (as bench_create).",
+            run_line(started_at, args.command),
+            f"{machine_line(machine, software=False)}; control plane, PostgreSQL and the operator on this machine "
+            "(as bench_create).",
             "",
             *table(["measure", "value"], [
                 ["mappings (2 namespaces x domains)", f"{per} ({args.domains} domains)"],
@@ -243,12 +224,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[str, bool]:
             "Wins per namespace: " + ", ".join(f"{ns} {list(winners.values()).count(ns)}" for ns in NAMESPACES)
             + ". " + ("No domain had two winners or none." if not bad else f"PROBLEMS: {bad[:5]}"),
         ]
-        return "\n".join(lines) + "\n", ok
-    finally:
-        if watcher is not None:
-            watcher.stop()
-        stop_process(operator)
-        cluster.stop()
+        return "\n".join(lines) + "\n", problems
 
 
 def secs(value: float) -> str:
@@ -260,21 +236,14 @@ def _per(total: int | None, count: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, "bench_domains")
     parser.add_argument("--domains", type=int, default=100, help="domains, each claimed from both namespaces")
     parser.add_argument("--parallel", type=int, default=16, help="client threads sending the POSTs")
     parser.add_argument("--timeout", type=float, default=300, help="seconds each phase may take")
-    parser.add_argument("--output", default="BENCHMARKS.md", help="Markdown file whose bench_domains section is "
-                        "replaced ('' to write nothing)")
     args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="odoo-bench-domains-"))
-    summary, ok = run(args, workdir)
-    publish_summary(summary, args.output, "bench_domains")
-    if ok:
-        shutil.rmtree(workdir, ignore_errors=True)
-    else:
-        log(f"kept {workdir} (operator.log, audit.log)")
-    return 0 if ok else 1
+    args.command = command_line("bench_domains.py", parser, args, always=["domains"],
+                                shown=["domains", "parallel", "timeout", "section"])
+    return run_and_publish(args, "odoo-bench-domains-", lambda workdir: run(args, workdir))
 
 
 if __name__ == "__main__":

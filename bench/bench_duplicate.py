@@ -45,46 +45,54 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-with contextlib.suppress(ValueError):
-    sys.path.remove(str(REPO_ROOT / "operator"))
-sys.path.insert(0, str(REPO_ROOT / "operator"))
-sys.path.insert(0, str(REPO_ROOT / "bench"))
-
-import psycopg  # noqa: E402
-from bench_create import (  # noqa: E402
+from harness import (
     BENCH_NAMESPACE,
-    CLK_TCK,
-    GROUP,
-    SERVER_NAME,
-    SYSTEM_NAMESPACE,
-    VERSION,
-    Api,
-    Watcher,
+    MB,
+    PG_BIN_DIR,
+    Postgres,
+    Stack,
+    collection,
     condition,
     cpu_snapshot,
-    create_default_server,
+    loadavg,
     log,
+    log_problems,
     machine_cpu,
-    machine_info,
-    publish_summary,
-    start_operator,
-    stop_process,
-    table,
+    odoo_database,
+    proc_cpu,
     wait_for,
 )
-from psycopg import sql  # noqa: E402
-
-from odoo_operator.devtools.localcluster import PG_BIN_DIR, LocalCluster  # noqa: E402
+from pgtools import (
+    TableFacts,
+    connect,
+    create_database,
+    database_exists,
+    database_size,
+    drop_database,
+    fill,
+    settle,
+    terminate_sessions,
+    tool_args,
+)
+from psycopg import sql
+from report import (
+    bench_parser,
+    command_line,
+    log_problems_lines,
+    machine_info,
+    machine_line,
+    now,
+    run_and_publish,
+    run_line,
+    table,
+)
 
 SOURCE = "src"
 COPY = "src-copy"
@@ -95,249 +103,9 @@ TARGET_RATIO_FILE_COPY = 1.2  # operator (database part) <= 1.2 x bare FILE_COPY
 TARGET_SPEEDUP_DUMP = 4.0  # operator (database part) >= 4 x faster than pg_dump | pg_restore
 # Issue 3's figures for 1 GB "on this kind of machine", shown for reference.
 ISSUE_REFERENCE = {"file_copy": 3.0, "wal_log": 4.3, "dump_restore": 13.6}
-ODOO_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "odoo_schema.sql"
-MB = 1024 * 1024
-
-# ---- the data: Odoo-like tables, generated in SQL -------------------------------------------------------
-
-# Approximate bytes per row on disk (heap + TOAST + indexes), to size the first pass; the fill then
-# tops up mail_message until pg_database_size reaches the target.
-BYTES_PER_ROW = {"res_partner": 420, "account_move": 190, "account_move_line": 330, "mail_message": 1000}
-SHARE = {"res_partner": 0.12, "account_move": 0.08, "account_move_line": 0.45, "mail_message": 0.35}
-
-CREATE_TABLES = """
-CREATE TABLE res_partner (
-    id serial PRIMARY KEY, name varchar NOT NULL, display_name varchar, ref varchar, email varchar,
-    phone varchar, street varchar, street2 varchar, city varchar, zip varchar, country_id int4,
-    company_id int4, vat varchar, active bool DEFAULT true, comment text,
-    create_uid int4, create_date timestamp, write_uid int4, write_date timestamp);
-CREATE TABLE account_move (
-    id serial PRIMARY KEY, name varchar NOT NULL, ref varchar, date date NOT NULL, state varchar NOT NULL,
-    move_type varchar NOT NULL, journal_id int4 NOT NULL, partner_id int4, company_id int4,
-    amount_total numeric, amount_residual numeric, payment_state varchar, invoice_origin varchar,
-    create_uid int4, create_date timestamp, write_uid int4, write_date timestamp);
-CREATE TABLE account_move_line (
-    id serial PRIMARY KEY, move_id int4 NOT NULL, account_id int4 NOT NULL, partner_id int4,
-    company_id int4, journal_id int4, name varchar, ref varchar, date date NOT NULL, parent_state varchar,
-    debit numeric, credit numeric, balance numeric, amount_currency numeric, amount_residual numeric,
-    quantity numeric, price_unit numeric, reconciled bool, display_type varchar,
-    create_uid int4, create_date timestamp, write_uid int4, write_date timestamp);
-CREATE TABLE mail_message (
-    id serial PRIMARY KEY, model varchar, res_id int4, message_type varchar NOT NULL, subject varchar,
-    body text, author_id int4, subtype_id int4, record_name varchar, message_id varchar, date timestamp,
-    create_uid int4, create_date timestamp, write_uid int4, write_date timestamp);
-"""
-
-# {first} / {last}: the ids to generate; {partners}: how many partners exist (for references).
-FILL = {
-    "res_partner": """
-INSERT INTO res_partner (name, display_name, ref, email, phone, street, street2, city, zip, country_id, company_id,
-                         vat, comment, create_uid, create_date, write_uid, write_date)
-SELECT 'Partner ' || substr(md5(g::text), 1, 10),
-       'Company ' || (g % 5000) || ', Partner ' || substr(md5(g::text), 1, 10),
-       'C' || lpad(g::text, 8, '0'), 'contact' || g || '@' || substr(md5((g % 5000)::text), 1, 8) || '.example.com',
-       '+32 4' || lpad((g::int8 * 7919 % 100000000)::text, 8, '0'), (g % 997) || ' ' || md5((g * 3)::text) || ' street',
-       CASE WHEN g % 3 = 0 THEN 'Building ' || (g % 40) END, 'City ' || (g % 5000), lpad((g % 99999)::text, 5, '0'),
-       g % 250 + 1, 1, 'BE0' || lpad((g::int8 * 104729 % 1000000000)::text, 9, '0'),
-       CASE WHEN g % 4 = 0 THEN md5(g::text || 'c') || ' ' || md5(g::text || 'd') || ' ' || md5(g::text || 'e') END,
-       2, timestamp '2020-01-01' + g * interval '37 second', 2, timestamp '2024-01-01' + g * interval '11 second'
-FROM generate_series({first}, {last}) g
-""",
-    "account_move": """
-INSERT INTO account_move (name, ref, date, state, move_type, journal_id, partner_id, company_id, amount_total,
-                          amount_residual, payment_state, invoice_origin, create_uid, create_date, write_uid,
-                          write_date)
-SELECT 'INV/' || (2020 + g % 5) || '/' || lpad(g::text, 7, '0'), 'SO' || lpad((g * 7 % 999999)::text, 6, '0'),
-       date '2020-01-01' + g % 1800, CASE WHEN g % 20 = 0 THEN 'draft' ELSE 'posted' END,
-       (ARRAY['out_invoice', 'in_invoice', 'out_refund', 'entry'])[g % 4 + 1], g % 12 + 1,
-       (g * 31) % {partners} + 1, 1, round(((g::int8 * 7919) % 1000000) / 100.0, 2),
-       CASE WHEN g % 3 = 0 THEN round(((g::int8 * 7919) % 1000000) / 100.0, 2) ELSE 0 END,
-       (ARRAY['paid', 'not_paid', 'partial', 'in_payment'])[g % 4 + 1], 'S' || lpad((g % 99999)::text, 5, '0'),
-       2, timestamp '2020-01-01' + g * interval '13 second', 2, timestamp '2024-01-01' + g * interval '5 second'
-FROM generate_series({first}, {last}) g
-""",
-    "account_move_line": """
-INSERT INTO account_move_line (move_id, account_id, partner_id, company_id, journal_id, name, ref, date,
-                               parent_state, debit, credit, balance, amount_currency, amount_residual, quantity,
-                               price_unit, reconciled, display_type, create_uid, create_date, write_uid,
-                               write_date)
-SELECT g / 4 + 1, 100 + (g * 13) % 300, (g / 4 * 31) % {partners} + 1, 1, (g / 4) % 12 + 1,
-       '[' || substr(md5((g % 20000)::text), 1, 8) || '] Product ' || (g % 20000) || ' ' || substr(md5(g::text), 1, 12),
-       'INV/' || (2020 + (g / 4) % 5) || '/' || lpad((g / 4)::text, 7, '0'), date '2020-01-01' + (g / 4) % 1800,
-       'posted', CASE WHEN g % 2 = 0 THEN round(((g::int8 * 7919) % 1000000) / 100.0, 2) ELSE 0 END,
-       CASE WHEN g % 2 = 1 THEN round(((g::int8 * 7919) % 1000000) / 100.0, 2) ELSE 0 END,
-       round(((g::int8 * 7919) % 1000000) / 100.0, 2) * (1 - 2 * (g % 2)),
-       round(((g::int8 * 7919) % 1000000) / 100.0, 2) * (1 - 2 * (g % 2)),
-       CASE WHEN g % 3 = 0 THEN round(((g::int8 * 7919) % 1000000) / 100.0, 2) ELSE 0 END, g % 17 + 1,
-       round(((g::int8 * 104729) % 100000) / 100.0, 2), g % 3 <> 0,
-       CASE WHEN g % 4 = 3 THEN 'payment_term' ELSE 'product' END,
-       2, timestamp '2020-01-01' + g * interval '3 second', 2, timestamp '2024-01-01' + g * interval '1 second'
-FROM generate_series({first}, {last}) g
-""",
-    "mail_message": """
-INSERT INTO mail_message (model, res_id, message_type, subject, body, author_id, subtype_id, record_name, message_id,
-                          date, create_uid, create_date, write_uid, write_date)
-SELECT (ARRAY['account.move', 'res.partner', 'sale.order', 'crm.lead'])[g % 4 + 1], (g * 7) % 500000 + 1,
-       CASE WHEN g % 3 = 0 THEN 'email' ELSE 'comment' END,
-       CASE WHEN g % 3 = 0 THEN 'Re: order ' || substr(md5(g::text), 1, 8) END,
-       '<div><p>Dear customer,</p><p>' || md5(g::text) || ' ' || md5((g + 1)::text) || ' '
-       || md5((g * 3)::text) || ' ' || md5((g * 5)::text) || '</p><p>Your order ' || substr(md5((g * 7)::text), 1, 8)
-       || ' has been ' || (ARRAY['confirmed', 'shipped', 'invoiced', 'paid'])[g % 4 + 1] || '.</p><p>'
-       || md5((g * 11)::text) || ' ' || md5((g * 13)::text) || ' ' || md5((g * 17)::text)
-       || '</p><p>Best regards,<br/>The team</p></div>',
-       (g * 31) % {partners} + 1, g % 8 + 1, 'Record ' || substr(md5((g % 500000)::text), 1, 10),
-       '<' || md5(g::text) || '.' || g || '@odoo.example.com>', timestamp '2020-01-01' + g * interval '7 second',
-       2, timestamp '2020-01-01' + g * interval '7 second', 2, timestamp '2024-01-01' + g * interval '2 second'
-FROM generate_series({first}, {last}) g
-""",
-}
-
-INDEXES = {
-    "res_partner": [
-        "CREATE INDEX res_partner__name_index ON res_partner (name)",
-        "CREATE INDEX res_partner__email_index ON res_partner (email)",
-        "CREATE INDEX res_partner__ref_index ON res_partner (ref)",
-        "CREATE INDEX res_partner__company_id_index ON res_partner (company_id)",
-    ],
-    "account_move": [
-        "CREATE INDEX account_move__name_index ON account_move (name)",
-        "CREATE INDEX account_move__date_index ON account_move (date)",
-        "CREATE INDEX account_move__partner_id_index ON account_move (partner_id)",
-        "CREATE INDEX account_move__journal_id_index ON account_move (journal_id)",
-    ],
-    "account_move_line": [
-        "CREATE INDEX account_move_line__move_id_index ON account_move_line (move_id)",
-        "CREATE INDEX account_move_line__account_id_index ON account_move_line (account_id)",
-        "CREATE INDEX account_move_line__partner_id_index ON account_move_line (partner_id)",
-        "CREATE INDEX account_move_line__date_index ON account_move_line (date)",
-        "CREATE INDEX account_move_line__journal_id_index ON account_move_line (journal_id)",
-    ],
-    "mail_message": [
-        "CREATE INDEX mail_message__model_res_id_index ON mail_message (model, res_id)",
-        "CREATE INDEX mail_message__author_id_index ON mail_message (author_id)",
-        "CREATE INDEX mail_message__message_id_index ON mail_message (message_id)",
-    ],
-}
-
-
-def admin_connect(cluster: LocalCluster, dbname: str = "postgres") -> psycopg.Connection[Any]:
-    assert cluster.postgres is not None
-    return psycopg.connect(cluster.postgres.dsn, dbname=dbname, autocommit=True, application_name="odoo-bench")
-
-
-def database_size(cluster: LocalCluster, name: str) -> int:
-    with admin_connect(cluster) as conn:
-        row = conn.execute("SELECT pg_database_size(%s)", (name,)).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-@dataclass
-class TableFacts:
-    name: str
-    rows: int
-    heap_bytes: int  # table + TOAST
-    index_bytes: int
-
-
-def fill(cluster: LocalCluster, dbname: str, role: str, size_mb: int) -> tuple[list[TableFacts], float]:
-    """Fill `dbname` with ~size_mb of Odoo-like data owned by `role`; returns per-table facts and the time."""
-    target = size_mb * MB
-    started = time.monotonic()
-    rows = {t: max(100, int(target * SHARE[t] / BYTES_PER_ROW[t])) for t in SHARE}
-    partners = rows["res_partner"]
-
-    def session() -> psycopg.Connection[Any]:
-        conn = admin_connect(cluster, dbname)
-        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
-        conn.execute("SET maintenance_work_mem = '256MB'")
-        conn.execute("SET synchronous_commit = off")
-        return conn
-
-    with session() as conn:
-        conn.execute(ODOO_FIXTURE.read_text())  # Odoo's config parameters, crons, mail servers…: a real identity
-        conn.execute(CREATE_TABLES)
-
-    def insert(name: str, first: int, last: int) -> None:
-        with session() as conn:
-            conn.execute(sql.SQL(FILL[name]).format(first=sql.Literal(first), last=sql.Literal(last),
-                                                    partners=sql.Literal(partners)))
-
-    def index(name: str) -> None:
-        with session() as conn:
-            for statement in INDEXES[name]:
-                conn.execute(statement)
-
-    # Two cores: the two largest tables in halves, so both cores stay busy until the end.
-    chunks: list[tuple[str, int, int]] = []
-    for name, count in sorted(rows.items(), key=lambda kv: -kv[1] * BYTES_PER_ROW[kv[0]]):
-        halves = 2 if name in ("account_move_line", "mail_message") else 1
-        step = count // halves
-        for h in range(halves):
-            chunks.append((name, h * step + 1, count if h == halves - 1 else (h + 1) * step))
-    log(f"filling {dbname!r}: " + ", ".join(f"{n} {c:,} rows" for n, c in rows.items()))
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for future in [pool.submit(insert, *chunk) for chunk in chunks]:
-            future.result()
-    log(f"rows in after {time.monotonic() - started:.0f}s; creating indexes")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for future in [pool.submit(index, name) for name in sorted(INDEXES, key=lambda n: -rows[n])]:
-            future.result()
-
-    # Top up mail_message (its indexes exist now) until the database has the requested size.
-    next_id = rows["mail_message"] + 1
-    for _ in range(8):
-        size = database_size(cluster, dbname)
-        if size >= target * 0.99:
-            break
-        with session() as conn:
-            row = conn.execute("SELECT pg_total_relation_size('mail_message'), count(*) FROM mail_message").fetchone()
-        assert row is not None
-        per_row = max(200.0, row[0] / max(1, row[1]))
-        extra = int((target - size) / per_row) + 100
-        log(f"{size / MB:.0f} MB so far; {extra:,} more mail_message rows")
-        insert("mail_message", next_id, next_id + extra - 1)
-        next_id += extra
-    log("VACUUM ANALYZE")
-    with session() as conn:
-        conn.execute("RESET ROLE")
-        conn.execute("VACUUM (ANALYZE)")
-        conn.execute("CHECKPOINT")
-        facts = []
-        for name in SHARE:
-            row = conn.execute(
-                sql.SQL("SELECT (SELECT count(*) FROM {}), pg_table_size(%s), pg_indexes_size(%s)").format(
-                    sql.Identifier(name)), (name, name)).fetchone()
-            assert row is not None
-            facts.append(TableFacts(name, int(row[0]), int(row[1]), int(row[2])))
-    return facts, time.monotonic() - started
 
 
 # ---- measuring -----------------------------------------------------------------------------------------------
-
-def settle(cluster: LocalCluster) -> None:
-    """Same starting line for every measurement: no dirty shared buffers, no dirty page cache."""
-    with admin_connect(cluster) as conn:
-        conn.execute("CHECKPOINT")
-    os.sync()
-
-
-def terminate_sessions(conn: psycopg.Connection[Any], dbname: str) -> int:
-    rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                        "AND pid <> pg_backend_pid()", (dbname,)).fetchall()
-    return len(rows)
-
-
-def backend_cpu(pid: int | None) -> tuple[float, float] | None:
-    """(user, system) CPU seconds of a PostgreSQL backend, from /proc (same machine)."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
-
 
 def cpu_delta(before: tuple[float, float] | None, after: tuple[float, float] | None) -> tuple[float, float] | None:
     return None if before is None or after is None else (after[0] - before[0], after[1] - before[1])
@@ -396,34 +164,31 @@ def busy_meter(run: Run) -> Iterator[None]:
         run.busy = (busy1 - busy0) / max(total1 - total0, 1e-9)
 
 
-def bare_copy(cluster: LocalCluster, target: str, strategy: str) -> Run:
+def bare_copy(pg: Postgres, target: str, strategy: str) -> Run:
     run = Run(target)
-    settle(cluster)
-    with admin_connect(cluster) as conn:
+    settle(pg)
+    with connect(pg) as conn:
         terminate_sessions(conn, SOURCE)
         statement = sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY {}").format(
             sql.Identifier(target), sql.Identifier(SOURCE), sql.SQL(strategy))
-        cpu_before = backend_cpu(conn.info.backend_pid)
+        cpu_before = proc_cpu(conn.info.backend_pid)
         with busy_meter(run):
             began = time.monotonic()
             conn.execute(statement)
             run.seconds = time.monotonic() - began
-        run.backend = cpu_delta(cpu_before, backend_cpu(conn.info.backend_pid))
-        run.size_bytes = database_size(cluster, target)
+        run.backend = cpu_delta(cpu_before, proc_cpu(conn.info.backend_pid))
+        run.size_bytes = database_size(pg, target)
         conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(target)))  # not timed
     log(f"STRATEGY {strategy} -> {target}: {run.seconds:.2f}s")
     return run
 
 
-def dump_restore(cluster: LocalCluster) -> Run:
-    assert cluster.postgres is not None
-    pg = cluster.postgres
+def dump_restore(pg: Postgres) -> Run:
     run = Run(DUMP_RESTORE)
-    with admin_connect(cluster) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DUMP_RESTORE)))
-    settle(cluster)
+    create_database(pg, DUMP_RESTORE)
+    settle(pg)
     env = {**os.environ, "PGPASSWORD": pg.password}
-    common = ["-h", "127.0.0.1", "-p", str(pg.port), "-U", pg.user]
+    common = tool_args(pg)
     with busy_meter(run):
         began = time.monotonic()
         dump = subprocess.Popen([str(PG_BIN_DIR / "pg_dump"), "-Fc", *common, "-d", SOURCE],
@@ -440,9 +205,8 @@ def dump_restore(cluster: LocalCluster) -> Run:
         raise RuntimeError(f"pg_dump | pg_restore failed (pg_dump {dump.returncode}, pg_restore "
                            f"{restore.returncode}): {dump_err.decode(errors='replace')[-800:]}"
                            f"{restore_err.decode(errors='replace')[-800:]}")
-    run.size_bytes = database_size(cluster, DUMP_RESTORE)
-    with admin_connect(cluster) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(DUMP_RESTORE)))
+    run.size_bytes = database_size(pg, DUMP_RESTORE)
+    drop_database(pg, DUMP_RESTORE)
     log(f"pg_dump -Fc | pg_restore: {run.seconds:.2f}s")
     return run
 
@@ -459,9 +223,9 @@ FROM (SELECT 1) AS one LEFT JOIN (
        AND state = 'active' AND query ILIKE 'CREATE DATABASE%%' ORDER BY query_start LIMIT 1) AS copy ON true
 """
 
-    def __init__(self, cluster: LocalCluster, target: str, interval: float = 0.01) -> None:
+    def __init__(self, pg: Postgres, target: str, interval: float = 0.01) -> None:
         super().__init__(name="copy-poller", daemon=True)
-        self.conn = admin_connect(cluster)
+        self.conn = connect(pg)
         self.target, self.interval = target, interval
         self.copy_started: float | None = None  # monotonic
         self.visible: float | None = None  # monotonic, first poll that saw the database
@@ -480,10 +244,10 @@ FROM (SELECT 1) AS one LEFT JOIN (
                 exists, query_start, pid, server_now = row
                 if query_start is not None and self.copy_started is None:
                     self.copy_started = now - (server_now - query_start).total_seconds()
-                    self.pid, self.cpu_first_seen = pid, backend_cpu(pid)
+                    self.pid, self.cpu_first_seen = pid, proc_cpu(pid)
                 if exists:
                     self.visible = now
-                    self.cpu_visible = backend_cpu(self.pid)
+                    self.cpu_visible = proc_cpu(self.pid)
                     return
                 self.stopping.wait(self.interval)
         except BaseException as exc:  # reported by the main thread
@@ -580,211 +344,169 @@ class Result:
     failure: str = ""
 
 
-def odoo_database(name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "OdooDatabase",
-            "metadata": {"name": name, "namespace": BENCH_NAMESPACE}, "spec": {"version": "17.0", **spec}}
-
-
 def run(args: argparse.Namespace, workdir: Path) -> Result:
-    result = Result(size_mb=args.size_mb, repeat=args.repeat, started_at=datetime.datetime.now().astimezone(),
-                    machine=machine_info())
-    cluster = LocalCluster(workdir)
-    operator: subprocess.Popen[bytes] | None = None
-    watcher: Watcher | None = None
-    collection = f"/apis/{GROUP}/{VERSION}/namespaces/{BENCH_NAMESPACE}/odoodatabases"
+    result = Result(size_mb=args.size_mb, repeat=args.repeat, started_at=now(), machine=machine_info())
+    with Stack(workdir) as stack:
+        try:
+            return measure(args, stack, result)
+        finally:
+            if stack.cluster.postgres is not None:  # its folder goes with the cluster: keep the log with the others
+                with contextlib.suppress(OSError):
+                    shutil.copyfile(stack.cluster.postgres.workdir / "postgres.log", workdir / "postgres.log.txt")
+
+
+def measure(args: argparse.Namespace, stack: Stack, result: Result) -> Result:
+    # -- control plane, CRDs, default server, operator (as bench_create) -----------------------------------
+    stack.start_cluster()
+    result.cluster_start_s = stack.cluster_start_s
+    pg = stack.cluster.postgres
+    assert pg is not None and pg.process is not None
+    operator = stack.start_operator()
+    result.operator_reachable_s = stack.operator_reachable_s
+    api = stack.api
+    databases = collection("odoodatabases", BENCH_NAMESPACE)
     copies: list[str] = []
-    try:
-        # -- control plane, CRDs, default server, operator (as bench_create) -----------------------------------
-        t0 = time.monotonic()
-        log(f"starting the local cluster in {workdir}")
-        cluster.start()
-        cluster.install_crds()
-        result.cluster_start_s = time.monotonic() - t0
-        log(f"cluster up in {result.cluster_start_s:.1f}s")
-        assert cluster.postgres is not None
-        cluster.kubectl("create", "namespace", SYSTEM_NAMESPACE)
-        cluster.kubectl("create", "namespace", BENCH_NAMESPACE)
-        create_default_server(cluster)
-        api = Api(cluster.server, cluster.token, cluster.pki / "ca.crt")
-        operator = start_operator(cluster, workdir / "operator.log", {})
-        op = operator
+    trace = CopyTrace()
+    stack.watch(databases, trace.on_database)
+    stack.synced()
 
-        def alive() -> None:
-            if op.poll() is not None:
-                raise SystemExit(f"the operator exited with {op.returncode}; see {workdir / 'operator.log'}")
+    # -- the source: Ready, then filled ------------------------------------------------------------------
+    source_ready = trace.expect(SOURCE)
+    status, body = api.request("POST", databases, odoo_database(SOURCE))
+    if status != 201:
+        raise RuntimeError(f"creating OdooDatabase {SOURCE}: {status} {body}")
+    t0 = time.monotonic()
+    if not source_ready.wait(180):
+        raise RuntimeError(f"OdooDatabase {SOURCE} not Ready after 180s: {trace.last_status.get(SOURCE)}")
+    result.source_ready_s = time.monotonic() - t0
+    source_status = api.get(f"{databases}/{SOURCE}")["status"]
+    log(f"{SOURCE} Ready after {result.source_ready_s:.1f}s (database {source_status['databaseName']!r}, "
+        f"role {source_status['roleName']!r})")
+    result.tables, result.fill_s = fill(pg, source_status["databaseName"], source_status["roleName"], args.size_mb)
+    result.source_bytes = database_size(pg, SOURCE)
+    log(f"{SOURCE} holds {result.source_bytes / MB:.0f} MB (filled in {result.fill_s:.0f}s)")
 
-        def reachable() -> bool:
-            alive()
-            server = api.get(f"/apis/{GROUP}/{VERSION}/postgresservers/{SERVER_NAME}")
-            return (server.get("status") or {}).get("reachable") is True
+    # The server times every CREATE DATABASE itself (and anything else slower than 5 ms).
+    with connect(pg) as conn:
+        conn.execute("ALTER SYSTEM SET log_min_duration_statement = '5ms'")
+        conn.execute("SELECT pg_reload_conf()")
+    pg_log = pg.workdir / "postgres.log"
+    pids = {"operator": operator.pid, "postgresql": pg.process.pid}
+    log_offset = stack.operator_log.stat().st_size
+    result.loadavg_before = loadavg()
 
-        result.operator_reachable_s = wait_for(reachable, 120, "PostgresServer local to be reachable")
-        log(f"operator up, PostgresServer {SERVER_NAME} reachable after {result.operator_reachable_s:.1f}s")
-        trace = CopyTrace()
-        watcher = Watcher(api, collection, trace.on_database)
-        watcher.start()
-        watcher.synced.wait(30)
+    def operator_duplicate(name: str) -> Run:
+        """One duplicate through the operator, timed from PostgreSQL's side, then until Ready."""
+        run = Run(name)
+        settle(pg)
+        ready = trace.expect(name)
+        poller = CopyPoller(pg, name)
+        poller.start()
+        cpu_before = cpu_snapshot(pids)
+        with busy_meter(run):
+            status, body = api.request("POST", databases, odoo_database(name, duplicateFrom={"name": SOURCE}))
+            posted = time.monotonic()
+            if status != 201:
+                raise RuntimeError(f"creating OdooDatabase {name}: {status} {body}")
+            copies.append(name)
+            deadline = posted + args.timeout
+            while poller.is_alive() and time.monotonic() < deadline:
+                poller.join(0.2)
+                stack.check_operator()
+            poller.stopping.set()
+            poller.join(5)
+        cpu_after = cpu_snapshot(pids)
+        run.cpu = {k: cpu_after[k] - cpu_before[k] for k in pids}
+        if poller.error is not None:
+            raise RuntimeError(f"polling PostgreSQL failed: {poller.error!r}")
+        if poller.visible is None:
+            raise RuntimeError(f"the database {name!r} did not appear within {args.timeout:.0f}s; "
+                               f"status: {trace.last_status.get(name)}")
+        run.seconds = poller.visible - posted
+        run.backend = cpu_delta(poller.cpu_first_seen, poller.cpu_visible)
+        if poller.copy_started is not None:
+            run.milestones["copy_started"] = poller.copy_started - posted
+        run.milestones["committed"] = run.seconds
+        if not ready.wait(max(0.0, deadline - time.monotonic())):
+            result.failure = f"OdooDatabase {name} not Ready after {args.timeout:.0f}s: " \
+                             f"{trace.last_status.get(name)}"
+            log(result.failure)
+        with trace.lock:
+            run.milestones.update({k: t - posted for k, t in trace.first.get(name, {}).items()})
+        run.size_bytes = database_size(pg, name)
+        log(f"operator duplicate -> {name}: database part {run.seconds:.2f}s, Ready after "
+            f"{run.milestones.get('ready', float('nan')):.2f}s")
+        if not result.failure:  # deleted like the bare copies (deletionPolicy Delete drops it), not timed
+            delete_copy(name)
+        return run
 
-        # -- the source: Ready, then filled ------------------------------------------------------------------
-        source_ready = trace.expect(SOURCE)
-        status, body = api.request("POST", collection, odoo_database(SOURCE))
-        if status != 201:
-            raise RuntimeError(f"creating OdooDatabase {SOURCE}: {status} {body}")
-        t0 = time.monotonic()
-        if not source_ready.wait(180):
-            raise RuntimeError(f"OdooDatabase {SOURCE} not Ready after 180s: {trace.last_status.get(SOURCE)}")
-        result.source_ready_s = time.monotonic() - t0
-        source_status = api.get(f"{collection}/{SOURCE}")["status"]
-        log(f"{SOURCE} Ready after {result.source_ready_s:.1f}s (database {source_status['databaseName']!r}, "
-            f"role {source_status['roleName']!r})")
-        result.tables, result.fill_s = fill(cluster, source_status["databaseName"], source_status["roleName"],
-                                            args.size_mb)
-        result.source_bytes = database_size(cluster, SOURCE)
-        log(f"{SOURCE} holds {result.source_bytes / MB:.0f} MB (filled in {result.fill_s:.0f}s)")
+    def delete_copy(name: str) -> None:
+        api.request("DELETE", f"{databases}/{name}")
 
-        # The server times every CREATE DATABASE itself (and anything else slower than 5 ms).
-        with admin_connect(cluster) as conn:
-            conn.execute("ALTER SYSTEM SET log_min_duration_statement = '5ms'")
-            conn.execute("SELECT pg_reload_conf()")
-        pg_log = cluster.postgres.workdir / "postgres.log"
-        pids = {"operator": operator.pid}
-        if cluster.postgres.process:
-            pids["postgresql"] = cluster.postgres.process.pid
-        log_offset = (workdir / "operator.log").stat().st_size
-        result.loadavg_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        def gone() -> bool:
+            return api.request("GET", f"{databases}/{name}")[0] == 404 and not database_exists(pg, name)
 
-        def operator_duplicate(name: str) -> Run:
-            """One duplicate through the operator, timed from PostgreSQL's side, then until Ready."""
-            run = Run(name)
-            settle(cluster)
-            ready = trace.expect(name)
-            poller = CopyPoller(cluster, name)
-            poller.start()
-            cpu_before = cpu_snapshot(pids)
-            with busy_meter(run):
-                status, body = api.request("POST", collection, odoo_database(name, duplicateFrom={"name": SOURCE}))
-                posted = time.monotonic()
-                if status != 201:
-                    raise RuntimeError(f"creating OdooDatabase {name}: {status} {body}")
-                copies.append(name)
-                deadline = posted + args.timeout
-                while poller.is_alive() and time.monotonic() < deadline:
-                    poller.join(0.2)
-                    alive()
-                poller.stopping.set()
-                poller.join(5)
-            cpu_after = cpu_snapshot(pids)
-            run.cpu = {k: cpu_after[k] - cpu_before[k] for k in pids}
-            if poller.error is not None:
-                raise RuntimeError(f"polling PostgreSQL failed: {poller.error!r}")
-            if poller.visible is None:
-                raise RuntimeError(f"the database {name!r} did not appear within {args.timeout:.0f}s; "
-                                   f"status: {trace.last_status.get(name)}")
-            run.seconds = poller.visible - posted
-            run.backend = cpu_delta(poller.cpu_first_seen, poller.cpu_visible)
-            if poller.copy_started is not None:
-                run.milestones["copy_started"] = poller.copy_started - posted
-            run.milestones["committed"] = run.seconds
-            if not ready.wait(max(0.0, deadline - time.monotonic())):
-                result.failure = f"OdooDatabase {name} not Ready after {args.timeout:.0f}s: " \
-                                 f"{trace.last_status.get(name)}"
-                log(result.failure)
-            with trace.lock:
-                run.milestones.update({k: t - posted for k, t in trace.first.get(name, {}).items()})
-            run.size_bytes = database_size(cluster, name)
-            log(f"operator duplicate -> {name}: database part {run.seconds:.2f}s, Ready after "
-                f"{run.milestones.get('ready', float('nan')):.2f}s")
-            if not result.failure:  # deleted like the bare copies (deletionPolicy Delete drops it), not timed
-                delete_copy(name)
-            return run
+        wait_for(gone, 120, f"OdooDatabase {name} and its database to be deleted", interval=0.2)
+        copies.remove(name)
 
-        def delete_copy(name: str) -> None:
-            api.request("DELETE", f"{collection}/{name}")
-
-            def gone() -> bool:
-                with admin_connect(cluster) as conn:
-                    row = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone()
-                return api.request("GET", f"{collection}/{name}")[0] == 404 and row is not None and row[0] == 0
-
-            wait_for(gone, 120, f"OdooDatabase {name} and its database to be deleted", interval=0.2)
-            copies.remove(name)
-
-        # -- rounds of (operator duplicate, bare FILE_COPY), the order alternating -------------------------------------
-        for r in range(args.repeat):
-            order = ["operator", "file_copy"] if r % 2 == 0 else ["file_copy", "operator"]
-            result.rounds.append(order)
-            log(f"round {r + 1}/{args.repeat}: " + ", ".join(order))
-            for key in order:
-                if key == "operator":
-                    run_ = operator_duplicate(f"{COPY}-{r + 1}")
-                    result.methods["operator"].runs.append(run_)
-                    ready_run = Run(run_.target, run_.milestones.get("ready"), size_bytes=run_.size_bytes)
-                    result.methods["operator_ready"].runs.append(ready_run)
-                else:
-                    result.methods[key].runs.append(bare_copy(cluster, f"{BARE_FILE_COPY}_{r + 1}", "FILE_COPY"))
-                if result.failure:
-                    break
+    # -- rounds of (operator duplicate, bare FILE_COPY), the order alternating -------------------------------------
+    for r in range(args.repeat):
+        order = ["operator", "file_copy"] if r % 2 == 0 else ["file_copy", "operator"]
+        result.rounds.append(order)
+        log(f"round {r + 1}/{args.repeat}: " + ", ".join(order))
+        for key in order:
+            if key == "operator":
+                run_ = operator_duplicate(f"{COPY}-{r + 1}")
+                result.methods["operator"].runs.append(run_)
+                ready_run = Run(run_.target, run_.milestones.get("ready"), size_bytes=run_.size_bytes)
+                result.methods["operator_ready"].runs.append(ready_run)
+            else:
+                result.methods[key].runs.append(bare_copy(pg, f"{BARE_FILE_COPY}_{r + 1}", "FILE_COPY"))
             if result.failure:
                 break
+        if result.failure:
+            break
 
-        # -- then bare WAL_LOG copies: the FILE_COPY right after one is up to 3x slower on this VM, so they come
-        # after the rounds above rather than between them --------------------------------------------------------
-        for r in range(args.repeat if not result.failure else 0):
-            result.methods["wal_log"].runs.append(bare_copy(cluster, f"{BARE_WAL_LOG}_{r + 1}", "WAL_LOG"))
+    # -- then bare WAL_LOG copies: the FILE_COPY right after one is up to 3x slower on this VM, so they come
+    # after the rounds above rather than between them --------------------------------------------------------
+    for r in range(args.repeat if not result.failure else 0):
+        result.methods["wal_log"].runs.append(bare_copy(pg, f"{BARE_WAL_LOG}_{r + 1}", "WAL_LOG"))
 
-        # -- dump | restore, once ------------------------------------------------------------------------------
-        if not result.failure:
-            log("pg_dump -Fc | pg_restore --no-owner")
-            result.methods["dump_restore"].runs.append(dump_restore(cluster))
+    # -- dump | restore, once ------------------------------------------------------------------------------
+    if not result.failure:
+        log("pg_dump -Fc | pg_restore --no-owner")
+        result.methods["dump_restore"].runs.append(dump_restore(pg))
 
-        # -- the server's own timing of each CREATE DATABASE -------------------------------------------------
-        time.sleep(0.3)  # the logger process writes asynchronously
-        durations = create_database_durations(pg_log)
-        for method in result.methods.values():
-            if method.key in ("operator", "file_copy", "wal_log"):
-                for run_ in method.runs:
-                    run_.server_seconds = durations.get(run_.target)
+    # -- the server's own timing of each CREATE DATABASE -------------------------------------------------
+    time.sleep(0.3)  # the logger process writes asynchronously
+    durations = create_database_durations(pg_log)
+    for method in result.methods.values():
+        if method.key in ("operator", "file_copy", "wal_log"):
+            for run_ in method.runs:
+                run_.server_seconds = durations.get(run_.target)
 
-        events = api.get(f"/api/v1/namespaces/{BENCH_NAMESPACE}/events").get("items") or []
-        order_ = ["Copied", "Created", "Neutralized", "Initialized", "Progressing", "Ready"]
-        first_copy = f"{COPY}-1"
-        result.copy_events = sorted(
-            ((e.get("type", ""), e.get("reason", ""), e.get("message", "")) for e in events
-             if (e.get("involvedObject") or {}).get("name") == first_copy
-             and (e.get("involvedObject") or {}).get("kind") == "OdooDatabase"),
-            key=lambda e: (order_.index(e[1]) if e[1] in order_ else len(order_), e[1]))
-        with (workdir / "operator.log").open("rb") as handle:
-            handle.seek(log_offset)
-            text = handle.read().decode(errors="replace")
-        result.operator_log_problems = [line for line in text.splitlines()
-                                        if re.search(r"\b(ERROR|CRITICAL|Traceback)\b", line)][:20]
+    events = api.get(f"/api/v1/namespaces/{BENCH_NAMESPACE}/events").get("items") or []
+    order_ = ["Copied", "Created", "Neutralized", "Initialized", "Progressing", "Ready"]
+    first_copy = f"{COPY}-1"
+    result.copy_events = sorted(
+        ((e.get("type", ""), e.get("reason", ""), e.get("message", "")) for e in events
+         if (e.get("involvedObject") or {}).get("name") == first_copy
+         and (e.get("involvedObject") or {}).get("kind") == "OdooDatabase"),
+        key=lambda e: (order_.index(e[1]) if e[1] in order_ else len(order_), e[1]))
+    result.operator_log_problems = log_problems(stack.operator_log, log_offset)
 
-        # -- clean up: what is left if a duplicate was not Ready (the others are deleted as they are measured) ------
-        for name in copies:
-            api.request("DELETE", f"{collection}/{name}")
-        with contextlib.suppress(TimeoutError):
-            wait_for(lambda: all(api.request("GET", f"{collection}/{n}")[0] == 404 for n in copies), 60,
-                     "the copies to be deleted", interval=0.5)
-        with admin_connect(cluster) as conn:
-            for name in copies:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        return result
-    finally:
-        if watcher is not None:
-            watcher.stop()
-        stop_process(operator)
-        if cluster.postgres is not None:  # its folder goes with the cluster: keep the log with the others
-            with contextlib.suppress(OSError):
-                shutil.copyfile(cluster.postgres.workdir / "postgres.log", workdir / "postgres.log.txt")
-        cluster.stop()
+    # -- clean up: what is left if a duplicate was not Ready (the others are deleted as they are measured) ------
+    for name in copies:
+        api.request("DELETE", f"{databases}/{name}")
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: all(api.request("GET", f"{databases}/{n}")[0] == 404 for n in copies), 60,
+                 "the copies to be deleted", interval=0.5)
+    for name in copies:
+        drop_database(pg, name)
+    return result
 
 
 # ---- the report ---------------------------------------------------------------------------------------------------
-
-def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """bench_create's table(), with `|` escaped in the cells (a pipe in a cell ends it, even in code)."""
-    return table([h.replace("|", "\\|") for h in header], [[c.replace("|", "\\|") for c in row] for row in rows])
-
 
 def fmt(seconds: float | None, digits: int = 2) -> str:
     return "—" if seconds is None else f"{seconds:.{digits}f} s"
@@ -807,14 +529,13 @@ def report(result: Result, args: argparse.Namespace) -> str:
     lines = [
         f"## {args.section}: duplicating a {source_mb:.0f} MB database",
         "",
-        f"Run {result.started_at:%Y-%m-%d %H:%M %Z} with `{command_line(args)}`.",
-        f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory']} RAM, Linux {m['kernel']}; "
-        f"Python {m['python']}, kopf {m['kopf']}, {m['postgres']}. Control plane (etcd, kube-apiserver, "
+        run_line(result.started_at, args.command),
+        f"{machine_line(m)}. Control plane (etcd, kube-apiserver, "
         "kube-controller-manager, kube-scheduler, kwok) from `.cache/k8s/current`, PostgreSQL and the operator "
         "(default settings) all on this machine; the harness's PostgreSQL runs with `fsync=off`, "
         "`synchronous_commit=off`, `full_page_writes=off`, `shared_buffers=128MB`, its data on the local disk.",
         "",
-        *md_table(["target (issue 3), on medians", "measured", "result"], [
+        *table(["target (issue 3), on medians", "measured", "result"], [
             [f"operator duplicate (database part) ≤ {TARGET_RATIO_FILE_COPY:.1f}× bare FILE_COPY",
              f"median {fmt(op)} vs {fmt(fc)}: **{ratio:.2f}×**{best_ratio}" if ratio else "—",
              "PASS" if ratio is not None and ratio <= TARGET_RATIO_FILE_COPY else "FAIL"],
@@ -823,7 +544,7 @@ def report(result: Result, args: argparse.Namespace) -> str:
              "PASS" if speedup is not None and speedup >= TARGET_SPEEDUP_DUMP else "FAIL"],
             [f"every duplicate Ready ({n})", f"{len(ready.times)}/{n}, median {fmt(ready.median, 1)}"
              if not result.failure else result.failure, "PASS" if not result.failure else "FAIL"],
-        ]),
+        ], escape=True),
         "",
         f"### Times ({source_mb:.0f} MB source)",
         "",
@@ -853,9 +574,9 @@ def report(result: Result, args: argparse.Namespace) -> str:
             f"{statistics.median(sizes) / MB:.0f} MB" if sizes else "—",
             f"{reference:.1f} s" if reference else "—",
         ])
-    lines += md_table(["method", "median", "best", "runs (s), in order", "MB/s", "ratio to FILE_COPY",
-                       "CREATE DATABASE (server log)", "backend CPU user / sys (s)", "machine CPU busy", "result size",
-                       "issue 3 (1 GB)"], rows)
+    lines += table(["method", "median", "best", "runs (s), in order", "MB/s", "ratio to FILE_COPY",
+                    "CREATE DATABASE (server log)", "backend CPU user / sys (s)", "machine CPU busy", "result size",
+                    "issue 3 (1 GB)"], rows, escape=True)
     lines += [
         "",
         "`database part` = from the moment the OdooDatabase's POST returned until the copy was committed "
@@ -875,7 +596,8 @@ def report(result: Result, args: argparse.Namespace) -> str:
         offsets = [r.milestones.get(key) for r in runs]
         seen = [o for o in offsets if o is not None]
         rows.append([label, *[fmt(o) for o in offsets], fmt(statistics.median(seen)) if seen else "—"])
-    lines += md_table(["milestone, from the POST returning", *[f"`{r.target}`" for r in runs], "median"], rows)
+    lines += table(["milestone, from the POST returning", *[f"`{r.target}`" for r in runs], "median"], rows,
+                   escape=True)
     if runs:
         operator_cpu = statistics.mean(r.cpu.get("operator", 0.0) for r in runs)
         postgres_cpu = statistics.mean(r.cpu.get("postgresql", 0.0) for r in runs)
@@ -890,12 +612,10 @@ def report(result: Result, args: argparse.Namespace) -> str:
               f"`{SOURCE}`: {source_mb:.0f} MB (`pg_database_size`), generated in SQL in {result.fill_s:.0f} s, "
               "owned by the database's role: the Odoo tables of `tests/fixtures/odoo_schema.sql` "
               "(config parameters, crons, mail servers…) and:", ""]
-    lines += md_table(["table", "rows", "table + TOAST", "indexes"], [
+    lines += table(["table", "rows", "table + TOAST", "indexes"], [
         [t.name, f"{t.rows:,}", f"{t.heap_bytes / MB:.0f} MB", f"{t.index_bytes / MB:.0f} MB"]
-        for t in result.tables])
-    if result.operator_log_problems:
-        lines += ["", f"Operator log: {len(result.operator_log_problems)}+ ERROR/Traceback lines, first:", "", "```"]
-        lines += [line[:200] for line in result.operator_log_problems[:5]] + ["```"]
+        for t in result.tables], escape=True)
+    lines += log_problems_lines(result.operator_log_problems)
     lines += ["", "### How it is measured", "",
               "- Before each measurement: `CHECKPOINT` and `sync`, so none pays for the previous one's dirty "
               "pages; the source stays in the page cache for all of them.",
@@ -918,56 +638,25 @@ def report(result: Result, args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-def command_line(args: argparse.Namespace) -> str:
-    parts = [".venv/bin/python bench/bench_duplicate.py"]
-    if args.size_mb != 1024:
-        parts.append(f"--size-mb {args.size_mb}")
-    if args.repeat != 9:
-        parts.append(f"--repeat {args.repeat}")
-    if args.section != "bench_duplicate":
-        parts.append(f"--section {args.section}")
-    if args.timeout != 300:
-        parts.append(f"--timeout {args.timeout:g}")
-    return " ".join(parts)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, "bench_duplicate")
     parser.add_argument("--size-mb", type=int, default=1024, help="size of the source database in MB (default 1024)")
     parser.add_argument("--repeat", type=int, default=9, help="rounds of (operator duplicate, FILE_COPY), the order "
                         "alternating, and as many WAL_LOG copies; medians are reported (default 9, at most 20)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds from a duplicate's create until it "
                         "must be Ready (default 300)")
-    parser.add_argument("--output", default="BENCHMARKS.md", help="Markdown file whose bench_duplicate section is "
-                        "replaced (relative to the repository root; '' to write nothing; default BENCHMARKS.md)")
-    parser.add_argument("--section", default="bench_duplicate", help="name of the section markers in --output "
-                        "(default bench_duplicate)")
-    parser.add_argument("--workdir", type=Path, help="cluster state and logs here (default: a temp dir, removed "
-                        "after a successful run, kept after a failure)")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs) after success")
     args = parser.parse_args(argv)
     if args.size_mb < 10:
         parser.error("--size-mb must be at least 10")
     if not 1 <= args.repeat <= 20:
         parser.error("--repeat must be between 1 and 20")
+    args.command = command_line("bench_duplicate.py", parser, args, shown=["size_mb", "repeat", "section", "timeout"])
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="odoo-bench-dup-"))
-    keep = args.keep or args.workdir is not None
-    try:
+    def body(workdir: Path) -> tuple[str, list[str]]:
         result = run(args, workdir)
-    except BaseException:
-        log(f"failed; logs kept in {workdir}")
-        raise
-    publish_summary(report(result, args), args.output, args.section)
-    if result.failure:
-        print(result.failure, file=sys.stderr)
-        log(f"logs kept in {workdir}")
-        return 1
-    if keep:
-        log(f"logs kept in {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+        return report(result, args), [result.failure] if result.failure else []
+
+    return run_and_publish(args, "odoo-bench-dup-", body)
 
 
 if __name__ == "__main__":

@@ -32,54 +32,52 @@ import json
 import os
 import resource
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-with contextlib.suppress(ValueError):
-    sys.path.remove(str(REPO_ROOT / "operator"))
-sys.path.insert(0, str(REPO_ROOT / "operator"))
-sys.path.insert(0, str(REPO_ROOT / "bench"))
-
-import psycopg  # noqa: E402
-from bench_create import (  # noqa: E402
+from harness import (
     BENCH_NAMESPACE,
-    CLK_TCK,
-    GROUP,
-    SERVER_NAME,
-    VERSION,
+    REPO_ROOT,
     Api,
-    Watcher,
+    LocalCluster,
+    Sampler,
+    Stack,
+    collection,
     condition,
     cpu_snapshot,
-    fmt_s,
+    descendants,
+    loadavg,
     log,
     machine_cpu,
-    machine_info,
+    odoo_database,
     parse_rfc3339,
-    percentile,
+    proc_cpu,
     proc_status_kb,
-    publish_summary,
-    start_operator,
-    stop_process,
-    table,
-    wait_for,
 )
-from psycopg import sql  # noqa: E402
+from pgtools import connect
+from psycopg import sql
+from report import (
+    bench_parser,
+    command_line,
+    fmt_s,
+    machine_info,
+    machine_line,
+    now,
+    percentile,
+    run_and_publish,
+    run_line,
+    table,
+)
 
-from odoo_operator.devtools.dev import apply_default_server  # noqa: E402
-from odoo_operator.devtools.localcluster import LocalCluster  # noqa: E402
-from odoo_operator.devtools.noderunner_exec import runner_cgroup  # noqa: E402
+from odoo_operator.devtools.noderunner_exec import runner_cgroup
 
 ODOO_HOME = REPO_ROOT / ".cache" / "odoo" / "current"
-SPEC = {"version": "16.0", "app": {"replicas": 1, "workers": 0}}
+SPEC: dict[str, Any] = {"version": "16.0", "app": {"replicas": 1, "workers": 0}}
 FLOOR_ROLE = "bench_floor"
 CONTAINERS = "Odoo containers (the runner's cgroup)"
 SET_ADMIN_PASSWORD = ("import os\nenv.ref('base.user_admin').write({'password': os.environ['ODOO_ADMIN_PASSWORD']})\n"
@@ -171,37 +169,21 @@ class Tracker:
         return {key: m[b] - m[a] for key, (a, b) in pairs.items() if a in m and b in m}
 
 
-class MemorySampler(threading.Thread):
+class MemorySampler(Sampler):
     """Every 250 ms: VmRSS of the runner and the operator, and the summed VmRSS of the runner's descendants."""
 
     def __init__(self, runner: int, operator: int) -> None:
-        super().__init__(name="memory", daemon=True)
+        super().__init__("memory", 0.25)
         self.runner, self.operator = runner, operator
-        self.stopping = threading.Event()
         self.runner_peak = self.operator_peak = self.children_peak = self.children_at_peak = 0
 
-    def descendants(self) -> list[int]:
-        children: dict[int, list[int]] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError, ValueError, IndexError):
-                    stat = (entry / "stat").read_text()
-                    children.setdefault(int(stat[stat.rindex(")") + 2:].split()[1]), []).append(int(entry.name))
-        found, todo = [], list(children.get(self.runner, []))
-        while todo:
-            pid = todo.pop()
-            found.append(pid)
-            todo += children.get(pid, [])
-        return found
-
-    def run(self) -> None:
-        while not self.stopping.wait(0.25):
-            self.runner_peak = max(self.runner_peak, proc_status_kb(self.runner, "VmRSS") or 0)
-            self.operator_peak = max(self.operator_peak, proc_status_kb(self.operator, "VmRSS") or 0)
-            pids = self.descendants()
-            total = sum(proc_status_kb(pid, "VmRSS") or 0 for pid in pids)
-            if total > self.children_peak:
-                self.children_peak, self.children_at_peak = total, len(pids)
+    def sample(self) -> None:
+        self.runner_peak = max(self.runner_peak, proc_status_kb(self.runner, "VmRSS") or 0)
+        self.operator_peak = max(self.operator_peak, proc_status_kb(self.operator, "VmRSS") or 0)
+        pids = descendants(self.runner)
+        total = sum(proc_status_kb(pid, "VmRSS") or 0 for pid in pids)
+        if total > self.children_peak:
+            self.children_peak, self.children_at_peak = total, len(pids)
 
 
 def cpu_now(cluster: LocalCluster, operator: int) -> dict[str, float]:
@@ -214,10 +196,9 @@ def cpu_now(cluster: LocalCluster, operator: int) -> dict[str, float]:
     runner = cluster.processes["noderunner"].pid
     control = {k: p.pid for k, p in cluster.processes.items() if k != "noderunner"}
     snap = cpu_snapshot({"postgres": cluster.postgres.process.pid, "operator": operator, **control})
-    fields = Path(f"/proc/{runner}/stat").read_text().rsplit(")", 1)[1].split()
     return {CONTAINERS: usage,
             "PostgreSQL (with its backends)": snap["postgres"],
-            "node runner (the process itself)": (int(fields[11]) + int(fields[12])) / CLK_TCK,
+            "node runner (the process itself)": sum(proc_cpu(runner) or (float("nan"),)),
             "operator": snap["operator"],
             "control plane (" + ", ".join(control) + ")": sum(snap[k] for k in control),
             "machine": machine_cpu()[0]}
@@ -231,16 +212,11 @@ def cpu_rows(before: dict[str, float], after: dict[str, float], window: float, c
             for k, v in used.items()]
 
 
-def odoo_database(name: str) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "OdooDatabase",
-            "metadata": {"name": name, "namespace": BENCH_NAMESPACE}, "spec": SPEC}
-
-
 def create_all(api: Api, tracker: Tracker, names: list[str]) -> None:
-    collection = f"/apis/{GROUP}/{VERSION}/namespaces/{BENCH_NAMESPACE}/odoodatabases"
+    databases = collection("odoodatabases", BENCH_NAMESPACE)
 
     def create(name: str) -> None:
-        status, body = api.request("POST", collection, odoo_database(name))
+        status, body = api.request("POST", databases, odoo_database(name, **SPEC))
         if status != 201:
             raise RuntimeError(f"POST {name}: {status} {body}")
         with tracker.lock:
@@ -254,7 +230,7 @@ def floor_role(cluster: LocalCluster) -> str:
     """A role with CREATEDB for the bare Odoo runs; returns its password."""
     assert cluster.postgres is not None
     password = secrets.token_urlsafe(18)
-    with psycopg.connect(cluster.postgres.dsn, autocommit=True) as conn:
+    with connect(cluster.postgres) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
             sql.Identifier(FLOOR_ROLE), sql.Literal(password)))
     return password
@@ -312,10 +288,6 @@ def app_log_marks(cluster: LocalCluster, name: str) -> str:
     return text
 
 
-def loadavg() -> str:
-    return Path("/proc/loadavg").read_text().split()[0]
-
-
 def describe_stuck(cluster: LocalCluster, tracker: Tracker, names: list[str]) -> list[list[str]]:
     rows = []
     for name in names:
@@ -329,41 +301,28 @@ def describe_stuck(cluster: LocalCluster, tracker: Tracker, names: list[str]) ->
     return rows
 
 
-def run(args: argparse.Namespace, workdir: Path) -> tuple[str, bool]:
-    started_at = datetime.datetime.now().astimezone()
+def run(args: argparse.Namespace, workdir: Path) -> tuple[str, list[str]]:
+    """The section's Markdown and its problems (OdooDatabases not Ready in time)."""
+    started_at = now()
     cluster = LocalCluster(workdir, with_runner=True)
-    operator: subprocess.Popen[bytes] | None = None
-    sampler: MemorySampler | None = None
-    watchers: list[Watcher] = []
-    try:
+    with Stack(workdir, cluster) as stack:
         t0 = time.monotonic()
-        log(f"starting the local cluster with the node runner in {workdir}")
-        cluster.start()
-        cluster.install_crds()
-        apply_default_server(cluster, host=cluster.pod_gateway_ip)
-        cluster.real_namespace(BENCH_NAMESPACE)
-        api = Api(cluster.server, cluster.token, cluster.pki / "ca.crt")
-        operator = start_operator(cluster, workdir / "operator.log", {})
-        wait_for(lambda: (api.get(f"/apis/{GROUP}/{VERSION}/postgresservers/{SERVER_NAME}").get("status")
-                          or {}).get("reachable") is True, 120, "PostgresServer local reachable")
+        stack.start_cluster(namespaces=(), real_namespaces=(BENCH_NAMESPACE,))
+        operator = stack.start_operator()
+        api = stack.api
         startup = time.monotonic() - t0
         log(f"cluster, runner and operator up in {startup:.1f}s")
         runner_pid = cluster.processes["noderunner"].pid
-        sampler = MemorySampler(runner_pid, operator.pid)
-        sampler.start()
+        sampler = stack.sampler(MemorySampler(runner_pid, operator.pid))
         tracker = Tracker()
-        base = f"namespaces/{BENCH_NAMESPACE}"
-        for path, handler in [(f"/apis/{GROUP}/{VERSION}/{base}/odoodatabases", tracker.on_database),
-                              (f"/apis/batch/v1/{base}/jobs", tracker.on_job),
-                              (f"/api/v1/{base}/pods", tracker.on_pod)]:
-            watchers.append(Watcher(api, path, handler))
-            watchers[-1].start()
-        for watcher in watchers:
-            watcher.synced.wait(30)
+        stack.watch(collection("odoodatabases", BENCH_NAMESPACE), tracker.on_database)
+        stack.watch(f"/apis/batch/v1/namespaces/{BENCH_NAMESPACE}/jobs", tracker.on_job)
+        stack.watch(f"/api/v1/namespaces/{BENCH_NAMESPACE}/pods", tracker.on_pod)
+        stack.synced()
 
         # 1. The floor: bare Odoo on the same PostgreSQL, twice (the first run also compiles the .pyc files
         # that the containers, running as uid 101, cannot write into the Odoo tree).
-        load = {"floor": loadavg()}
+        load = {"floor": loadavg(1)}
         password = floor_role(cluster)
         log("the floor: odoo-bin -i base run directly, twice")
         cold = odoo_floor(cluster, workdir / "floor-1", password, "bench_floor_1")
@@ -381,7 +340,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[str, bool]:
 
         # 3. N at once.
         names = [f"bench-{i:02d}" for i in range(args.count)] if single_ok else []
-        load["batch"] = loadavg()
+        load["batch"] = loadavg(1)
         cpu0 = cpu_now(cluster, operator.pid)
         t_batch = time.monotonic()
         if names:
@@ -390,7 +349,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[str, bool]:
             tracker.wait_ready(names, t_batch + args.timeout)
         batch_s = time.monotonic() - t_batch
         cpu1 = cpu_now(cluster, operator.pid)
-        sampler.stopping.set()
+        sampler.stop()
         sampler.join()
         runner_hwm = proc_status_kb(runner_pid, "VmHWM") or 0
         operator_hwm = proc_status_kb(operator.pid, "VmHWM") or 0
@@ -405,15 +364,12 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[str, bool]:
 
         # -- the report ------------------------------------------------------------------------------------
         m, n = machine_info(), args.count
-        cmd = "bench/bench_odoo.py" + (f" --count {n}" if n != 20 else "") + \
-            (f" --timeout {args.timeout:g}" if args.timeout != 1800 else "")
         lines = [
-            "## bench_odoo: OdooDatabases Ready with the real Odoo init (node runner)",
+            f"## {args.section}: OdooDatabases Ready with the real Odoo init (node runner)",
             "",
-            f"Run {started_at:%Y-%m-%d %H:%M %Z} with `.venv/bin/python {cmd}`.",
-            f"Machine: {m['cpus']} CPUs ({m['cpu_model']}), {m['memory']} RAM, Linux {m['kernel']}; Python "
-            f"{m['python']}, kopf {m['kopf']}, {m['postgres']}. Control plane, PostgreSQL, the operator and the node "
-            "runner (Odoo 16.0 from `.cache/odoo/current`, each Pod in its own network namespace) on this machine; "
+            run_line(started_at, args.command),
+            f"{machine_line(m)}. Control plane, PostgreSQL, the operator and the node runner (Odoo 16.0 from "
+            "`.cache/odoo/current`, each Pod in its own network namespace) on this machine; "
             f"cluster, runner and operator up in {fmt_s(startup)}.",
             "",
             f"1-minute load average before the floor {load['floor']}, before the batch {load.get('batch', '—')} "
@@ -508,44 +464,23 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[str, bool]:
         if stuck:
             lines += ["", f"### Not Ready ({len(stuck)})", ""]
             lines += table(["object", "Ready", "reason", "message", "logs (under the work directory)"], stuck)
-        return "\n".join(lines) + "\n", all_ready
-    finally:
-        for watcher in watchers:
-            watcher.stop()
-        if sampler is not None:
-            sampler.stopping.set()
-        stop_process(operator)
-        cluster.stop()
+        problems = [] if all_ready else ["not Ready: see the table above (Ready conditions and log files)"]
+        return "\n".join(lines) + "\n", problems
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, "bench_odoo")
     parser.add_argument("--count", type=int, default=20, help="OdooDatabases created at once (default 20)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds until all of them must be Ready "
                         "(default 1800)")
     parser.add_argument("--single-timeout", type=float, default=600, help="seconds for the single database")
-    parser.add_argument("--output", default="BENCHMARKS.md", help="Markdown file whose bench_odoo section is "
-                        "replaced ('' to write nothing)")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs) after success")
     args = parser.parse_args(argv)
     if args.count < 0:
         parser.error("--count must be at least 0")
     if not (ODOO_HOME / "src" / "odoo-bin").exists():
         sys.exit(f"no Odoo in {ODOO_HOME}: run `make setup` first")
-    workdir = Path(tempfile.mkdtemp(prefix="odoo-bench-odoo-"))
-    try:
-        summary, ok = run(args, workdir)
-    except BaseException:
-        log(f"failed; logs kept in {workdir}")
-        raise
-    publish_summary(summary, args.output, "bench_odoo")
-    if ok and not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-    else:
-        log(f"logs kept in {workdir}")
-    if not ok:
-        print("not Ready: see the table above (Ready conditions and log files)", file=sys.stderr)
-    return 0 if ok else 1
+    args.command = command_line("bench_odoo.py", parser, args, shown=["count", "timeout", "single_timeout", "section"])
+    return run_and_publish(args, "odoo-bench-odoo-", lambda workdir: run(args, workdir))
 
 
 if __name__ == "__main__":
