@@ -246,9 +246,11 @@ def test_network_policy_of_the_operator() -> None:
     assert spec["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}],
                                 "from": [{"namespaceSelector": {}, "podSelector": {}}]}]
     assert "metrics" in {p["name"] for p in container(objs)["ports"]}
-    # Out: the API server, PostgreSQL, DNS; nothing else.
+    # Out: the API server, PostgreSQL, DNS, the Odoo app Pods (the users' sync); nothing else.
     assert egress_ports(policy) == [{(443, "TCP"), (6443, "TCP"), (8443, "TCP")}, {(5432, "TCP")},
-                                    {(53, "UDP"), (53, "TCP")}]
+                                    {(53, "UDP"), (53, "TCP")}, {(8069, "TCP")}]
+    assert spec["egress"][3]["to"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {
+        "app.kubernetes.io/managed-by": "odoo-db-operator", "app.kubernetes.io/component": "app"}}}]
     assert [peer["ipBlock"]["cidr"] for peer in spec["egress"][0]["to"]] == ["0.0.0.0/0", "::/0"]
     assert "to" not in spec["egress"][2]  # any resolver (node-local caches too)
 
@@ -258,7 +260,8 @@ def test_network_policy_of_the_operator() -> None:
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]
     assert egress_ports(one(objs, "NetworkPolicy")) == [{(6443, "TCP")}, {(5432, "TCP"), (5433, "TCP")},
-                                                        {(53, "UDP"), (53, "TCP")}, {(6432, "TCP")}]
+                                                        {(53, "UDP"), (53, "TCP")}, {(8069, "TCP")},
+                                                        {(6432, "TCP")}]
     assert spec["egress"][1]["to"] == [{"ipBlock": {"cidr": "10.20.0.0/16"}}]
     assert spec["egress"][2]["to"] == [{"namespaceSelector": {"matchLabels": {
         "kubernetes.io/metadata.name": "kube-system"}}}]

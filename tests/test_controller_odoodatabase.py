@@ -4,15 +4,18 @@ Only the public entry points are used: odoodatabase.reconcile(body, ctx, live) a
 
 from __future__ import annotations
 
+import base64
 import datetime
 from typing import Any
 
 import pytest
 
 from fakes import NAMESPACE, FakeDatabase, World, b64, condition, database_body, new_uid, timestamp
-from odoo_operator import API_VERSION, pg
+from odoo_operator import API_VERSION, odoorpc, pg
+from odoo_operator.api.conditions import Condition
 from odoo_operator.api.model import role_name
 from odoo_operator.controller import odoodatabase
+from odoo_operator.controller import users as users_sync
 from odoo_operator.controller.base import NotReady, Outcome
 
 ROLE = role_name(NAMESPACE, "shop")
@@ -527,3 +530,165 @@ def test_snapshot_policy_stops_the_app_backs_up_then_drops(world: World) -> None
     result = odoodatabase.delete(body, world.ctx)
     assert result.dropped and "shop" not in world.pg.databases
     assert world.kube.find("Job", "shop-final-backup") is None
+
+
+# ---- spec.users and spec.owner (the users step) ---------------------------------------------------------
+
+OWNER = {"email": "olga@example.com", "name": "Olga Owner"}
+USERS = [{"email": "ada@example.com", "role": "admin"}, {"email": "Bob@Example.com"}]
+
+
+class FakeOdoo:
+    """connect_admin and sync_users replaced: what the step asked of Odoo, and what Odoo answers."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.connects: list[tuple[str, str, str]] = []
+        self.syncs: list[tuple[Any, ...]] = []
+        self.refuse: odoorpc.OdooError | odoorpc.OdooUnavailable | None = None
+        monkeypatch.setattr(odoorpc, "connect_admin", self.connect_admin)
+        monkeypatch.setattr(users_sync, "sync_users", self.sync_users)
+
+    def connect_admin(self, url: str, database: str, password: str, timeout: float = 60) -> Any:
+        assert timeout <= 60
+        self.connects.append((url, database, password))
+        if self.refuse is not None:
+            raise self.refuse
+        return "client"
+
+    def sync_users(self, client: Any, desired: Any, owner: Any, previous: Any, *, base_url: str | None = None
+                   ) -> users_sync.UsersResult:
+        self.syncs.append((tuple(desired), owner, previous, base_url))
+        statuses = [{"email": u.email, "role": u.role, "state": "Invited", "lastTransitionTime": timestamp()}
+                    for u in desired]
+        return users_sync.UsersResult(statuses, [("Normal", "UserInvited", f"invited {u.email} as {u.role}")
+                                                 for u in desired if u.email not in str(previous)],
+                                      Condition.true("UsersSynced", "Synced", f"{len(statuses)} invited"))
+
+
+def endpoint_slice(world: World, address: str = "10.89.1.7", ready: bool = True, name: str = "shop-abcde",
+                   manager: str = "endpointslice-controller.k8s.io") -> None:
+    world.add({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+               "metadata": {"name": name, "namespace": NAMESPACE, "labels": {
+                   "kubernetes.io/service-name": "shop", "endpointslice.kubernetes.io/managed-by": manager}},
+               "ports": [{"name": "longpolling", "port": 8072}, {"name": "http", "port": 8069}],
+               "endpoints": [{"addresses": [address], "conditions": {"ready": ready}}]})
+
+
+def admin_secret_password(world: World, name: str = "shop-admin") -> str:
+    secret = world.kube.find("Secret", name)
+    assert secret is not None
+    return base64.b64decode(secret["data"]["password"]).decode()
+
+
+def test_users_are_synced_at_the_apps_endpoint_once_it_serves(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    odoo = FakeOdoo(monkeypatch)
+    endpoint_slice(world)
+    body = provisioned(world, owner=OWNER, users=USERS)
+
+    assert odoo.connects == [("http://10.89.1.7:8069", "shop", admin_secret_password(world))]
+    ((desired, owner, previous, base_url),) = odoo.syncs
+    assert [(u.email, u.role) for u in desired] == [("ada@example.com", "admin"), ("bob@example.com", "user")]
+    assert (owner.email, owner.name, previous, base_url) == ("olga@example.com", "Olga Owner", None,
+                                                             "http://shop.odoo.test")
+    status = body["status"]
+    assert [(u["email"], u["state"]) for u in status["users"]] == [("ada@example.com", "Invited"),
+                                                                   ("bob@example.com", "Invited")]
+    assert {(c["type"], c["status"]) for c in status["conditions"]} >= {("UsersSynced", "True"), ("Ready", "True")}
+    # <name>-admin names the admin's login now: the owner's e-mail (its password untouched).
+    secret = world.kube.find("Secret", "shop-admin")
+    assert secret is not None and base64.b64decode(secret["data"]["username"]).decode() == "olga@example.com"
+    assert admin_secret_password(world) == odoo.connects[0][2]
+
+    # Nothing changed: no call, the condition and status.users stay; the next pass is due within the resync.
+    world.kube.calls.clear()
+    outcome, body = run(world, body)
+    assert len(odoo.syncs) == 1 and world.kube.calls_of("list", "EndpointSlice") == []
+    assert condition(outcome, "UsersSynced").status == "True" and outcome.events == []
+    assert len(body["status"]["users"]) == 2
+    assert outcome.retry_after is not None and outcome.retry_after <= world.settings.size_refresh_seconds
+
+    # A spec change syncs again, from what status.users says.
+    body["spec"]["users"] = USERS[:1]
+    body["metadata"]["generation"] = 2
+    outcome, body = run(world, body)
+    assert len(odoo.syncs) == 2 and odoo.syncs[1][2] == status["users"]
+    assert summary(outcome) == ("Ready", "Ready", "True", "False", "False")
+
+
+def test_users_wait_for_an_app_without_a_ready_endpoint_and_never_make_it_unready(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    odoo = FakeOdoo(monkeypatch)
+    endpoint_slice(world, ready=False)
+    body = provisioned(world, users=USERS)
+    assert odoo.connects == [] and "users" not in body["status"]
+    stored = condition_of(body, "UsersSynced")
+    assert (stored["status"], stored["reason"]) == ("False", "OdooUnavailable")
+    assert condition_of(body, "Ready")["status"] == "True"
+
+    # The app answers now: the next pass syncs (an unanswered try is not counted as a sync).
+    endpoint_slice(world, ready=True)
+    outcome, body = run(world, body)
+    assert len(odoo.syncs) == 1 and condition(outcome, "UsersSynced").status == "True"
+    assert [r for _, r, _ in outcome.events] == ["UserInvited", "UserInvited"]
+
+
+def test_a_hand_written_endpoint_slice_never_receives_the_admin_password(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the slices Kubernetes derives from the Service count: one written by someone else (pointing at
+    any address) is ignored, so the admin password never goes there."""
+    odoo = FakeOdoo(monkeypatch)
+    endpoint_slice(world, address="169.254.169.254", name="shop-forged", manager="someone-else")
+    body = provisioned(world, users=USERS)
+    assert odoo.connects == [] and condition_of(body, "UsersSynced")["reason"] == "OdooUnavailable"
+    endpoint_slice(world)
+    outcome, body = run(world, body)
+    assert [url for url, _, _ in odoo.connects] == ["http://10.89.1.7:8069"]
+
+
+def test_a_refused_admin_password_is_reported_not_echoed(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    odoo = FakeOdoo(monkeypatch)
+    odoo.refuse = odoorpc.OdooError("odoo.exceptions.AccessDenied", "the admin password does not open the "
+                                    "database's admin user")
+    endpoint_slice(world)
+    body = provisioned(world, users=USERS)
+    cond = condition_of(body, "UsersSynced")
+    assert (cond["status"], cond["reason"]) == ("False", "AdminPasswordRefused") and "shop-admin" in cond["message"]
+    assert admin_secret_password(world) not in str(body["status"])
+    assert odoo.syncs == [] and condition_of(body, "Ready")["status"] == "True"
+
+
+def test_suspended_users_wait_and_no_users_means_no_condition(world: World, monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    odoo = FakeOdoo(monkeypatch)
+    endpoint_slice(world)
+    body = provisioned(world)
+    assert odoo.connects == [] and condition_of(body, "UsersSynced") == {}
+    assert world.kube.calls_of("list", "EndpointSlice") == []  # a database without users costs nothing
+
+    body["spec"]["app"] = {"suspended": True}
+    body["spec"]["users"] = USERS
+    body["metadata"]["generation"] = 2
+    outcome, body = run(world, body)
+    cond = condition(outcome, "UsersSynced")
+    assert (cond.status, cond.reason) == ("False", "AppSuspended") and odoo.connects == []
+    assert summary(outcome) == ("Suspended", "Suspended", "True", "False", "False")
+
+
+def test_a_duplicate_authenticates_with_its_sources_admin_password(world: World,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from odoo_operator.controller import odoodatabase_users
+
+    world.add(database_body())
+    world.add({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shop-admin", "namespace": NAMESPACE},
+               "data": {"password": b64("source-pw")}})
+    copy_body = database_body("copy", duplicateFrom={"name": "shop"})
+    reconciler = odoodatabase.Reconciler(copy_body, world.ctx)
+    reconciler.obj = reconciler.parse()
+    assert odoodatabase_users.admin_password(reconciler, reconciler.obj) == "source-pw"
+    world.add({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "copy-admin", "namespace": NAMESPACE},
+               "data": {"password": b64("own-pw")}})
+    assert odoodatabase_users.admin_password(reconciler, reconciler.obj) == "own-pw"
+
+
+def condition_of(body: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in (body.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})

@@ -50,6 +50,10 @@ NOT_SUBDOMAINS = [*TRAVERSALS, "UPPER", "a..b", ".hidden", "x\ty", "b" * 254]
 SQL_LIKE = ["shop; DROP DATABASE postgres", "shop'--", 'shop"', "x) OR 1=1", "$(reboot)", "shop`id`", "a\x00b",
             "shop\n", "-- comment", "pg_catalog'"]
 
+HOSTILE_EMAILS = ["Jane <jane@example.com>", "a@example.com, b@example.com", "a@example.com\nBcc: x@evil.example",
+                  "a\x00@example.com", "a@localhost", "a@b@example.com", '"a b"@example.com', "jane@example..com",
+                  "@example.com", "jane@", "x" * 250 + "@example.com", "jane@[127.0.0.1]"]
+
 HOSTILE: list[Any] = [
     *(pytest.param(odb(duplicateFrom={"name": v}), "spec.duplicateFrom.name", id=f"duplicateFrom-{i}")
       for i, v in enumerate(NOT_ODOO_NAMES)),
@@ -126,6 +130,17 @@ HOSTILE: list[Any] = [
                  id="config-injection"),
     pytest.param(odm(domain="shop.example.com\n"), "spec.domain", id="domain-newline"),
     pytest.param(odb(restoreFrom={"file": "a\x00.zip"}), "spec.restoreFrom.file", id="file-nul"),
+    # E-mails (spec.users, spec.owner): one plain address each, as Odoo's login and as a mail recipient.
+    *(pytest.param(odb(users=[{"email": v}]), "spec.users[0].email", id=f"user-email-{i}")
+      for i, v in enumerate(HOSTILE_EMAILS)),
+    *(pytest.param(odb(owner={"email": v}), "spec.owner.email", id=f"owner-email-{i}")
+      for i, v in enumerate(HOSTILE_EMAILS[:6])),
+    pytest.param(odb(owner={"email": "o@example.com", "name": "Olga\r\nBcc: x@evil.example"}), "spec.owner.name",
+                 id="owner-name-header-injection"),
+    pytest.param(odb(owner={"email": "o@example.com", "name": "n" * 129}), "spec.owner.name", id="owner-name-long"),
+    pytest.param(odb(users=[{"email": f"u{i}@example.com"} for i in range(501)]), "spec.users", id="users-501"),
+    pytest.param(odb(users=[{"email": "a@example.com", "groups": ["base.group_system"]}]), "spec.users[0].groups",
+                 id="user-unknown-field"),
 ]
 
 

@@ -166,7 +166,8 @@ def odoo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Odoo]:
             conn.execute("CREATE ROLE odoo LOGIN CREATEDB PASSWORD 'odoo-pw'")
         direct = DirectOdoo(host="127.0.0.1", port=postgres.port, user="odoo", password="odoo-pw",
                             data_dir=workdir / "data")
-        # As the operator's init Job makes a database: base only, then the admin password of <name>-admin.
+        # Base only (the operator's init Job installs auth_signup too; a restored database may lack it: the sync
+        # installs it then, tested here), then the admin password of <name>-admin.
         direct.odoo_bin("-d", DB, "-i", "base", "--without-demo=all", "--stop-after-init", "--no-http")
         direct.shell(DB, f"""
 env.ref('base.user_admin').write({{'password': {ADMIN_PASSWORD!r}}})

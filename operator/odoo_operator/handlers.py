@@ -21,7 +21,14 @@ from odoo_operator.api import model
 from odoo_operator.api.conditions import get_condition, merge_conditions, summary
 from odoo_operator.api.domains import claim_name, mapping_request, parse_domain_claim
 from odoo_operator.api.labels import BACKUP_LABEL, MAPPING_LABEL, TAG_LABEL_PREFIX
-from odoo_operator.controller import claims, databasebackup, domainmapping, odoodatabase, postgresserver
+from odoo_operator.controller import (
+    claims,
+    databasebackup,
+    domainmapping,
+    odoodatabase,
+    odoodatabase_sessions,
+    postgresserver,
+)
 from odoo_operator.controller.base import Context, NotReady
 from odoo_operator.controller.domainmapping import mapping_key
 from odoo_operator.runtime import metrics
@@ -69,7 +76,7 @@ def _initialized(body: Mapping[str, Any], new: Mapping[str, Any]) -> str:
 
 
 def on_database_event(body: kopf.Body, type: str | None) -> None:
-    """Wake the object's loop when its spec or tags changed (our own status writes don't)."""
+    """Wake the object's loop when its spec or tags changed, or a logout is asked (our own status writes don't)."""
     if type == "DELETED":
         metrics.forget("OdooDatabase", body.metadata.namespace or "", body.metadata.name or "", body.metadata.uid)
     rt = loop.runtime()
@@ -80,7 +87,7 @@ def on_database_event(body: kopf.Body, type: str | None) -> None:
     except model.SpecError:  # an invalid spec gets no tag labels; a spec change still wakes by generation
         tags_changed = False
     if (body.metadata.get("generation") != status.get("observedGeneration") or tags_changed
-            or body.metadata.get("deletionTimestamp")):
+            or body.metadata.get("deletionTimestamp") or odoodatabase_sessions.logout_requested(body)):
         rt.ctx.registry.wake((body.metadata.namespace or "", body.metadata.name or ""))
 
 

@@ -34,6 +34,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     (API_VERSION, "DomainMapping"): ("domainmappings", True),
     (API_VERSION, "DomainClaim"): ("domainclaims", False),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): ("httproutes", True),
+    ("discovery.k8s.io/v1", "EndpointSlice"): ("endpointslices", True),
 }
 # Kinds only `kubectl odoo` reads, with its user's own rights (support bundle, `list -A` on OpenShift); the
 # operator never touches them and its RBAC grants none of them.

@@ -16,8 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from odoo_operator.api.errors import SpecError as SpecError  # re-exported: every parser raises it
 from odoo_operator.api.labels import TAG_LABEL_PREFIX
 from odoo_operator.api.retention import Retention
+from odoo_operator.api.users import Owner, UserSpec, parse_users_spec
 from odoo_operator.config import Settings
 
 # Every pattern here is used with fullmatch: `$` alone would also match before a trailing newline.
@@ -51,10 +53,6 @@ def role_name(namespace: str, name: str) -> str:
     """A PostgreSQL role per OdooDatabase object, stable across renames and re-creation."""
     digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:20]
     return f"odoo_{digest}"
-
-
-class SpecError(ValueError):
-    """The spec cannot be acted on; a human has to change it (Stalled, reason InvalidSpec)."""
 
 
 def check_object_name(name: Any, field_path: str, rule: str = "subdomain") -> str:
@@ -326,6 +324,8 @@ class OdooDatabase:
     creation_timestamp: str | None = None
     restore_from: RestoreFrom | None = None
     backup: BackupSettings | None = None
+    users: tuple[UserSpec, ...] = ()  # spec.users, e-mails normalised (api/users.py)
+    owner: Owner | None = None  # spec.owner: the admin user's login, name and e-mail
 
     @property
     def role_name(self) -> str:
@@ -415,6 +415,7 @@ def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooData
         duplicate_from = DuplicateFrom(source, bool(raw.get("forTesting", False)))
     expires_raw = spec.get("expiresAfter") or (settings.duplicate_expires_after if duplicate_from else None)
     expires_after = parse_duration(expires_raw) if expires_raw else None
+    users, owner = parse_users_spec(spec)
     return OdooDatabase(
         name=name,
         namespace=meta["namespace"],
@@ -434,6 +435,8 @@ def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooData
         creation_timestamp=meta.get("creationTimestamp"),
         restore_from=restore_from,
         backup=parse_backup_settings(spec.get("backup"), settings),
+        users=users,
+        owner=owner,
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from odoo_operator.api.model import SpecError
+from odoo_operator.api.errors import SpecError
 
 ROLES = ("admin", "user", "portal")
 DEFAULT_ROLE = "user"
@@ -25,7 +25,7 @@ STATES = (STATE_INVITED, STATE_ACTIVE, STATE_ARCHIVED)
 
 # One address (no display name, no list): a local part without spaces, quotes or separators, and a domain of
 # at least two dot-separated labels. Odoo's own parsing (email_normalize) would split or mangle the rest.
-_ATOM = r"[^\s@\"(),:;<>\[\\\].]+"
+_ATOM = r"[^\s@\"(),:;<>\[\\\].\x00-\x1f\x7f]+"  # the CRD's rule is the same
 EMAIL_RE = re.compile(rf"^{_ATOM}(\.{_ATOM})*@{_ATOM}(\.{_ATOM})+$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 

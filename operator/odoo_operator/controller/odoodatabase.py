@@ -23,7 +23,15 @@ from odoo_operator.api.conditions import Condition, format_time, now, now_iso, p
 from odoo_operator.api.labels import DATABASE_LABEL
 from odoo_operator.api.model import TAG_LABEL_PREFIX, OdooDatabase, SpecError, parse_odoo_database
 from odoo_operator.config import Settings
-from odoo_operator.controller import base, claims, odoodatabase_copy, odoodatabase_create, odoodatabase_delete
+from odoo_operator.controller import (
+    base,
+    claims,
+    odoodatabase_copy,
+    odoodatabase_create,
+    odoodatabase_delete,
+    odoodatabase_sessions,
+    odoodatabase_users,
+)
 from odoo_operator.controller.base import (
     PHASE_EXPIRED,
     PHASE_FAILED,
@@ -195,15 +203,25 @@ class Reconciler(base.Reconciler[OdooDatabase]):
         # it does not compete with the databases still being provisioned.
         if suspended or deployment_available(deployment, replicas)[0]:
             self._ensure_daily_backup()
+        available, why = deployment_available(deployment, replicas)
+        # The users inside it (spec.users, spec.owner): a detail that never makes the database un-Ready.
+        self._ensure_users(details, app_running=not suspended and available and replicas > 0)
+        odoodatabase_sessions.ensure_logout(self, self.tenant)  # kubectl odoo logout (an annotation asks)
         if suspended:
             details.append(Condition.true("AppAvailable", "Suspended", "the app is scaled to 0 (spec.app.suspended)"))
             return self._ready(PHASE_SUSPENDED, "Suspended", "suspended: data kept, app scaled to 0", details)
-        available, why = deployment_available(deployment, replicas)
         if not available:
             details.append(Condition.false("AppAvailable", "Progressing", why))
             return self._progressing("Progressing", f"waiting for the app: {why}", details)
         details.append(Condition.true("AppAvailable", "Available", f"{replicas} replica(s) available"))
         return self._ready(PHASE_READY, "Ready", f"Odoo {db.version} is serving {self.new_status['url']}", details)
+
+    def _ensure_users(self, details: list[Condition], app_running: bool) -> None:
+        condition, due = odoodatabase_users.ensure_users(self, app_running)
+        if condition is not None:
+            details.append(condition)
+        if due is not None:
+            self.wake_in = due if self.wake_in is None else min(self.wake_in, due)
 
     def _initializing(self, details: list[Condition]) -> Outcome:
         db = self.db

@@ -13,12 +13,16 @@ DomainMapping objects the operator reconciles:
   restore    a new database from a local Odoo ZIP or dump (uploaded first), or from another database's backup
   delete     delete a database after you typed its name (deletionPolicy and subscription protection apply)
   support    a support bundle (tar.gz) pre-filled with the database's details; Secrets are never read
+  users      the users of a database: owner, invited / active / archived, and those still pending
+  invite     invite a user by e-mail with a role (spec.users); remove-user takes one out (archived in Odoo)
+  logout     end every session of one user, or of all users (a Job of the database's image, on request)
 
 Everything goes through the Kubernetes API with your own credentials (kubeconfig, `--context`, `--as`):
 the plugin can do nothing your RBAC does not allow.
 
 Modules: __main__ (entry point, exit codes), parser (options), commands (one `cmd_*` per subcommand),
-connection (kubeconfig/context/namespace -> Kube, public API only), support (formatting, waiting, redaction),
+connection (kubeconfig/context/namespace -> Kube, public API only), users (users, invite, remove-user,
+logout), support (formatting, waiting, redaction),
 bundle (the support bundle), download and upload (backup files). It uses api/, specs/, config, kube and
 backupjob; never the operator's controller, handlers, loop or runtime.
 """

@@ -269,6 +269,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(("App", "suspended (scaled to 0)"))
     if spec.get("subscription"):
         lines.append(("Subscription", f"{spec['subscription'].get('code')} (deleting is refused while set)"))
+    last_logout = status.get("lastLogout") or {}
+    if last_logout.get("completedAt"):
+        done = (f"{last_logout['sessionsEnded']} session(s) ended" if last_logout.get("sessionsEnded") is not None
+                else one_line(last_logout.get("message")) or "answered")
+        who = str(last_logout.get("request") or "").partition(" ")[2] or "?"
+        lines.append(("Last logout", f"{done}, {'all users' if who == '*' else who}, "
+                      f"{ago(last_logout['completedAt'])}"))
     lines.append(("Deletion", deletion_note(spec)))
     if meta.get("deletionTimestamp"):
         lines.append(("Deleting", f"since {meta['deletionTimestamp']}"))

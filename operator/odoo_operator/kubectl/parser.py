@@ -10,7 +10,8 @@ import os
 from typing import Any
 
 from odoo_operator.api.labels import TAG_LABEL_PREFIX
-from odoo_operator.kubectl import commands
+from odoo_operator.api.users import DEFAULT_ROLE, ROLES
+from odoo_operator.kubectl import commands, users
 from odoo_operator.kubectl.upload import UPLOADS
 
 EPILOG = """examples:
@@ -22,6 +23,8 @@ EPILOG = """examples:
   kubectl odoo restore shop2 --file shop.zip --identity keep --wait
   kubectl odoo delete shop-test
   kubectl odoo support shop -o shop-support.tar.gz
+  kubectl odoo invite shop jane@example.com --role admin && kubectl odoo users shop
+  kubectl odoo logout shop --user jane@example.com
 
 Connection options (--kubeconfig, --context, -n, --as) go after `odoo`: kubectl does not pass its own
 flags to plugins. Docs: docs/kubectl-odoo.md."""
@@ -61,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubectl odoo", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Odoo's database manager for OdooDatabase objects: list, status, duplicate, rename, backup, "
-                    "restore, download, delete, support.")
+                    "restore, download, delete, support; users, invite, remove-user, logout.")
     connection_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -182,4 +185,41 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", metavar="PATH",
                     help="a .tar.gz/.tgz file, or a directory (default odoo-support-<ns>-<db>-<time>.tar.gz)")
     sp.set_defaults(func=commands.cmd_support)
+
+    us = command("users", "list a database's users (spec.users and where the operator is with them)",
+                 "List the users of DATABASE: its owner (spec.owner), the users the operator manages (status.users: "
+                 "Invited until they first sign in, Active, Archived once removed) and the entries of spec.users it "
+                 "has not brought in yet (Pending). A role change still to be made shows as `old -> new`.")
+    us.add_argument("database", help="OdooDatabase name")
+    us.add_argument("-o", "--output", choices=["json", "yaml"], help="print the rows as JSON or YAML")
+    us.set_defaults(func=users.cmd_users)
+
+    inv = command("invite", "invite a user by e-mail (adds it to spec.users)",
+                  "Add EMAIL to spec.users of DATABASE with --role (default user): the operator creates the user "
+                  "in Odoo (login = e-mail) with the role's groups and sends Odoo's invitation; an existing user of "
+                  "that login is adopted. Already invited with that role: nothing to do; with another role: the role "
+                  "changes. The edit carries the resourceVersion read, so a concurrent edit is never overwritten.")
+    inv.add_argument("database", help="OdooDatabase name")
+    inv.add_argument("email", help="the user's e-mail address (also their login)")
+    inv.add_argument("--role", choices=list(ROLES), default=DEFAULT_ROLE,
+                     help="admin (Settings, access rights), user (internal user, default) or portal")
+    inv.set_defaults(func=users.cmd_invite)
+
+    rmu = command("remove-user", "remove a user (from spec.users: archived in Odoo, never deleted)",
+                  "Remove EMAIL from spec.users of DATABASE: the operator archives the user in Odoo (their records "
+                  "keep their author; they can no longer sign in). Not in spec.users: nothing to do.")
+    rmu.add_argument("database", help="OdooDatabase name")
+    rmu.add_argument("email", help="the user's e-mail address")
+    rmu.set_defaults(func=users.cmd_remove_user)
+
+    lo = command("logout", "end every session of a user, or of every user, of a database",
+                 "Log out everywhere: the operator runs a Job of the database's image that deletes the sessions "
+                 "(Odoo's session store, on the database's sessions volume) of --user, or of every user; their "
+                 "cookies stop working at once, passwords and invitation links stay valid. Works while the app "
+                 "is scaled to 0. Sets the annotation odoo.dbmanager.io/logout and waits for status.lastLogout.")
+    lo.add_argument("database", help="OdooDatabase name")
+    lo.add_argument("--user", metavar="EMAIL", help="only this user's sessions (default: every user's)")
+    lo.add_argument("--timeout", default="5m", help="how long to wait for the operator: 90s, 5m… (default 5m)")
+    lo.add_argument("--no-wait", action="store_true", help="only ask; do not wait for the count")
+    lo.set_defaults(func=users.cmd_logout)
     return parser

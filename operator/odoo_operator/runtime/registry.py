@@ -168,6 +168,8 @@ class Registry:
         self.tokens: dict[Key, Any] = {}
         # owner uids whose route of the other kind (Ingress vs HTTPRoute) was already looked for
         self.route_kinds_checked: set[str] = set()
+        # OdooDatabase -> (digest of spec.users + spec.owner, time.monotonic()) of its last users sync
+        self.users_synced: dict[Key, tuple[str, float]] = {}
         self.claims = ClaimBook()
         self.mappings = MappingIndex()
 
@@ -246,6 +248,7 @@ class Registry:
     def forget_database(self, namespace: str, name: str) -> None:
         with self._lock:
             self.locks.pop((namespace, name), None)
+            self.users_synced.pop((namespace, name), None)
             owned = [key for key, obj in self.children.items()
                      if key[1] == namespace and (obj["metadata"].get("labels") or {}).get(DATABASE_LABEL) == name]
             for key in owned:
