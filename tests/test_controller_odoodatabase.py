@@ -545,6 +545,7 @@ class FakeOdoo:
         self.connects: list[tuple[str, str, str]] = []
         self.syncs: list[tuple[Any, ...]] = []
         self.refuse: odoorpc.OdooError | odoorpc.OdooUnavailable | None = None
+        self.failing: dict[str, str] = {}  # e-mail -> why Odoo refuses that user
         monkeypatch.setattr(odoorpc, "connect_admin", self.connect_admin)
         monkeypatch.setattr(users_sync, "sync_users", self.sync_users)
 
@@ -560,9 +561,15 @@ class FakeOdoo:
         self.syncs.append((tuple(desired), owner, previous, base_url))
         statuses = [{"email": u.email, "role": u.role, "state": "Invited", "lastTransitionTime": timestamp()}
                     for u in desired]
-        return users_sync.UsersResult(statuses, [("Normal", "UserInvited", f"invited {u.email} as {u.role}")
-                                                 for u in desired if u.email not in str(previous)],
-                                      Condition.true("UsersSynced", "Synced", f"{len(statuses)} invited"))
+        events = [("Normal", "UserInvited", f"invited {u.email} as {u.role}")
+                  for u in desired if u.email not in str(previous) and u.email not in self.failing]
+        if self.failing:  # as sync_users words a failure: the Event's message is in the condition's
+            events += [("Warning", "UserSyncFailed", f"{email}: {why}") for email, why in self.failing.items()]
+            detail = "; ".join(f"{email}: {why}" for email, why in sorted(self.failing.items()))
+            return users_sync.UsersResult(statuses, events, Condition.false("UsersSynced", "UserFailed",
+                                                                            f"{len(self.failing)} failed ({detail})"))
+        return users_sync.UsersResult(statuses, events, Condition.true("UsersSynced", "Synced",
+                                                                       f"{len(statuses)} invited"))
 
 
 def endpoint_slice(world: World, address: str = "10.89.1.7", ready: bool = True, name: str = "shop-abcde",
@@ -630,6 +637,26 @@ def test_users_wait_for_an_app_without_a_ready_endpoint_and_never_make_it_unread
     outcome, body = run(world, body)
     assert len(odoo.syncs) == 1 and condition(outcome, "UsersSynced").status == "True"
     assert [r for _, r, _ in outcome.events] == ["UserInvited", "UserInvited"]
+
+
+def test_a_user_that_keeps_failing_is_said_once_not_at_every_retry(world: World,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    odoo = FakeOdoo(monkeypatch)
+    odoo.failing = {"bob@example.com": "already the e-mail of the Odoo user with login 'bobby'"}
+    endpoint_slice(world)
+    body = provisioned(world, users=USERS)
+    assert condition_of(body, "UsersSynced")["reason"] == "UserFailed"
+    assert condition_of(body, "Ready")["status"] == "True"
+    # The retry (forced: as after an operator restart) fails the same way: no second Warning.
+    world.ctx.registry.users_synced.clear()
+    outcome, body = run(world, body)
+    assert len(odoo.syncs) == 2
+    assert [r for _, r, _ in outcome.events if r == "UserSyncFailed"] == []
+    # A different failure is news.
+    odoo.failing = {"bob@example.com": "Odoo refused to create the user: quota"}
+    world.ctx.registry.users_synced.clear()
+    outcome, body = run(world, body)
+    assert [r for _, r, _ in outcome.events if r == "UserSyncFailed"] == ["UserSyncFailed"]
 
 
 def test_a_hand_written_endpoint_slice_never_receives_the_admin_password(

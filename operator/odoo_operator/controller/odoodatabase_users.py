@@ -164,7 +164,9 @@ def _sync(r: DatabasePass, db: OdooDatabase, previous: object) -> Condition:
                                else f"Odoo refused the users' sync: {exc.message}")
     result = users.sync_users(client, db.users, db.owner, previous, base_url=r.new_status.get("url"))
     r.new_status["users"] = result.users
-    r.events.extend(result.events)
+    # A user that keeps failing is said once (and in UsersSynced), not again at every retry.
+    before = (get_condition(r.status, CONDITION) or {}).get("message") or ""
+    r.events.extend(e for e in result.events if not (e[1] == "UserSyncFailed" and e[2] in before))
     if db.owner is not None and result.condition.reason in ("Synced", "UserFailed") \
             and "spec.owner: " not in result.condition.message:
         _ensure_owner_login(r, db, db.owner.email)
