@@ -4,6 +4,10 @@ Stateless: the password travels with every call (as Odoo's external API wants), 
 expire. Timeouts on every call; errors are `OdooUnavailable` (nothing answered: the app is scaled to 0,
 starting or mid-rollout — try again later) or `OdooError` (Odoo answered with an error: a refusal, a
 constraint). Nothing here logs or formats a password. What to call and when lives in the controllers.
+
+What answers is treated as hostile (whoever runs Pods behind the database's Service answers): an answer is
+read up to MAX_ANSWER_BYTES, redirects are not followed (the password is never sent, nor a request made,
+anywhere else), and an error's text is clipped to MESSAGE_MAX before it can reach a status.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_TIMEOUT = 60.0
+MAX_ANSWER_BYTES = 16 * 1024 * 1024  # 500 users' search_read is a few hundred kB
+MESSAGE_MAX = 500
 # base.user_admin is created right after the superuser by base's data: id 2 in every database Odoo makes.
 ADMIN_UID = 2
 _ids = itertools.count(1)
@@ -32,6 +38,7 @@ class OdooError(Exception):
     `message` the text a user would read in Odoo."""
 
     def __init__(self, name: str, message: str) -> None:
+        name, message = name[:200], message if len(message) <= MESSAGE_MAX else message[:MESSAGE_MAX - 3] + "..."
         super().__init__(f"{message} ({name})" if name else message)
         self.name = name
         self.message = message
@@ -41,19 +48,29 @@ class OdooError(Exception):
         return self.name.endswith("AccessDenied")
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx answer is raised as an HTTPError: "answered HTTP 302"
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
 def _post(url: str, params: Mapping[str, Any], timeout: float) -> Any:
     payload = json.dumps({"jsonrpc": "2.0", "method": "call", "id": next(_ids), "params": params}).encode()
     request = urllib.request.Request(url, data=payload, method="POST",
                                      headers={"Content-Type": "application/json", "Accept": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read()
+        with _opener.open(request, timeout=timeout) as response:
+            body = response.read(MAX_ANSWER_BYTES + 1)
     except urllib.error.HTTPError as exc:
         # A 404 is Odoo's answer for an unknown database (db-filter) as well as a proxy's "no backend".
         raise OdooUnavailable(f"{url} answered HTTP {exc.code}") from None
     except (http.client.HTTPException, OSError) as exc:  # URLError, timeouts, refused connections
         reason = getattr(exc, "reason", exc)
         raise OdooUnavailable(f"{url} did not answer: {reason}") from None
+    if len(body) > MAX_ANSWER_BYTES:
+        raise OdooUnavailable(f"{url} answered more than {MAX_ANSWER_BYTES // 1024 // 1024} MB; not read")
     try:
         answer = json.loads(body)
     except ValueError:
