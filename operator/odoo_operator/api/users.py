@@ -81,11 +81,7 @@ def parse_users(raw: Any, field_path: str = "spec.users") -> tuple[UserSpec, ...
     seen: dict[str, int] = {}
     for index, entry in enumerate(raw):
         where = f"{field_path}[{index}]"
-        if not isinstance(entry, Mapping):
-            raise SpecError(f"{where} must be an object {{email, role}}")
-        unknown = sorted(set(entry) - {"email", "role"})
-        if unknown:
-            raise SpecError(f"{where}.{unknown[0]} is not a field of a user (email, role)")
+        _check_object(entry, where, ("email", "role"), "a user")
         email = check_email(entry.get("email"), f"{where}.email")
         if email in seen:
             raise SpecError(f"{where}.email {email!r} is already {field_path}[{seen[email]}].email "
@@ -100,14 +96,19 @@ def parse_users(raw: Any, field_path: str = "spec.users") -> tuple[UserSpec, ...
     return tuple(users)
 
 
+def _check_object(raw: Any, where: str, fields: tuple[str, ...], what: str) -> None:
+    """An object with only these fields, else SpecError naming the field."""
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where} must be an object {{{', '.join(fields)}}}")
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise SpecError(f"{where}.{unknown[0]} is not a field of {what} ({', '.join(fields)})")
+
+
 def parse_owner(raw: Any, field_path: str = "spec.owner") -> Owner | None:
     if raw is None:
         return None
-    if not isinstance(raw, Mapping):
-        raise SpecError(f"{field_path} must be an object {{email, name}}")
-    unknown = sorted(set(raw) - {"email", "name"})
-    if unknown:
-        raise SpecError(f"{field_path}.{unknown[0]} is not a field of the owner (email, name)")
+    _check_object(raw, field_path, ("email", "name"), "the owner")
     email = check_email(raw.get("email"), f"{field_path}.email")
     name = raw.get("name")
     if name is None or (isinstance(name, str) and not name.strip()):
