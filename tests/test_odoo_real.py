@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import secrets
 import uuid
@@ -238,7 +239,12 @@ def add_attachments(cluster: LocalCluster, namespace: str, name: str, proxy_port
 
 
 def served(proxy_port: int, host: str, attachment_id: int) -> bytes | None:
-    response = request(proxy_port, host, "GET", f"/web/content/{attachment_id}?download=true")
+    """The attachment's bytes, or None while no pod answers for it yet (a pod of the previous rollout
+    may still hold the proxy's connection and close it: that is "not yet", not a failure)."""
+    try:
+        response = request(proxy_port, host, "GET", f"/web/content/{attachment_id}?download=true")
+    except (OSError, http.client.HTTPException):
+        return None
     return response.body if response.status == 200 else None
 
 
