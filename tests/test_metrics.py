@@ -4,6 +4,7 @@ only metrics that exist."""
 
 from __future__ import annotations
 
+import datetime
 import re
 import subprocess
 import time
@@ -23,7 +24,8 @@ from test_lifecycle import wait_ready
 RULES = REPO_ROOT / "manifests" / "monitoring" / "prometheusrule-example.yaml"
 CHART = REPO_ROOT / "charts" / "odoo-db-operator"
 TOOLS = REPO_ROOT / ".cache" / "k8s" / "current"
-ALERTS = {"OdooBackupTooOld", "OdooDatabaseStalled", "OdooOperatorDown", "OdooReconcileErrors"}
+ALERTS = {"OdooBackupTooOld", "OdooDatabaseStalled", "OdooOperatorDown", "OdooReconcileErrors",
+          "OdooUpgradeAvailable", "OdooUpgradeDeadlineSoon", "OdooUpgradeFailed"}
 
 
 # ---- scraped from the session operator --------------------------------------------------------------
@@ -80,6 +82,172 @@ def test_a_stalled_database_is_visible_to_the_stalled_alert(cluster, operator, n
     assert operator.metric("odoo_operator_databases", phase="Failed") >= 1
 
 
+# ---- upgrades (unit level: what observe() is fed, what a scrape shows) -------------------------------------
+
+def iso(seconds_ago: float = 0.0) -> str:
+    at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=seconds_ago)
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sample(metric: str, **labels: str) -> float:
+    return metrics.REGISTRY.get_sample_value(metric, labels) or 0.0
+
+
+def upgrade_counts() -> dict[str, float]:
+    """The upgrade counters and histogram counts, to compare before/after (the registry is process-wide)."""
+    counts = {f"failures {kind}": sample("odoo_operator_upgrade_failures_total", kind=kind)
+              for kind in ("test", "production")}
+    for kind in ("test", "production"):
+        for result in ("succeeded", "failed"):
+            counts[f"{kind} {result}"] = sample("odoo_operator_upgrade_duration_seconds_count", kind=kind,
+                                                result=result)
+    counts["downtime"] = sample("odoo_operator_upgrade_downtime_seconds_count")
+    counts["downtime sum"] = sample("odoo_operator_upgrade_downtime_seconds_sum")
+    return counts
+
+
+def added(before: dict[str, float]) -> dict[str, float]:
+    return {key: value - before[key] for key, value in upgrade_counts().items() if value != before[key]}
+
+
+def database(name: str, uid: str, **spec: object) -> dict:
+    return {"metadata": {"name": name, "namespace": "n", "uid": uid}, "spec": spec}
+
+
+def test_the_upgrade_offer_deadline_and_state_are_series_per_database():
+    body = database("offered", "u-offered")
+    deadline = "2030-01-02T03:04:05Z"
+    metrics.observe("OdooDatabase", body, {"phase": "Ready", "version": "16.0", "availableUpgrade": "17.0",
+                                           "upgradeOfferedAt": iso(), "upgradeDeadline": deadline,
+                                           "upgrade": {"state": "TestFailed", "test": {"state": "Failed"}}})
+    try:
+        series = {"namespace": "n", "name": "offered"}
+        assert sample("odoo_operator_database_upgrade_available", version="16.0", target="17.0", **series) == 1
+        assert sample("odoo_operator_database_upgrade_deadline_timestamp_seconds", **series) == \
+            metrics.parse_timestamp(deadline)
+        assert sample("odoo_operator_database_upgrade_state", state="TestFailed", **series) == 1
+        # Up to date (the operator writes null): the offer and the deadline go, the last upgrade's state stays.
+        metrics.observe("OdooDatabase", body, {"phase": "Ready", "version": "17.0", "availableUpgrade": None,
+                                               "upgradeDeadline": None, "upgrade": {"state": "Succeeded"}})
+        text = metrics.render().decode()
+        assert not re.search(r'^odoo_operator_database_upgrade_(available|deadline)\S*\{[^}]*name="offered"', text,
+                             re.M)
+        assert 'odoo_operator_database_upgrade_state{name="offered",namespace="n",state="Succeeded"} 1.0' in text
+        assert 'state="TestFailed"' not in text
+    finally:
+        metrics.forget("OdooDatabase", "n", "offered", "u-offered")
+    assert 'name="offered"' not in metrics.render().decode()
+
+
+def test_a_failed_production_upgrade_is_also_the_stalled_condition_without_its_reason():
+    # The condition series has no reason label: Stalled alone does not tell an upgrade failure
+    # (OdooUpgradeFailed needs odoo_operator_database_upgrade_state).
+    body = database("stalled", "u-stalled")
+    metrics.observe("OdooDatabase", body, {"phase": "Ready", "version": "16.0", "upgrade": {"state": "Failed"},
+                                           "conditions": [{"type": "Stalled", "status": "True",
+                                                           "reason": "UpgradeFailed"}]})
+    try:
+        series = {"namespace": "n", "name": "stalled"}
+        assert sample("odoo_operator_object_condition", kind="OdooDatabase", condition="Stalled", **series) == 1
+        assert "reason" not in next(line for line in metrics.render().decode().splitlines()
+                                    if line.startswith("odoo_operator_object_condition{") and 'name="stalled"' in line)
+        assert sample("odoo_operator_database_upgrade_state", state="Failed", **series) == 1
+    finally:
+        metrics.forget("OdooDatabase", "n", "stalled", "u-stalled")
+
+
+def test_each_finished_upgrade_is_counted_once():
+    body = database("counted", "u-counted")
+    before = upgrade_counts()
+
+    def observe(upgrade: dict, **status: object) -> None:
+        metrics.observe("OdooDatabase", body, {"phase": "Ready", "version": "16.0", "upgrade": upgrade, **status})
+
+    try:
+        test = {"state": "Running", "to": "17.0", "startedAt": iso(120)}
+        observe({"state": "Testing", "from": "16.0", "to": "17.0", "test": test})
+        assert added(before) == {}
+        test = {**test, "state": "Succeeded", "finishedAt": iso(20), "durationSeconds": 100}
+        for _ in range(3):  # every reconcile publishes the same status again
+            observe({"state": "TestSucceeded", "from": "16.0", "to": "17.0", "test": test})
+        assert added(before) == {"test succeeded": 1}
+        assert sample("odoo_operator_upgrade_duration_seconds_sum", kind="test", result="succeeded") >= 100
+
+        # Production: failed, its finishedAt written before the rollback; counted once Failed, its downtime
+        # once the app serves again (a later status).
+        upgrading = {"state": "Upgrading", "from": "16.0", "to": "17.0", "startedAt": iso(10), "test": test}
+        observe(upgrading)
+        observe({**upgrading, "finishedAt": iso(5), "durationSeconds": 5})  # rolling back
+        assert added(before) == {"test succeeded": 1}
+        failed = {**upgrading, "state": "Failed", "finishedAt": iso(5), "durationSeconds": 5}
+        observe(failed)
+        observe(failed)
+        assert added(before) == {"test succeeded": 1, "production failed": 1, "failures production": 1}
+        observe({**failed, "downtimeSeconds": 42.5})
+        observe({**failed, "downtimeSeconds": 42.5})
+        assert added(before) == {"test succeeded": 1, "production failed": 1, "failures production": 1,
+                                 "downtime": 1, "downtime sum": 42.5}
+        # A stale status (an older finish) is not counted again; a new test that fails is.
+        observe({"state": "TestSucceeded", "from": "16.0", "to": "17.0", "test": test})
+        failing = {"state": "Failed", "to": "17.0", "startedAt": iso(4), "finishedAt": iso(1)}  # no duration
+        observe({**failed, "state": "TestFailed", "test": failing})
+        observe({**failed, "state": "TestFailed", "test": failing})
+        assert added(before) == {"test succeeded": 1, "production failed": 1, "failures production": 1,
+                                 "downtime": 1, "downtime sum": 42.5, "test failed": 1, "failures test": 1}
+        assert sample("odoo_operator_upgrade_duration_seconds_sum", kind="test", result="failed") >= 3
+    finally:
+        metrics.forget("OdooDatabase", "n", "counted", "u-counted")
+
+
+def test_finishes_from_before_this_process_led_are_not_counted_again():
+    before = upgrade_counts()
+    old = {"state": "Succeeded", "from": "15.0", "to": "16.0", "startedAt": "2024-01-01T00:00:00Z",
+           "finishedAt": "2024-01-01T00:10:00Z", "durationSeconds": 600, "downtimeSeconds": 550,
+           "test": {"state": "Failed", "finishedAt": "2023-12-31T00:00:00Z", "durationSeconds": 60}}
+    body = database("inherited", "u-inherited")
+    metrics.observe("OdooDatabase", body, {"phase": "Ready", "upgrade": old})
+    try:
+        assert added(before) == {}  # counted by the leader that saw them finish
+        # Re-created under the same name: a new object, whose recent finish is new.
+        fresh = {"state": "Failed", "startedAt": iso(30), "finishedAt": iso(), "durationSeconds": 30}
+        metrics.observe("OdooDatabase", database("inherited", "u-inherited-2"), {"phase": "Ready", "upgrade": fresh})
+        assert added(before) == {"production failed": 1, "failures production": 1}
+    finally:
+        metrics.forget("OdooDatabase", "n", "inherited", "u-inherited-2")
+
+    # Becoming the leader moves the line: what finished before was the previous leader's.
+    saved = metrics.OBJECTS.leading_since
+    try:
+        metrics.set_leader(False)
+        metrics.set_leader(True)
+        assert time.time() - 2 <= metrics.OBJECTS.leading_since <= time.time()
+        before = upgrade_counts()
+        recent = {"state": "Succeeded", "startedAt": iso(3600), "finishedAt": iso(60), "durationSeconds": 3540}
+        metrics.observe("OdooDatabase", database("led", "u-led"), {"phase": "Ready", "upgrade": recent})
+        assert added(before) == {}
+        # Its downtime, written later by this leader, is ours.
+        metrics.observe("OdooDatabase", database("led", "u-led"),
+                        {"phase": "Ready", "upgrade": {**recent, "downtimeSeconds": 70}})
+        assert added(before) == {"downtime": 1, "downtime sum": 70}
+    finally:
+        metrics.OBJECTS.leading_since = saved
+        metrics.forget("OdooDatabase", "n", "led", "u-led")
+
+
+def test_an_upgrade_test_copy_reports_through_its_source():
+    before = upgrade_counts()
+    copy = database("prod-upgrade-test", "u-copy", duplicateFrom={"name": "prod", "forTesting": True})
+    metrics.observe("OdooDatabase", copy, {"phase": "Upgrading", "version": "16.0", "upgrade": {
+        "state": "Failed", "from": "16.0", "to": "17.0", "startedAt": iso(9), "finishedAt": iso(),
+        "durationSeconds": 9}})
+    try:
+        assert added(before) == {}
+        assert sample("odoo_operator_database_upgrade_state", namespace="n", name="prod-upgrade-test",
+                      state="Failed") == 0
+    finally:
+        metrics.forget("OdooDatabase", "n", "prod-upgrade-test", "u-copy")
+
+
 # ---- the PrometheusRule ------------------------------------------------------------------------------
 
 def rule_file() -> dict:
@@ -92,14 +260,16 @@ def test_the_rule_file_is_a_prometheusrule_with_the_alerts():
     rules = [rule for group in doc["spec"]["groups"] for rule in group["rules"]]
     assert {rule["alert"] for rule in rules} == ALERTS
     for rule in rules:
-        assert rule["labels"]["severity"] in ("warning", "critical") and rule["annotations"]["summary"]
+        assert rule["labels"]["severity"] in ("info", "warning", "critical") and rule["annotations"]["summary"]
         assert re.fullmatch(r"\d+[smh]", rule["for"])
 
 
 def test_every_metric_the_rules_use_is_exported():
     metrics.observe("OdooDatabase", {"metadata": {"name": "x", "namespace": "n", "uid": "u-test"}},
                     {"phase": "Ready", "sizeBytes": 1, "lastBackup": "2024-01-01T00:00:00Z",
-                     "expiresAt": "2024-02-01T00:00:00Z", "conditions": [{"type": "Stalled", "status": "False"}]})
+                     "expiresAt": "2024-02-01T00:00:00Z", "conditions": [{"type": "Stalled", "status": "False"}],
+                     "version": "16.0", "availableUpgrade": "17.0", "upgradeDeadline": "2024-03-01T00:00:00Z",
+                     "upgrade": {"state": "Upgrading", "from": "16.0", "to": "17.0"}})
     backup = {"metadata": {"name": "x-daily", "namespace": "n", "uid": "u-test-2",
                            "creationTimestamp": "2024-01-01T00:00:00Z"},
               "spec": {"schedule": "@daily", "databaseRef": {"name": "x"}}}
@@ -127,7 +297,7 @@ def promql_check() -> Path:
 def test_the_rules_pass_promtools_checks(tmp_path):
     tool = promql_check()
     result = subprocess.run([str(tool), str(RULES)], capture_output=True, text=True)
-    assert result.returncode == 0 and "SUCCESS: 4 rules found" in result.stdout, result.stderr
+    assert result.returncode == 0 and "SUCCESS: 7 rules found" in result.stdout, result.stderr
     # It does catch mistakes: a broken expression and a broken annotation template.
     doc = rule_file()
     doc["spec"]["groups"][0]["rules"][0]["expr"] = "sum(rate(odoo_operator_reconcile_total[5m])"

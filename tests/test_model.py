@@ -102,8 +102,8 @@ def test_postgres_server_defaults():
 
 
 def test_settings_image_table_from_env():
-    assert _parse_images("17.0=odoo:17.0, 18.0=odoo:18.0") == {"17.0": "odoo:17.0", "18.0": "odoo:18.0"}
-    assert _parse_images('{"17.0": "r/odoo:17"}') == {"17.0": "r/odoo:17"}
+    assert _parse_images("17.0=odoo:17.0, 18.0=odoo:18.0") == ({"17.0": "odoo:17.0", "18.0": "odoo:18.0"}, {})
+    assert _parse_images('{"17.0": "r/odoo:17"}') == ({"17.0": "r/odoo:17"}, {})
     settings = Settings.from_env({"ODOO_OPERATOR_BASE_DOMAIN": "x.io", "ODOO_OPERATOR_CLUSTER_ISSUER": "le"})
     assert settings.base_domain == "x.io" and settings.url_scheme == "https"
 

@@ -21,6 +21,7 @@ from psycopg import sql
 
 from conftest import condition, get_json, wait_until
 from odoo_operator.devtools.localcluster import RUNNER_NODE, LocalCluster
+from odoo_operator.devtools.noderunner import log_tail
 from odoo_operator.devtools.noderunner_exec import (
     ImagePullError,
     ImageSettings,
@@ -292,6 +293,43 @@ def test_a_failing_liveness_probe_restarts_the_container(rcluster: LocalCluster,
     last = get_json(rcluster, "pod", "sick", "-n", real_ns)["status"]["containerStatuses"][0]["lastState"]
     assert last["terminated"]["exitCode"] in (137, 143)
     assert last["terminated"]["message"] == "killed after a failed liveness probe"  # the exec startup probe passed
+
+
+def test_log_tail_is_the_last_80_lines_within_2048_bytes(tmp_path: Path) -> None:
+    log = tmp_path / "main.log"
+    log.write_text("".join(f"line {i}\n" for i in range(1, 101)))
+    assert log_tail(log) == "".join(f"line {i}\n" for i in range(21, 101))
+    log.write_text("a" * 3000 + "\nlast")  # no line end at the end: still a line
+    assert log_tail(log) == ("a" * 3000 + "\nlast")[-2048:]
+    assert log_tail(tmp_path / "absent.log") == ""
+
+
+def test_the_termination_message_comes_from_its_file_or_the_log_of_a_failure(
+        rcluster: LocalCluster, real_ns: str) -> None:
+    volumes = [{"name": "data", "emptyDir": {}}]
+    mounts = [{"name": "data", "mountPath": "/var/lib/odoo"}]
+    lines = "for i in $(seq 1 100); do echo line $i; done"
+
+    def main(script: str, **spec: Any) -> dict[str, Any]:
+        return {"name": "main", "image": "busybox:1", "command": ["sh", "-c", script],
+                "terminationMessagePolicy": "FallbackToLogsOnError", **spec}
+
+    apply(rcluster,
+          # The file wins over the log, even for a failure.
+          pod("file", real_ns, [main(f"{lines}; printf 'upgrade failed:\\nmodule x' > /var/lib/odoo/termination-log;"
+                                     " exit 4", volumeMounts=mounts,
+                                     terminationMessagePath="/var/lib/odoo/termination-log")],
+              securityContext=NON_ROOT, volumes=volumes),
+          pod("fails", real_ns, [main(f"{lines}; exit 3")], securityContext=NON_ROOT),
+          pod("works", real_ns, [main(f"{lines}; exit 0")], securityContext=NON_ROOT))
+
+    def terminated(name: str, want: str) -> dict[str, Any]:
+        return dict(wait_phase(rcluster, real_ns, name, want)["status"]["containerStatuses"][0]["state"]["terminated"])
+
+    assert terminated("file", "Failed")["message"] == "upgrade failed:\nmodule x"
+    failed = terminated("fails", "Failed")
+    assert failed["exitCode"] == 3 and failed["message"] == "".join(f"line {i}\n" for i in range(21, 101))
+    assert "message" not in terminated("works", "Succeeded")
 
 
 def sleeping(seconds: str) -> list[int]:

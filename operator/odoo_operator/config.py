@@ -10,16 +10,49 @@ from dataclasses import dataclass, field
 DEFAULT_IMAGES = {"16.0": "odoo:16.0", "17.0": "odoo:17.0", "18.0": "odoo:18.0"}
 
 
-def _parse_images(raw: str) -> dict[str, str]:
-    """`{"17.0": "odoo:17.0"}` (JSON) or `17.0=odoo:17.0,18.0=odoo:18.0`."""
+@dataclass(frozen=True)
+class UpgradeMethod:
+    """How a database is moved to one version of the table: a command in an image, run by the upgrade Job
+    on the database (its odoo.conf at /etc/odoo/odoo.conf, ODOO_DATABASE naming it, its filestore
+    mounted). Default: the version's own image running Odoo's `odoo -u all --stop-after-init` — right for
+    a newer build of the same series; a major version names its migration image (OpenUpgrade, or an
+    organisation's own) and command."""
+    image: str | None = None  # None: the version's image
+    command: tuple[str, ...] | None = None  # None: odoo -u all --stop-after-init
+
+
+def _parse_images(raw: str) -> tuple[dict[str, str], dict[str, UpgradeMethod]]:
+    """The version table: `{"17.0": "odoo:17.0"}` or, with an upgrade method,
+    `{"17.0": {"image": "odoo:17.0", "upgrade": {"image": "…", "command": ["…"]}}}` (JSON), or
+    `17.0=odoo:17.0,18.0=odoo:18.0`. Returns the images and the upgrade methods by version."""
     raw = raw.strip()
-    if raw.startswith("{"):
-        table = json.loads(raw)
-        if not isinstance(table, dict):
-            raise ValueError("ODOO_OPERATOR_IMAGES must be a JSON object")
-        return {str(k): str(v) for k, v in table.items()}
-    pairs = (item.split("=", 1) for item in raw.split(",") if item.strip())
-    return {version.strip(): image.strip() for version, image in pairs}
+    if not raw.startswith("{"):
+        pairs = (item.split("=", 1) for item in raw.split(",") if item.strip())
+        return {version.strip(): image.strip() for version, image in pairs}, {}
+    table = json.loads(raw)
+    if not isinstance(table, dict):
+        raise ValueError("ODOO_OPERATOR_IMAGES must be a JSON object")
+    images: dict[str, str] = {}
+    methods: dict[str, UpgradeMethod] = {}
+    for version, entry in table.items():
+        if isinstance(entry, str):
+            images[str(version)] = entry
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
+            raise ValueError(f"ODOO_OPERATOR_IMAGES[{version!r}] must be an image or an object with an image")
+        images[str(version)] = entry["image"]
+        upgrade = entry.get("upgrade") or {}
+        if not isinstance(upgrade, dict):
+            raise ValueError(f"ODOO_OPERATOR_IMAGES[{version!r}].upgrade must be an object")
+        command = upgrade.get("command")
+        if command is not None and (not isinstance(command, list) or not command
+                                    or not all(isinstance(a, str) for a in command)):
+            raise ValueError(f"ODOO_OPERATOR_IMAGES[{version!r}].upgrade.command must be a list of strings")
+        image = upgrade.get("image")
+        if image is not None and not isinstance(image, str):
+            raise ValueError(f"ODOO_OPERATOR_IMAGES[{version!r}].upgrade.image must be a string")
+        methods[str(version)] = UpgradeMethod(image, tuple(command) if command else None)
+    return images, methods
 
 
 def _bool(raw: str | None, default: bool) -> bool:
@@ -32,6 +65,9 @@ def _bool(raw: str | None, default: bool) -> bool:
 class Settings:
     base_domain: str = "odoo.localhost"
     images: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_IMAGES))
+    upgrade_methods: Mapping[str, UpgradeMethod] = field(default_factory=dict)  # by version; default method else
+    upgrade_grace: str = "60d"  # a database below the latest major is upgraded this long after the offer
+    upgrade_keep: str = "7d"  # how long the pre-upgrade copy is kept (kubectl odoo upgrade --rollback)
     ingress_class: str | None = None
     cluster_issuer: str | None = None
     storage_class: str | None = None
@@ -95,9 +131,13 @@ class Settings:
             return value if value else None
 
         defaults = cls()
+        images, methods = _parse_images(get("IMAGES") or "")
         settings = cls(
             base_domain=get("BASE_DOMAIN") or defaults.base_domain,
-            images=_parse_images(get("IMAGES") or "") or dict(DEFAULT_IMAGES),
+            images=images or dict(DEFAULT_IMAGES),
+            upgrade_methods=methods,
+            upgrade_grace=get("UPGRADE_GRACE") or defaults.upgrade_grace,
+            upgrade_keep=get("UPGRADE_KEEP") or defaults.upgrade_keep,
             ingress_class=get("INGRESS_CLASS"),
             cluster_issuer=get("CLUSTER_ISSUER"),
             storage_class=get("STORAGE_CLASS"),

@@ -20,6 +20,7 @@ from odoo_operator.api.errors import SpecError as SpecError  # re-exported: ever
 from odoo_operator.api.labels import TAG_LABEL_PREFIX
 from odoo_operator.api.retention import Retention
 from odoo_operator.api.users import Owner, UserSpec, parse_users_spec
+from odoo_operator.api.versions import UpgradeSpec, parse_upgrade
 from odoo_operator.config import Settings
 
 # Every pattern here is used with fullmatch: `$` alone would also match before a trailing newline.
@@ -183,6 +184,7 @@ class DuplicateSource:
     server: str | None
     database_name: str | None  # None only once copied, if the status lost sourceDatabase
     role_name: str
+    version: str | None = None  # the version the source's data is at (its status.version)
 
 
 @dataclass(frozen=True)
@@ -326,6 +328,8 @@ class OdooDatabase:
     backup: BackupSettings | None = None
     users: tuple[UserSpec, ...] = ()  # spec.users, e-mails normalised (api/users.py)
     owner: Owner | None = None  # spec.owner: the admin user's login, name and e-mail
+    upgrade: UpgradeSpec = field(default_factory=UpgradeSpec)  # spec.upgrade (api/versions.py)
+    image_pinned: bool = False  # spec.image set: the image is not the version table's
 
     @property
     def role_name(self) -> str:
@@ -437,7 +441,15 @@ def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooData
         backup=parse_backup_settings(spec.get("backup"), settings),
         users=users,
         owner=owner,
+        upgrade=parse_upgrade(spec.get("upgrade"), settings.images),
+        image_pinned=bool(spec.get("image")),
     )
+
+
+def pre_upgrade_database_name(uid: str) -> str:
+    """The pre-upgrade copy of an OdooDatabase's database (controller/odoodatabase_upgrade.py): a leading "_"
+    that no OdooDatabase may take (Odoo's name rule), the object's uid making it unique on the server."""
+    return f"_pre_upgrade_{uid.replace('-', '')[:24]}"
 
 
 def duplicate_source_name(body: Mapping[str, Any]) -> str | None:

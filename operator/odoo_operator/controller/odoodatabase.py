@@ -30,6 +30,7 @@ from odoo_operator.controller import (
     odoodatabase_create,
     odoodatabase_delete,
     odoodatabase_sessions,
+    odoodatabase_upgrade,
     odoodatabase_users,
 )
 from odoo_operator.controller.base import (
@@ -150,6 +151,7 @@ class Reconciler(base.Reconciler[OdooDatabase]):
         with pg.connect(address) as conn:
             pg.ensure_role(conn, db.role_name, password, db.owner_marker, reset_password=secret_recreated)
             failpoints.hit("create-after-role", db.namespace)
+            odoodatabase_upgrade.recover(self, conn)  # a rollback killed between DROP and CREATE
             initialized = odoodatabase_create.ensure_database(self, conn, self.admin, server_name, source)
             if pg.ensure_private(conn, db.database_name):  # also after a crash before the REVOKE
                 self.events.append(("Warning", "ConnectRevoked", f"database {db.database_name!r} was open to "
@@ -194,19 +196,26 @@ class Reconciler(base.Reconciler[OdooDatabase]):
         details.append(Condition.true("Initialized", "Initialized", "Odoo's base module is installed"
                                       if not db.duplicate_from else "copied with a fresh identity"))
 
-        # The app: only on an initialised (or copied and neutralized) database.
+        # Its version: upgrades offered, tested, carried out or rolled back; the app stays down meanwhile.
+        serving = odoodatabase_upgrade.ensure_version(self, details)
+
+        # The app: only on an initialised (or copied and neutralized) database, at the version of its data.
         suspended = db.app.suspended
         replicas = 0 if suspended else db.app.replicas
         deployment = self.apply(specs.app.build_deployment(
-            db, replicas, specs.app.credentials_fingerprint(db, password), self.endpoint))
+            specs.upgrade.serving(db, serving.version, serving.image), replicas,
+            specs.app.credentials_fingerprint(db, password), self.endpoint))
         # The daily backup comes once the app is up (or deliberately down): during a burst of creations
         # it does not compete with the databases still being provisioned.
         if suspended or deployment_available(deployment, replicas)[0]:
             self._ensure_daily_backup()
         available, why = deployment_available(deployment, replicas)
+        odoodatabase_upgrade.app_back(self, available or suspended)
         # The users inside it (spec.users, spec.owner): a detail that never makes the database un-Ready.
         self._ensure_users(details, app_running=not suspended and available and replicas > 0)
         odoodatabase_sessions.ensure_logout(self, self.tenant)  # kubectl odoo logout (an annotation asks)
+        if serving.problem is not None:  # a failed upgrade, rolled back: the app is back, a human is needed
+            raise serving.problem
         if suspended:
             details.append(Condition.true("AppAvailable", "Suspended", "the app is scaled to 0 (spec.app.suspended)"))
             return self._ready(PHASE_SUSPENDED, "Suspended", "suspended: data kept, app scaled to 0", details)
@@ -214,7 +223,7 @@ class Reconciler(base.Reconciler[OdooDatabase]):
             details.append(Condition.false("AppAvailable", "Progressing", why))
             return self._progressing("Progressing", f"waiting for the app: {why}", details)
         details.append(Condition.true("AppAvailable", "Available", f"{replicas} replica(s) available"))
-        return self._ready(PHASE_READY, "Ready", f"Odoo {db.version} is serving {self.new_status['url']}", details)
+        return self._ready(PHASE_READY, "Ready", f"Odoo {serving.version} is serving {self.new_status['url']}", details)
 
     def _ensure_users(self, details: list[Condition], app_running: bool) -> None:
         condition, due = odoodatabase_users.ensure_users(self, app_running)

@@ -10,6 +10,8 @@ its manifest (specs/backup.py).
 
 from __future__ import annotations
 
+from typing import Any
+
 from odoo_operator import API_VERSION, failpoints, neutralize, pg, specs
 from odoo_operator.api.conditions import now_iso
 from odoo_operator.api.model import (
@@ -52,7 +54,8 @@ def duplicate_source(r: DatabasePass) -> DuplicateSource:
         raise NotReady("DuplicateLimit", f"{name!r} already has {limit} duplicates, the most allowed; delete one "
                        "of them (no database was created)", stalled=True, phase=PHASE_FAILED, retry_after=60)
     return DuplicateSource(db.duplicate_from, source_status.get("server"), source_status["databaseName"],
-                           source_status.get("roleName") or role_name(db.namespace, name))
+                           source_status.get("roleName") or role_name(db.namespace, name),
+                           source_status.get("version"))
 
 
 def finish_duplicate(r: DatabasePass, admin: pg.ServerAddress, tenant: pg.ServerAddress,
@@ -182,14 +185,21 @@ def _make_own(r: DatabasePass, admin: pg.ServerAddress, tenant: pg.ServerAddress
                 pg.set_database_marker(conn, db.database_name, marker | {"identityReset": True})
     if failpoint:
         failpoints.hit(failpoint, db.namespace)
-    return not neutralize_it or _neutralized(r)
+    return not neutralize_it or _neutralized(r, admin)
 
 
-def _neutralized(r: DatabasePass) -> bool:
-    """Odoo's own `odoo neutralize`, in a Job of the database's image."""
+def _neutralized(r: DatabasePass, admin: pg.ServerAddress) -> bool:
+    """Odoo's own `odoo neutralize`, in a Job of the image of the version the data is at (a test upgrade's
+    copy asks for the target version, and is neutralized before it is upgraded)."""
     db = r.obj
-    run = r.ensure_job(specs.app.neutralize_job_name(db), lambda: specs.app.build_neutralize_job(db),
-                       failpoint="neutralize-job-created")
+
+    def build() -> dict[str, Any]:
+        with pg.connect(admin) as conn:
+            version = (pg.database_info(conn, db.database_name).marker or {}).get("version") or db.version
+        image = db.image if version == db.version else r.ctx.settings.images.get(version, db.image)
+        return specs.app.build_neutralize_job(specs.upgrade.serving(db, version, image))
+
+    run = r.ensure_job(specs.app.neutralize_job_name(db), build, failpoint="neutralize-job-created")
     if run.state == "Failed":
         raise NotReady("NeutralizeFailed", f"Job {run.name} failed to neutralize the database ({run.failure}); "
                        "the app is not started on a copy that is not neutralized. Fix the cause, then delete "

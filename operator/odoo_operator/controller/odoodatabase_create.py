@@ -58,9 +58,13 @@ def ensure_database(r: DatabasePass, conn: Any, admin: pg.ServerAddress, server_
                 "no longer exists; it is not re-created empty. Restore it, or delete this OdooDatabase",
                 stalled=True, phase=PHASE_FAILED)
         _check_quota(r.ctx, conn, server_name)
-        new_marker = db.owner_marker | {"uid": db.uid}
+        new_marker: dict[str, Any] = db.owner_marker | {"uid": db.uid}
         if source is not None:
             assert source.database_name is not None  # known until copied (status.sourceDatabase after)
+            # The copy's data is at its source's version (an upgrade test copy is upgraded after).
+            source_version = (pg.database_info(conn, source.database_name).marker or {}).get("version")
+            if source_version or source.version:
+                new_marker["version"] = source_version or source.version
             terminated = pg.copy_database(conn, source.database_name, db.database_name, db.role_name, new_marker)
             r.new_status.update({"source": f"duplicate of {source.spec.name}",
                                  "sourceDatabase": source.database_name})
@@ -69,6 +73,7 @@ def ensure_database(r: DatabasePass, conn: Any, admin: pg.ServerAddress, server_
                              f"{source.database_name!r}); its {terminated} session(s) were briefly "
                              "disconnected, as Odoo does"))
         else:
+            new_marker["version"] = db.version  # initialised (or restored) by this version's image
             pg.create_database(conn, db.database_name, db.role_name, new_marker)
             failpoints.hit("create-after-database", db.namespace)
             pg.create_odoo_extensions(admin, db.database_name, db.role_name)

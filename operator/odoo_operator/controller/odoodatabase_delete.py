@@ -21,6 +21,7 @@ from odoo_operator.api.model import (
     parse_backup_settings,
     parse_deletion,
     parse_odoo_database,
+    pre_upgrade_database_name,
     role_name,
 )
 from odoo_operator.controller.base import PHASE_DELETING, Context, NotReady, job_failure, job_state
@@ -67,6 +68,9 @@ def honour_policy(body: Mapping[str, Any], ctx: Context) -> DeletionResult:
             return DeletionResult(False, f"database {database_name!r} on {server_name} was kept by an earlier "
                                   "OdooDatabase of this name and never used by this one; left untouched")
         dropped = pg.drop_database(conn, database_name) if info.exists else False
+        copy = pg.database_info(conn, pre_upgrade_database_name(deletion.uid)) if deletion.uid else None
+        if copy is not None and copy.exists and copy.owned_by(owner, role):  # the pre-upgrade copy goes too
+            pg.drop_database(conn, pre_upgrade_database_name(deletion.uid))
         failpoints.hit("delete-after-drop", deletion.namespace)
         pg.drop_role(conn, role, owner)
     if dropped:

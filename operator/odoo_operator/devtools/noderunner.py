@@ -32,6 +32,11 @@ whose `spec.nodeName` is that Node and, for each:
   back-off (10 s doubling to 5 min) for `Always`/`OnFailure`, init containers, startup/readiness/
   liveness probes (httpGet, tcpSocket, exec) from the host to the podIP, a failed liveness probe
   restarts the container;
+- termination message (`state.terminated.message`) like the kubelet: the last 4096 bytes of the
+  `terminationMessagePath` file when this run of the container wrote it, read from the host folder of
+  the volume (or image volume) the path lies in; with `terminationMessagePolicy: FallbackToLogsOnError`,
+  when that is empty and the exit code non-zero, the log's last 80 lines (at most 2048 bytes). When a
+  failed probe had the container killed, the message starts with "killed after a failed … probe";
 - deletion: SIGTERM to the container's process group, SIGKILL (the whole cgroup) after the grace
   period, network and namespaces removed, then the Pod deleted with grace 0 and a uid precondition.
   When a container's main process ends, the rest of its cgroup is killed (as a PID namespace would).
@@ -40,7 +45,9 @@ bridge; the next runner of the same bridge (or LocalCluster.stop) removes what a
 
 Not done: configMap/secret volume updates after start, token refresh (tokens last ≥ 1 h), preStop and
 postStart hooks, resource limits, `kubectl logs/exec` (no kubelet API; read the log files),
-Service links env and resolv.conf of the Pod (/etc/hosts is written: the Pod's name → its IP).
+Service links env and resolv.conf of the Pod (/etc/hosts is written: the Pod's name → its IP), a
+`terminationMessagePath` outside the container's volumes, such as the default /dev/termination-log (the
+kubelet bind-mounts a file of its own there; nothing is mounted over /dev here): only the log fallback.
 """
 
 from __future__ import annotations
@@ -56,12 +63,13 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
 import time
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
@@ -457,6 +465,8 @@ class PodWorker:
             plan["cgroup"] = str(c.cgroup)
         plan_path.touch(mode=0o600)
         plan_path.write_text(json.dumps(plan))
+        message_file = termination_file(c, plan)
+        message_before = _file_stamp(message_file[0]) if message_file else None
         with open(log_path, "ab") as out:
             c.process = subprocess.Popen(
                 [sys.executable, "-m", "odoo_operator.devtools.noderunner_exec", str(plan_path)], stdout=out,
@@ -483,13 +493,16 @@ class PodWorker:
         if c.cgroup:
             kill_cgroup(c.cgroup)
         code = 128 - returncode if returncode < 0 else returncode
+        # As the kubelet: the runtime's message (here: why we killed it), then ": " and the termination message.
+        message = ": ".join(m for m in (reason and f"killed after a failed {reason} probe",
+                                        termination_message(c, message_file, message_before, log_path, code)) if m)
         with self.lock:
             c.ready = False
             c.state = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                                       "startedAt": started_at, "finishedAt": now(),
                                       "containerID": f"local://{self.uid}-{c.name}-{c.restarts}"}}
-            if reason:
-                c.state["terminated"]["message"] = f"killed after a failed {reason} probe"
+            if message:
+                c.state["terminated"]["message"] = message
         self.sync()
         return code
 
@@ -667,6 +680,84 @@ class Probe:
         except Exception:  # any failure of a probe is a failed probe
             return False
         return False
+
+
+# ---- termination message ---------------------------------------------------------------------
+MESSAGE_BYTES = 4096  # the kubelet's MaxContainerTerminationMessageLength
+LOG_MESSAGE_LINES, LOG_MESSAGE_BYTES = 80, 2048  # its log tail for FallbackToLogsOnError
+
+
+def termination_file(c: Container, plan: dict[str, Any]) -> tuple[Path, Path] | None:
+    """The host file behind the container's terminationMessagePath, and the mounted folder it lies in; None
+    when the path is in no folder mounted into the container (the default /dev/termination-log)."""
+    target = PurePosixPath(os.path.normpath(c.spec.get("terminationMessagePath") or "/dev/termination-log"))
+    best: tuple[PurePosixPath, Path] | None = None
+    for m in plan.get("mounts") or []:
+        mount = PurePosixPath(os.path.normpath(m["target"]))
+        if target != mount and target.is_relative_to(mount) and Path(m["source"]).is_dir() \
+                and (best is None or len(mount.parts) >= len(best[0].parts)):  # the deepest (last) mount wins
+            best = (mount, Path(m["source"]))
+    return (best[1] / target.relative_to(best[0]), best[1]) if best else None
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _read_message_file(path: Path, folder: Path) -> str:
+    """The last MESSAGE_BYTES of the file (tail.ReadAtMost, as the kubelet). The runner is root and the file
+    is the container's: a symlink out of its volume, or anything but a regular file, is not read."""
+    try:
+        real = path.resolve()
+        if not real.is_relative_to(folder.resolve()):
+            return f"Error on reading termination log {path}: it leaves its volume"
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        return f"Error on reading termination log {path}: {exc}"
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return f"Error on reading termination log {path}: not a regular file"
+        f.seek(max(0, st.st_size - MESSAGE_BYTES))
+        return f.read(MESSAGE_BYTES).decode("utf-8", "replace")
+
+
+def log_tail(path: Path) -> str:
+    """The last LOG_MESSAGE_LINES lines of the log, of which the last LOG_MESSAGE_BYTES (as the kubelet)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - LOG_MESSAGE_BYTES))
+            data = f.read()
+    except OSError:
+        return ""
+    start, pos = 0, len(data) - 1 if data.endswith(b"\n") else len(data)
+    for _ in range(LOG_MESSAGE_LINES):
+        pos = data.rfind(b"\n", 0, pos)
+        if pos < 0:
+            break
+    else:
+        start = pos + 1
+    return data[start:].decode("utf-8", "replace")
+
+
+def termination_message(c: Container, message_file: tuple[Path, Path] | None, before: tuple[int, int, int] | None,
+                        log_path: Path, code: int) -> str:
+    """The container's termination message: its terminationMessagePath file if this run wrote it (the kubelet
+    gives each run a fresh file; here it is the volume's, left by an earlier run unless rewritten), else with
+    FallbackToLogsOnError and a non-zero exit code the tail of its log."""
+    message = ""
+    if message_file and _file_stamp(message_file[0]) not in (None, before):
+        message = _read_message_file(*message_file)
+    if not message and code != 0 and c.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+        message = log_tail(log_path)
+    return message
 
 
 # ---- env and volumes ---------------------------------------------------------------------------

@@ -16,13 +16,14 @@ DomainMapping objects the operator reconciles:
   users      the users of a database: owner, invited / active / archived, and those still pending
   invite     invite a user by e-mail with a role (spec.users); remove-user takes one out (archived in Odoo)
   logout     end every session of one user, or of all users (a Job of the database's image, on request)
+  upgrade    the upgrade offered and its deadline, the last test and upgrade; --test on a copy, --now, --rollback
 
 Everything goes through the Kubernetes API with your own credentials (kubeconfig, `--context`, `--as`):
 the plugin can do nothing your RBAC does not allow.
 
 Modules: __main__ (entry point, exit codes), parser (options), commands (one `cmd_*` per subcommand),
 connection (kubeconfig/context/namespace -> Kube, public API only), users (users, invite, remove-user,
-logout), support (formatting, waiting, redaction),
+logout), upgrade (upgrade, and the upgrade lines of status), support (formatting, waiting, redaction),
 bundle (the support bundle), download and upload (backup files). It uses api/, specs/, config, kube and
 backupjob; never the operator's controller, handlers, loop or runtime.
 """

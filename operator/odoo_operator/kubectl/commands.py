@@ -3,8 +3,8 @@ support, restore, download), taking the parsed arguments and returning the exit 
 only one of them needs.
 
 Not here: the arguments (parser.py), reaching the cluster (connection.py), showing things and redaction
-(support.py), the support bundle (bundle.py), moving backup files (download.py, upload.py), the entry point
-and error handling (__main__.py)."""
+(support.py), the support bundle (bundle.py), moving backup files (download.py, upload.py), upgrades and
+the upgrade lines of `status` (upgrade.py), the entry point and error handling (__main__.py)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from odoo_operator.api.model import (
 )
 from odoo_operator.config import Settings
 from odoo_operator.kube import KubeError
-from odoo_operator.kubectl import download, upload
+from odoo_operator.kubectl import download, upgrade, upload
 from odoo_operator.kubectl.bundle import collect_bundle, write_bundle
 from odoo_operator.kubectl.connection import Connection, get_database, related
 from odoo_operator.kubectl.support import (
@@ -263,8 +263,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if spec.get("duplicateFrom") or status.get("source"):
         source = status.get("source") or f"duplicate of {spec['duplicateFrom']['name']}"
         lines.append(("Source", source + (" (neutralized for testing)" if status.get("neutralized") else "")))
-    if status.get("availableUpgrade"):
-        lines.append(("Upgrade", f"{status['availableUpgrade']} is available"))
+    lines += upgrade.status_lines(obj)
     if (spec.get("app") or {}).get("suspended"):
         lines.append(("App", "suspended (scaled to 0)"))
     if spec.get("subscription"):

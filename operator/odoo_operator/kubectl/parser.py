@@ -11,7 +11,7 @@ from typing import Any
 
 from odoo_operator.api.labels import TAG_LABEL_PREFIX
 from odoo_operator.api.users import DEFAULT_ROLE, ROLES
-from odoo_operator.kubectl import commands, users
+from odoo_operator.kubectl import commands, upgrade, users
 from odoo_operator.kubectl.upload import UPLOADS
 
 EPILOG = """examples:
@@ -25,6 +25,7 @@ EPILOG = """examples:
   kubectl odoo support shop -o shop-support.tar.gz
   kubectl odoo invite shop jane@example.com --role admin && kubectl odoo users shop
   kubectl odoo logout shop --user jane@example.com
+  kubectl odoo upgrade shop --test && kubectl odoo upgrade shop && kubectl odoo upgrade shop --now
 
 Connection options (--kubeconfig, --context, -n, --as) go after `odoo`: kubectl does not pass its own
 flags to plugins. Docs: docs/kubectl-odoo.md."""
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubectl odoo", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Odoo's database manager for OdooDatabase objects: list, status, duplicate, rename, backup, "
-                    "restore, download, delete, support; users, invite, remove-user, logout.")
+                    "restore, download, delete, support; users, invite, remove-user, logout; upgrade.")
     connection_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -222,4 +223,24 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("--timeout", default="5m", help="how long to wait for the operator: 90s, 5m… (default 5m)")
     lo.add_argument("--no-wait", action="store_true", help="only ask; do not wait for the count")
     lo.set_defaults(func=users.cmd_logout)
+
+    up = command("upgrade", "upgrades: what is offered, test one on a copy, upgrade now, roll back",
+                 "Without an option: the database's version, the upgrade offered (status.availableUpgrade) and "
+                 "the deadline after which the operator upgrades by itself, the last test upgrade (its URL, and "
+                 "its log when it failed), the last upgrade (duration, downtime) and the pre-upgrade copy a "
+                 "rollback goes back to. --test sets spec.upgrade: the operator upgrades a neutralized copy "
+                 "(<database>-upgrade-test) and leaves the database alone. --now sets spec.version: the "
+                 "production upgrade, without waiting for a test. --rollback puts back the pre-upgrade copy "
+                 "(until it expires: 7 days by default), annotation odoo.dbmanager.io/rollback; what changed "
+                 "since the upgrade is lost. Each edit carries the resourceVersion read.")
+    up.add_argument("database", help="OdooDatabase name")
+    action = up.add_mutually_exclusive_group()
+    action.add_argument("--test", action="store_true", help="test the upgrade on a neutralized copy first")
+    action.add_argument("--now", action="store_true", help="upgrade the database now, without waiting for a test")
+    action.add_argument("--rollback", action="store_true", help="go back to the version before the last upgrade")
+    up.add_argument("--to", metavar="VERSION",
+                    help="the version to go to (--test: default the one offered; --now: default the planned one "
+                         "(spec.upgrade.targetVersion), else the one offered)")
+    up.add_argument("-o", "--output", choices=["json", "yaml"], help="without an option: print the fields as data")
+    up.set_defaults(func=upgrade.cmd_upgrade)
     return parser
