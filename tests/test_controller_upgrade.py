@@ -317,3 +317,20 @@ def test_an_upgrade_is_reported_by_a_pass_after_one_that_died_before_its_status(
     record = body["status"]["upgrade"]
     assert (record["state"], record["from"], record["to"]) == ("Upgrading", "16.0", "17.0"), record
     assert record["startedAt"] == marker(world)["upgrade"]["startedAt"] and outcome.phase == "Upgrading"
+
+
+def test_an_upgrade_finished_by_a_pass_that_died_before_its_status_is_reported_succeeded(world: World) -> None:
+    body = start_production_upgrade(world)  # published: state Upgrading
+    world.kube.finish_job(upgrade_job(world)["metadata"]["name"])
+    run(world, body)  # marker written (version 17.0), status never published
+    outcome, body = run(world, body)
+    record = body["status"]["upgrade"]
+    assert (record["state"], record["to"]) == ("Succeeded", "17.0") and record["finishedAt"], record
+    assert body["status"]["version"] == "17.0" and image_of(world) == ("odoo:17.0", 1)
+
+
+def test_without_test_first_a_tested_target_does_not_hold_another_version_back(world: World) -> None:
+    body = ready_on_16(world, upgrade={"targetVersion": "17.0"})
+    body = set_spec(world, body, version="saas~16.1", upgrade={"targetVersion": "17.0", "testFirst": False})
+    outcome, body = run(world, body)
+    assert outcome.phase == "Upgrading" and marker(world)["upgrade"]["to"] == "saas~16.1"

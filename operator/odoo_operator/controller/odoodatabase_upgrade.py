@@ -86,6 +86,7 @@ def ensure_version(r: DatabasePass, details: list[Condition]) -> Serving:
         serving = _continue(r, marker, marker["upgrade"], record)  # returns only once it is done
         _offer(r, serving.version, details)
         return serving
+    _finish_unreported(r, marker, record, data)
     available = _offer(r, data, details)
     desired, forced = _desired(r, data, available)
     problem: NotReady | None = None
@@ -95,23 +96,25 @@ def ensure_version(r: DatabasePass, details: list[Condition]) -> Serving:
         _write_marker(r, {k: v for k, v in marker.items() if k != "failedUpgrade"})  # retried, or given up
         marker = {k: v for k, v in marker.items() if k != "failedUpgrade"}
         failed = {}
-    test_target = db.upgrade.target_version if db.upgrade.target_version and \
+    # A production upgrade waits for a successful test of its version when testFirst (not at the deadline);
+    # spec.upgrade.targetVersion alone asks for a test and nothing more.
+    needs_test = desired is not None and db.upgrade.test_first and not forced and not _is_test_copy(db)
+    test_target = desired if needs_test else db.upgrade.target_version if db.upgrade.target_version and \
         version_key(db.upgrade.target_version) > version_key(data) else None
-    if desired is not None and db.upgrade.test_first and not forced and not _is_test_copy(db):
-        test_target = desired
     test = _ensure_test(r, record, test_target) if test_target else None
     if desired is not None:
+        tested = test is not None and test.get("to") == desired
         if failed:
             problem = NotReady("UpgradeFailed", f"the upgrade to {desired} failed and was rolled back: the database "
                                f"is back on {data}, as it was before (Job {failed.get('job')}'s log tail is in "
                                f"status.upgrade.logTail). Fix the upgrade method, then delete Job "
                                f"{failed.get('job')} to try again, or set spec.version back to {data}",
                                stalled=True)
-        elif test is not None and test.get("to") == desired and test.get("state") == "Failed":
+        elif needs_test and tested and test is not None and test.get("state") == "Failed":
             problem = NotReady("UpgradeFailed", f"the test upgrade to {desired} failed on "
                                f"{test.get('database')} (status.upgrade.test.logTail); production stays on {data}. "
                                "Fix the upgrade method, then delete that copy to test again", stalled=True)
-        elif test is None or test.get("to") == desired and test.get("state") == "Succeeded":
+        elif not needs_test or tested and test is not None and test.get("state") == "Succeeded":
             return _start(r, marker, record, data, desired, forced)
     r.new_status["upgrade"] = record or None
     return Serving(data, image_for(r, data), problem)
@@ -417,6 +420,28 @@ def _rolling_back(r: DatabasePass, marker: dict[str, Any], old: OdooDatabase, re
     return Serving(back, image_for(r, back), problem)
 
 
+def _finish_unreported(r: DatabasePass, marker: Mapping[str, Any], record: dict[str, Any], data: str) -> None:
+    """An upgrade (or rollback) whose end a killed operator never published: the marker says how it ended."""
+    state = record.get("state")
+    if state not in ("Upgrading", "RollingBack"):
+        return
+    failed = marker.get("failedUpgrade") or {}
+    if state == "RollingBack":
+        record["state"] = "RolledBack"
+    elif data == record.get("to"):
+        record["state"] = "Succeeded"
+    elif failed.get("to") == record.get("to"):
+        record["state"] = "Failed"
+    else:
+        return
+    record["finishedAt"] = record.get("finishedAt") or now_iso()
+    if record.get("startedAt") and record.get("durationSeconds") is None:
+        record["durationSeconds"] = round((now() - parse_time(str(record["startedAt"]))).total_seconds(), 1)
+    if record.get("to") and record.get("startedAt") and not record.get("logTail") and state == "Upgrading":
+        record["logTail"] = _log_tail(r, specs.upgrade.upgrade_job_name(r.obj, str(record["to"]),
+                                                                       str(record["startedAt"])))
+
+
 def _rollback_requested(r: DatabasePass, marker: dict[str, Any], record: dict[str, Any], data: str) -> bool:
     """kubectl odoo upgrade --rollback: the annotation, with spec.version set back to the copy's version."""
     db = r.obj
@@ -424,6 +449,11 @@ def _rollback_requested(r: DatabasePass, marker: dict[str, Any], record: dict[st
     if not asked:
         return False
     copy = marker.get("preUpgrade") or {}
+    if copy and data == copy.get("version") and (r.status.get("upgrade") or {}).get("state") in (
+            "RollingBack", "RolledBack"):  # done by a pass killed before it removed the annotation
+        r.kube.patch_metadata(API_VERSION, "OdooDatabase", db.name, db.namespace,
+                              {"annotations": {ROLLBACK_ANNOTATION: None}})
+        return False
     if not copy or db.version != copy.get("version") or version_key(db.version) >= version_key(data):
         r.events.append(("Warning", "RollbackRefused", "a rollback was asked, but " + (
             "there is no pre-upgrade copy (none was made, or it expired)" if not copy else

@@ -318,6 +318,11 @@ def build_neutralize_job(db: OdooDatabase) -> dict[str, Any]:
     return _odoo_job(db, neutralize_job_name(db), "neutralize", command, _db_env(db))
 
 
+# Entry by entry: a volume's root belongs to root (fsGroup makes it writable), so the app's user cannot set
+# its times, as `cp -a /source/. /target/` would try to (and fail).
+COPY_ENTRIES = "find /source -mindepth 1 -maxdepth 1 -exec cp -a {} /target/ \\;"
+
+
 def filestore_copy_job_name(db: OdooDatabase) -> str:
     return child_name(db.name, "filestore-copy")
 
@@ -339,7 +344,7 @@ def build_filestore_copy_job(db: OdooDatabase, image: str) -> dict[str, Any]:
                     "containers": [{
                         "name": "copy",
                         "image": image,
-                        "command": ["/bin/sh", "-c", "cp -a /source/. /target/"],
+                        "command": ["/bin/sh", "-c", COPY_ENTRIES],
                         "volumeMounts": [
                             {"name": "source", "mountPath": "/source", "readOnly": True},
                             {"name": "target", "mountPath": "/target"},

@@ -50,9 +50,11 @@ _SNAPSHOT = (
     f"mkdir -p {PRE_UPGRADE_MOUNT}/files; cp -a /filestore/. {PRE_UPGRADE_MOUNT}/files/; sync; "
     f"touch {PRE_UPGRADE_MOUNT}/.complete"
 )
+# Entry by entry: the volume's root belongs to root (fsGroup makes it writable), so its own times cannot be
+# set by the app's user, as `cp -a files/. /filestore/` would try to.
 _RESTORE_FILES = (
     f"set -e; if [ -f {PRE_UPGRADE_MOUNT}/.complete ]; then find /filestore -mindepth 1 -delete; "
-    f"cp -a {PRE_UPGRADE_MOUNT}/files/. /filestore/; sync; fi"
+    f"find {PRE_UPGRADE_MOUNT}/files -mindepth 1 -maxdepth 1 -exec cp -a {{}} /filestore/ \\; ; sync; fi"
 )
 
 
