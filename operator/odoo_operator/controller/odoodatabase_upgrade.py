@@ -33,7 +33,7 @@ from odoo_operator.api.conditions import Condition, format_time, now, now_iso, p
 from odoo_operator.api.model import OdooDatabase, parse_duration, pre_upgrade_database_name
 from odoo_operator.api.versions import below_latest_major, newest_above, version_key
 from odoo_operator.config import UpgradeMethod
-from odoo_operator.controller.base import NotReady
+from odoo_operator.controller.base import NotReady, job_failure
 from odoo_operator.controller.odoodatabase_create import DatabasePass
 from odoo_operator.specs.upgrade import ROLLBACK_ANNOTATION
 
@@ -242,7 +242,8 @@ def _start(r: DatabasePass, marker: dict[str, Any], record: dict[str, Any], data
     r.events.append(("Normal", "Upgrading", f"upgrading from Odoo {data} to {to}{why}: the app stops, a copy of "
                      "the database is kept, then the upgrade Job runs"))
     record.update({"state": "Upgrading", "from": data, "to": to, "startedAt": progress["startedAt"],
-                   "finishedAt": None, "durationSeconds": None, "downtimeSeconds": None, "logTail": None})
+                   "finishedAt": None, "durationSeconds": None, "downtimeSeconds": None, "logTail": None,
+                   "downSince": None, "failure": None})
     return _continue(r, marker | {"upgrade": progress}, progress, record)
 
 
@@ -258,7 +259,7 @@ def _continue(r: DatabasePass, marker: dict[str, Any], progress: Mapping[str, An
         record.update({"state": "RollingBack" if rollback else "Upgrading", "from": to if rollback else source,
                        "to": source if rollback else to, "startedAt": progress.get("startedAt")})
     if progress.get("downSince"):
-        record.setdefault("downSince", progress["downSince"])
+        record["downSince"] = record.get("downSince") or progress["downSince"]
     r.new_status["upgrade"] = record
     old = specs.upgrade.serving(db, source, image_for(r, source))
     if step == "stopping":  # on the image it runs: the version of its data (`to` for a rollback)
@@ -291,12 +292,12 @@ def _stop_app(r: DatabasePass, old: OdooDatabase, record: dict[str, Any]) -> Non
     if r.ctx.registry.child("Deployment", db.namespace, db.name) is not None or r.kube.get(
             "apps/v1", "Deployment", db.name, db.namespace) is not None:
         r.apply(specs.app.build_deployment(old, 0, _credentials(r), cast(Any, r).endpoint))
-    record.setdefault("downSince", now_iso())
+    record["downSince"] = record.get("downSince") or now_iso()
     pods = r.kube.list("v1", "Pod", db.namespace, label_selector=",".join(
         f"{k}={v}" for k, v in specs.app.selector_labels(db).items()))
     if pods:
         raise NotReady(PHASE_UPGRADING, f"upgrading to {record.get('to') or db.version}: waiting for the app's "
-                       f"{len(pods)} Pod(s) to stop", retry_after=3, warning=False, phase=PHASE_UPGRADING)
+                       f"{len(pods)} Pod(s) to stop", retry_after=1, warning=False, phase=PHASE_UPGRADING)
     with pg.connect(_admin(r)) as conn:
         pg.terminate_connections(conn, db.database_name)
 
@@ -399,12 +400,20 @@ def _rolling_back(r: DatabasePass, marker: dict[str, Any], old: OdooDatabase, re
                        f"to {to}", retry_after=5, warning=False, phase=PHASE_UPGRADING)
     back_marker = {k: v for k, v in marker.items() if k != "upgrade"} | {"version": back}
     requested = bool(progress.get("rollback"))
+    if not requested and progress.get("job") and not record.get("logTail"):  # lost with a killed pass's status
+        record["logTail"] = _log_tail(r, str(progress["job"]))
+        job = r.ctx.registry.child("Job", db.namespace, str(progress["job"])) or r.kube.get(
+            "batch/v1", "Job", str(progress["job"]), db.namespace)
+        record["failure"] = record.get("failure") or f"Job {progress['job']} failed ({job_failure(job)})"
     if not requested:
         back_marker["failedUpgrade"] = {"to": to, "job": progress.get("job"), "at": now_iso()}
     _write_marker(r, back_marker)
     r.new_status["version"] = back
     record.update({"state": "RolledBack" if requested else "Failed", "finishedAt": record.get("finishedAt")
                    or now_iso()})
+    if record.get("durationSeconds") is None and record.get("startedAt"):
+        record["durationSeconds"] = round((parse_time(str(record["finishedAt"])) - parse_time(
+            str(record["startedAt"]))).total_seconds(), 1)
     if requested:
         r.kube.patch_metadata(API_VERSION, "OdooDatabase", db.name, db.namespace,
                               {"annotations": {ROLLBACK_ANNOTATION: None}})
@@ -465,7 +474,8 @@ def _rollback_requested(r: DatabasePass, marker: dict[str, Any], record: dict[st
     marker["upgrade"] = progress
     _write_marker(r, marker)
     record.update({"state": "RollingBack", "from": data, "to": copy["version"], "startedAt": progress["startedAt"],
-                   "finishedAt": None, "logTail": None})
+                   "finishedAt": None, "logTail": None, "downSince": None, "downtimeSeconds": None,
+                   "durationSeconds": None, "failure": None})
     r.events.append(("Normal", "RollingBack", f"rolling back from Odoo {data} to the pre-upgrade copy of "
                      f"{copy['version']} made at {copy.get('createdAt')}"))
     return True

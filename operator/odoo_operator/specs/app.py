@@ -380,7 +380,8 @@ def build_deployment(db: OdooDatabase, replicas: int, credentials_hash: str,
             {"name": "http", "containerPort": ODOO_HTTP_PORT},
             {"name": "longpolling", "containerPort": ODOO_LONGPOLLING_PORT},
         ],
-        "readinessProbe": {"httpGet": {"path": "/web/health", "port": "http"}, "periodSeconds": 10},
+        # Every 2 s: a Pod serves within 2 s of Odoo answering (a new database, the end of an upgrade's downtime).
+        "readinessProbe": {"httpGet": {"path": "/web/health", "port": "http"}, "periodSeconds": 2},
         "livenessProbe": {
             "httpGet": {"path": "/web/health", "port": "http"},
             "initialDelaySeconds": 60,
