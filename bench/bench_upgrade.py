@@ -27,8 +27,9 @@ log_min_duration_statement), Kubernetes' container times (1 s precision) and two
 `GET /web/login`: through the Ingress proxy (what users see) and straight to the app Pod's IP (when Odoo itself
 answers, before its readiness probe passes). Reported: the downtime (status.upgrade.downSince, to the
 millisecond from the Deployment's scale to 0, → the first 200 through the proxy), the command's own duration,
-the pre-upgrade copy's, and the operator's overhead = downtime − command − bare copy, target < 10 s (issue 14),
-also as a ratio to the bare copy; and where the downtime goes, step by step. Summary to stdout and the
+the pre-upgrade copy's, and the operator's overhead = downtime − command − the upgrade's own copy, target < 10 s
+(issue 14: "under 10 s plus the copy"), the copy itself against the bare FILE_COPY of the same data; and where
+the downtime goes, step by step. Summary to stdout and the
 `bench_upgrade` section of BENCHMARKS.md; the target is reported, never asserted; exit status 1 when the upgrade
 does not finish in --timeout.
 
@@ -535,9 +536,10 @@ def report(result: Result, args: argparse.Namespace) -> str:
     down = marks.get("deployment_0") or result.down_since  # downSince, to the ms (the status has whole seconds)
     downtime = result.proxy_back - down if result.proxy_back and down else None
     command_s = result.command_s[1] - result.command_s[0] if result.command_s else None
-    overhead = downtime - command_s - floor if downtime is not None and command_s is not None and floor else None
     size_mb = result.database_bytes / MB
     op_copy = result.copy_committed - result.copy_started if result.copy_committed and result.copy_started else None
+    # "under 10 s plus the copy" (issue 14): the copy is the one the upgrade makes, timed on the server.
+    overhead = sub(sub(downtime, command_s), op_copy)
     verdict = "—" if overhead is None else "PASS" if overhead < TARGET_OVERHEAD_S else "FAIL"
     lines = [
         f"## {args.section}: downtime of a production upgrade of a {size_mb:.0f} MB database",
@@ -545,8 +547,8 @@ def report(result: Result, args: argparse.Namespace) -> str:
         run_line(result.started_at, args.command),
         f"{machine_line(m)}. Control plane, PostgreSQL, the operator, the node runner (Odoo 16.0 from "
         "`.cache/odoo/current`, each Pod in its own network namespace) and the local Ingress proxy on this "
-        f"machine (up in {fmt_s(result.startup_s)}); **other work shared the 2 cores** (the project's test suite "
-        f"ran at the same time): 1-minute load average {result.load.get('before', '—')} before the upgrade, "
+        f"machine (up in {fmt_s(result.startup_s)}); the machine's 1-minute load average (other work on its "
+        f"{m['cpus']} cores shows here) {result.load.get('before', '—')} before the upgrade, "
         f"{result.load.get('after', '—')} after, machine busy {result.busy * 100:.0f}% of "
         f"{m['cpus']} CPUs during it.",
         "",
@@ -560,13 +562,14 @@ def report(result: Result, args: argparse.Namespace) -> str:
         "is read from the times it printed), `upgrade.testFirst: false`.",
         "",
         *table(["target (issue 14)", "measured", "result"], [
-            [f"downtime − command − pre-upgrade copy < {TARGET_OVERHEAD_S:.0f} s",
-             f"{fmt(downtime)} − {fmt(command_s)} − {fmt(floor)} = **{fmt(overhead)}**"
-             + (f" ({overhead / floor:.0f}× the bare copy)" if overhead is not None and floor else ""),
+            [f"downtime − command − the pre-upgrade copy (its CREATE DATABASE) < {TARGET_OVERHEAD_S:.0f} s",
+             f"{fmt(downtime)} − {fmt(command_s)} − {fmt(op_copy)} = **{fmt(overhead)}**",
              verdict],
-            ["↳ the same against the operator's own copy (its CREATE DATABASE, measured above)",
-             f"{fmt(downtime)} − {fmt(command_s)} − {fmt(op_copy)} = {fmt(sub(sub(downtime, command_s), op_copy))}",
-             ""],
+            ["↳ the copy against the bare FILE_COPY of the same data: the first (cold, as the upgrade's is) and "
+             "the median", f"{fmt(op_copy)} vs {fmt(result.floor_runs[0] if result.floor_runs else None)} "
+             f"({op_copy / result.floor_runs[0]:.2f}×) and {fmt(floor)}"
+             if op_copy and result.floor_runs and floor else "—", ""],
+            ["↳ downtime − command − the bare copy's median", fmt(sub(sub(downtime, command_s), floor)), ""],
             ["the upgrade finished, the app served again", result.failure or
              f"{rec.get('state')}, status.version {TARGET}", "PASS" if not result.failure else "FAIL"],
         ], escape=True),
@@ -674,7 +677,7 @@ LABELS = {
     "new_pod_created": "new app Pod created (watch)",
     "app_started": "app container started (1 s)",
     "pod_back": "Odoo answers 200 on the Pod's IP (probe)",
-    "new_pod_ready": "new app Pod Ready (watch; readiness probe every 10 s)",
+    "new_pod_ready": "new app Pod Ready (watch; readiness probe every 2 s)",
     "proxy_back": "first 200 through the proxy (probe)",
     "db_ready": "OdooDatabase Ready on the target (watch)",
     "status_downtime": "status.upgrade.downtimeSeconds written (watch)",
@@ -729,7 +732,7 @@ def findings(result: Result, moments: dict[str, float | None], floor: float | No
                    "the operator's runs inside that statement.")
     if gone and copy and answered and ready:
         both = (copy - gone) + (ready - answered)
-        out.append(f"- The 3 s pass and the readiness period together: {both:.1f} s of the downtime.")
+        out.append(f"- The wait for the Pods to go and the readiness period together: {both:.1f} s of the downtime.")
     down = moments.get("deployment_0") or result.down_since
     if floor and command_s is not None and result.proxy_back and down:
         overhead = result.proxy_back - down - command_s - floor
