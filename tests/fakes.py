@@ -357,7 +357,7 @@ class FakePostgres:
         for name in ("connect", "ensure_role", "database_info", "database_marker", "create_database",
                      "ensure_private", "create_odoo_extensions", "database_size", "server_info",
                      "set_database_marker", "copy_database", "copy_in_progress", "rename_database",
-                     "reassign_owned", "terminate_connections", "drop_database", "drop_role"):
+                     "reassign_owned", "terminate_connections", "drop_database", "drop_role", "database_names"):
             monkeypatch.setattr(pg, name, getattr(self, name))
         monkeypatch.setattr(neutralize, "reset_identity", self.reset_identity)
 
@@ -376,6 +376,10 @@ class FakePostgres:
             raise pg.PostgresUnavailable(f"connection to {server.host}:{server.port} refused")
         self.connections.append(FakeConnection(server, dbname))
         return self._connection(server, dbname)
+
+    def database_names(self, conn: FakeConnection) -> set[str]:
+        self._log("database_names")
+        return set(self.databases)
 
     def server_info(self, conn: FakeConnection) -> tuple[str, int]:
         self._log("server_info")

@@ -132,3 +132,25 @@ def test_allowed_namespaces(world: World, allowed: dict[str, Any] | None, labels
         assert (outcome.phase, outcome.ready.reason, outcome.stalled.status) == ("Pending", "ServerNotAllowed", "True")
         assert f"{SERVER!r}" in outcome.stalled.message and world.pg.calls == []
         assert world.kube.find("Secret", "shop-db") is None
+
+
+def test_a_database_dropped_behind_our_back_wakes_its_odoodatabase_once(world: World) -> None:
+    """Drift is found by the server's check (one query for all its databases), not by each database."""
+    server = world.add_server()
+    body = world.add(database_body())
+    odoodatabase.reconcile(body, world.ctx)
+    assert world.registry.placements[(NAMESPACE, "shop")] == (SERVER, "shop")
+    woken: list[tuple[str, str]] = []
+    world.registry.wake = woken.append  # type: ignore[method-assign]
+
+    check(world, server)
+    assert woken == [] and world.pg.called("database_names") == [()]
+    del world.pg.databases["shop"]
+    check(world, server)
+    check(world, server)  # reported once: its pass says DatabaseMissing, nothing to wake again
+    assert woken == [(NAMESPACE, "shop")]
+    outcome = odoodatabase.reconcile(body | {"status": {"createdAt": "2026-01-01T00:00:00Z",
+                                                        "databaseName": "shop"}}, world.ctx)
+    assert outcome.ready.reason == "DatabaseMissing"
+    world.registry.forget_database(NAMESPACE, "shop")
+    assert (NAMESPACE, "shop") not in world.registry.placements and not world.registry.missing

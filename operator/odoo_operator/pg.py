@@ -184,6 +184,11 @@ def _short(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def database_names(conn: psycopg.Connection[Any]) -> set[str]:
+    """Every database of the server: one query for all of them (drift is checked per server, not per database)."""
+    return {str(row[0]) for row in conn.execute("SELECT datname FROM pg_database").fetchall()}
+
+
 def server_info(conn: psycopg.Connection[Any]) -> tuple[str, int]:
     """Server version (e.g. '15.18') and the number of non-template databases."""
     row = conn.execute(

@@ -153,6 +153,7 @@ class Reconciler(base.Reconciler[OdooDatabase]):
             failpoints.hit("create-after-role", db.namespace)
             odoodatabase_upgrade.recover(self, conn)  # a rollback killed between DROP and CREATE
             initialized = odoodatabase_create.ensure_database(self, conn, self.admin, server_name, source)
+            self.ctx.registry.place((db.namespace, db.name), server_name, db.database_name)  # its server watches it
             if pg.ensure_private(conn, db.database_name):  # also after a crash before the REVOKE
                 self.events.append(("Warning", "ConnectRevoked", f"database {db.database_name!r} was open to "
                                     "every role (CONNECT for PUBLIC); revoked"))

@@ -26,6 +26,7 @@ def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[C
         address, _ = server_address(name, ctx)
         with pg.connect(address) as conn:
             version, count = pg.server_info(conn)
+            present = pg.database_names(conn)
     except SpecError as exc:
         return status | {"phase": "Failed", "reachable": False}, _stalled("InvalidSpec", str(exc))
     except NotReady as exc:
@@ -34,6 +35,10 @@ def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[C
         return status | {"phase": "Unreachable", "reachable": False}, _not_ready(
             "Unreachable", f"cannot connect to {server.host}:{server.port}: {exc}")
     status.update({"phase": "Ready", "reachable": True, "serverVersion": version, "databaseCount": count})
+    # Drift: a database dropped behind the operator's back wakes its OdooDatabase, which reports it
+    # (DatabaseMissing) — one query per server and check, not one per database.
+    for key in ctx.registry.newly_missing(name, present):
+        ctx.registry.wake(key)
     message = f"PostgreSQL {version} reachable, {count} database(s)"
     if server.max_databases is not None:
         message += f" of at most {server.max_databases}"

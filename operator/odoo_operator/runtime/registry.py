@@ -172,6 +172,10 @@ class Registry:
         self.users_synced: dict[Key, tuple[str, float]] = {}
         self.claims = ClaimBook()
         self.mappings = MappingIndex()
+        # OdooDatabase -> (PostgresServer, database name) once its database exists; and those found missing
+        # by their server's check (each woken once, when it goes missing)
+        self.placements: dict[Key, tuple[str, str]] = {}
+        self.missing: set[Key] = set()
 
     def changed_token(self, key: Key, token: Any) -> bool:
         """True when `token` differs from the last one seen for `key` (and remembers it)."""
@@ -247,6 +251,8 @@ class Registry:
 
     def forget_database(self, namespace: str, name: str) -> None:
         with self._lock:
+            self.placements.pop((namespace, name), None)
+            self.missing.discard((namespace, name))
             self.locks.pop((namespace, name), None)
             self.users_synced.pop((namespace, name), None)
             owned = [key for key, obj in self.children.items()
@@ -254,6 +260,22 @@ class Registry:
             for key in owned:
                 self.children.pop(key, None)
                 self.applied.pop(key, None)
+
+    # ---- drift: databases dropped behind the operator's back ---------------------------------
+    def place(self, key: Key, server: str, database: str) -> None:
+        with self._lock:
+            self.placements[key] = (server, database)
+
+    def newly_missing(self, server: str, present: set[str]) -> list[Key]:
+        """The OdooDatabases placed on `server` whose database is not among `present` and was not already
+        found missing (one wake-up each when it goes); those present again are no longer missing."""
+        with self._lock:
+            placed = {key: database for key, (on, database) in self.placements.items() if on == server}
+            gone = {key for key, database in placed.items() if database not in present}
+            self.missing -= set(placed) - gone
+            new = sorted(gone - self.missing)
+            self.missing |= gone
+            return new
 
     # ---- wake-ups ------------------------------------------------------------------------
     def register(self, key: Key, waker: Waker) -> None:

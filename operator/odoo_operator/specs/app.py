@@ -390,6 +390,11 @@ def build_deployment(db: OdooDatabase, replicas: int, credentials_hash: str,
         "volumeMounts": mounts,
         "securityContext": CONTAINER_SECURITY_CONTEXT,
     }
+    if db.app.workers > 0:
+        # Prefork: /websocket is served by Odoo's gevent process on its own port, which starts after the HTTP
+        # workers answer: the Pod is not Ready (readiness is only probed once started) until that port listens.
+        container["startupProbe"] = {"tcpSocket": {"port": "longpolling"}, "periodSeconds": 1,
+                                     "failureThreshold": 300}
     if db.app.resources:
         container["resources"] = dict(db.app.resources)
     return {
