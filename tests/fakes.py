@@ -29,6 +29,7 @@ from odoo_operator.api.conditions import merge_conditions
 from odoo_operator.config import Settings
 from odoo_operator.controller.base import Context, Outcome
 from odoo_operator.kube import RESOURCES, Kube, KubeError
+from odoo_operator.loop import whole_values
 from odoo_operator.runtime.registry import Registry
 
 Key = tuple[str, str, str, str]  # (apiVersion, kind, namespace or "", name)
@@ -517,7 +518,7 @@ class World:
                "conditions": merge_conditions(old.get("conditions"), outcome.conditions(), generation)}
         stored = self.kube.find(body["kind"], body["metadata"]["name"], body["metadata"].get("namespace"))
         if stored is not None:
-            stored["status"] = _merge_patch(stored.get("status") or {}, new)
+            stored["status"] = _merge_patch(stored.get("status") or {}, whole_values(stored.get("status") or {}, new))
         result = copy.deepcopy(dict(body))
         result["status"] = {**old, **new}
         if stored is not None:

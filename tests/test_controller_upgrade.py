@@ -334,3 +334,20 @@ def test_without_test_first_a_tested_target_does_not_hold_another_version_back(w
     body = set_spec(world, body, version="saas~16.1", upgrade={"targetVersion": "17.0", "testFirst": False})
     outcome, body = run(world, body)
     assert outcome.phase == "Upgrading" and marker(world)["upgrade"]["to"] == "saas~16.1"
+
+
+def test_the_pre_upgrade_copy_is_removed_once_its_keep_window_is_over(world: World) -> None:
+    body = start_production_upgrade(world)
+    world.kube.finish_job(upgrade_job(world)["metadata"]["name"])
+    _, body = run(world, body)
+    copy = pre_upgrade_database_name(body["metadata"]["uid"])
+    assert copy in world.pg.databases and body["status"]["upgrade"]["preUpgradeCopy"]["version"] == "16.0"
+    world.pg.databases["shop"].marker = marker(world) | {"preUpgrade": marker(world)["preUpgrade"] | {
+        "expiresAt": "2020-01-01T00:00:00Z"}}
+    outcome, body = run(world, body)
+    assert copy not in world.pg.databases and "preUpgrade" not in marker(world)
+    assert world.kube.find("PersistentVolumeClaim", "shop-pre-upgrade") is None
+    assert "preUpgradeCopy" not in body["status"]["upgrade"]
+    stored = world.kube.find("OdooDatabase", "shop")  # as the API server merged the status patch
+    assert stored is not None and "preUpgradeCopy" not in stored["status"]["upgrade"], stored["status"]["upgrade"]
+    assert any(e[1] == "PreUpgradeCopyExpired" for e in outcome.events)

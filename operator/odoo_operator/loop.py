@@ -186,6 +186,20 @@ def reconcile_result(outcome: Outcome) -> tuple[str, str | None]:
     return "success", None
 
 
+def whole_values(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch that makes each field of `new` its whole value: inside an object field (e.g.
+    status.upgrade, status.lastLogout) a key the new value no longer has is removed (null), instead of being
+    kept by the merge. Fields `new` does not name are left as they are."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            patch[key] = whole_values(before, value) | {k: None for k in before if k not in value}
+        else:
+            patch[key] = value
+    return patch
+
+
 def publish(body: Mapping[str, Any], outcome: Outcome, ctx: Context, kind: str,
             transition: Transition | None = None, observe: Observe | None = None) -> dict[str, Any]:
     """Write the status (only when it changed) and post an Event on every transition."""
@@ -198,7 +212,7 @@ def publish(body: Mapping[str, Any], outcome: Outcome, ctx: Context, kind: str,
     new["conditions"] = merge_conditions(old.get("conditions"), outcome.conditions(), generation)
     changed = {k: v for k, v in new.items() if old.get(k) != v}
     if changed:
-        ctx.kube.patch_status(API_VERSION, kind, meta["name"], meta["namespace"], new)
+        ctx.kube.patch_status(API_VERSION, kind, meta["name"], meta["namespace"], whole_values(old, new))
     events = transition(body, old, new, list(outcome.events)) if transition else outcome.events
     for type_, reason, message in events:
         event(body, type_, reason, message)
