@@ -351,3 +351,25 @@ def test_the_pre_upgrade_copy_is_removed_once_its_keep_window_is_over(world: Wor
     stored = world.kube.find("OdooDatabase", "shop")  # as the API server merged the status patch
     assert stored is not None and "preUpgradeCopy" not in stored["status"]["upgrade"], stored["status"]["upgrade"]
     assert any(e[1] == "PreUpgradeCopyExpired" for e in outcome.events)
+
+
+def test_a_new_target_replaces_the_test_copy_of_the_previous_one(world: World) -> None:
+    body = ready_on_16(world, upgrade={"targetVersion": "saas~16.1"})
+    _, body = run(world, body)
+    assert (world.kube.find("OdooDatabase", "shop-upgrade-test") or {})["spec"]["version"] == "saas~16.1"
+    body = set_spec(world, body, upgrade={"targetVersion": "17.0"})
+    outcome, body = run(world, body)
+    assert world.kube.find("OdooDatabase", "shop-upgrade-test") is None  # deleted (the fake has no finalizer)
+    assert body["status"]["upgrade"]["test"] == {**body["status"]["upgrade"]["test"], "state": "Running", "to": "17.0"}
+    outcome, body = run(world, body)
+    assert (world.kube.find("OdooDatabase", "shop-upgrade-test") or {})["spec"]["version"] == "17.0"
+
+
+def test_an_object_of_the_test_copys_name_that_is_not_ours_is_left_alone(world: World) -> None:
+    body = ready_on_16(world)
+    world.add(database_body("shop-upgrade-test", version="16.0"))
+    body = set_spec(world, body, upgrade={"targetVersion": "17.0"})
+    outcome, body = run(world, body)
+    assert outcome.phase == "Ready" and body["status"]["upgrade"]["test"]["state"] == "Failed"
+    assert "not this database's test copy" in body["status"]["upgrade"]["test"]["logTail"]
+    assert (world.kube.find("OdooDatabase", "shop-upgrade-test") or {})["spec"]["version"] == "16.0"

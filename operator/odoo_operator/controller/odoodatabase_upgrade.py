@@ -189,8 +189,20 @@ def _ensure_test(r: DatabasePass, record: dict[str, Any], to: str) -> dict[str, 
     name = specs.upgrade.test_copy_name(db)
     test = dict(record.get("test") or {})
     copy = r.kube.get(API_VERSION, "OdooDatabase", name, db.namespace)
-    if copy is not None and test.get("to") not in (None, to):
-        copy = None  # a test of another version: its record goes, the copy is left to expire
+    if copy is not None and ((copy["metadata"].get("labels") or {}).get(specs.upgrade.TEST_COPY_LABEL) != db.name
+                             or not any(o.get("uid") == db.uid for o in copy["metadata"].get("ownerReferences") or [])):
+        # Not ours: never touched; the test is reported failed (production keeps serving).
+        record["test"] = {"state": "Failed", "to": to, "database": name, "logTail": f"OdooDatabase {name} exists "
+                          "and is not this database's test copy; rename or delete it to test an upgrade"}
+        return record["test"]
+    if copy is not None and (copy.get("spec") or {}).get("version") != to:
+        # A test of another version: that copy goes (it is ours), a new one follows once it is gone.
+        if not copy["metadata"].get("deletionTimestamp"):
+            r.kube.delete(API_VERSION, "OdooDatabase", name, db.namespace)
+        record["test"] = {"state": "Running", "to": to, "database": name, "startedAt": now_iso()}
+        record["state"] = "Testing"
+        _wake(r, 5)
+        return record["test"]
     if copy is None:
         if test.get("to") == to and test.get("state") in ("Succeeded", "Failed"):
             return test  # the result stands after the copy expired (a failed one: delete the copy to retry)
