@@ -19,6 +19,7 @@ from odoo_operator.api.versions import below_latest_major, newest_above, parse_u
 from odoo_operator.config import Settings, UpgradeMethod, _parse_images
 from odoo_operator.controller import odoodatabase
 from odoo_operator.controller.base import Outcome
+from test_controller_odoodatabase import provisioned
 
 TABLE = {"16.0": "odoo:16.0", "saas~16.1": "odoo:16.1", "17.0": "odoo:17.0"}
 METHODS = {"17.0": UpgradeMethod("migrate:17.0", ("/migrate", "--all"))}
@@ -35,15 +36,7 @@ def run(world: World, body: dict[str, Any]) -> tuple[Outcome, dict[str, Any]]:
 
 
 def ready_on_16(world: World, **spec: Any) -> dict[str, Any]:
-    world.add_server()
-    body = world.add(database_body(version="16.0", **spec))
-    _, body = run(world, body)
-    world.kube.finish_job("shop-init")
-    _, body = run(world, body)
-    world.kube.make_available("shop")
-    outcome, body = run(world, body)
-    assert outcome.phase == "Ready", outcome.ready
-    return body
+    return provisioned(world, version="16.0", **spec)
 
 
 def set_spec(world: World, body: dict[str, Any], **spec: Any) -> dict[str, Any]:

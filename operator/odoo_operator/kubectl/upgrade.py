@@ -69,16 +69,23 @@ def _when(text: Any) -> str:
     return f"{text} ({ago(text)})" if parse_time(text) else "-"
 
 
+def _timing(record: Mapping[str, Any]) -> list[str]:
+    """How long it took (and the app was down), and when it finished or started."""
+    parts = [f"{label} {_seconds(record[key])}" for key, label in (("durationSeconds", "took"),
+                                                                    ("downtimeSeconds", "downtime"))
+             if record.get(key) is not None]
+    if record.get("finishedAt"):
+        parts.append(f"finished {ago(record['finishedAt'])}")
+    elif record.get("startedAt"):
+        parts.append(f"started {ago(record['startedAt'])}")
+    return parts
+
+
 def summarize_test(test: Mapping[str, Any]) -> str:
     """status.upgrade.test in one line: state, target, duration or start, URL."""
     state = str(test.get("state") or "?")
     parts = [f"to {test['to']}"] if test.get("to") else []
-    if test.get("durationSeconds") is not None:
-        parts.append(f"took {_seconds(test['durationSeconds'])}")
-    if test.get("finishedAt"):
-        parts.append(f"finished {ago(test['finishedAt'])}")
-    elif test.get("startedAt"):
-        parts.append(f"started {ago(test['startedAt'])}")
+    parts += _timing(test)
     line = f"{state} ({', '.join(parts)})" if parts else state
     return line + (f": {test['url']}" if test.get("url") else "")
 
@@ -86,15 +93,7 @@ def summarize_test(test: Mapping[str, Any]) -> str:
 def summarize_upgrade(upgrade: Mapping[str, Any]) -> str:
     """A production upgrade (status.upgrade with state Upgrading/Succeeded/Failed/RolledBack) in one line."""
     state = str(upgrade.get("state") or "?")
-    parts = []
-    if upgrade.get("durationSeconds") is not None:
-        parts.append(f"took {_seconds(upgrade['durationSeconds'])}")
-    if upgrade.get("downtimeSeconds") is not None:
-        parts.append(f"downtime {_seconds(upgrade['downtimeSeconds'])}")
-    if upgrade.get("finishedAt"):
-        parts.append(f"finished {ago(upgrade['finishedAt'])}")
-    elif upgrade.get("startedAt"):
-        parts.append(f"started {ago(upgrade['startedAt'])}")
+    parts = _timing(upgrade)
     line = f"{state} {upgrade.get('from') or '?'} -> {upgrade.get('to') or '?'}"
     return line + (f" ({', '.join(parts)})" if parts else "")
 

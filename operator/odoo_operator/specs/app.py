@@ -163,39 +163,35 @@ def build_admin_secret(db: OdooDatabase, password: str) -> dict[str, Any]:
     }
 
 
-def build_filestore_pvc(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
+def build_pvc(db: OdooDatabase, name: str, component: str, size: str, settings: Settings,
+              data_source: str | None = None) -> dict[str, Any]:
+    """A volume of the database's (filestore's access mode and storage class), optionally cloned from a PVC."""
     spec: dict[str, Any] = {
         "accessModes": [settings.filestore_access_mode],
-        "resources": {"requests": {"storage": settings.filestore_size}},
+        "resources": {"requests": {"storage": size}},
     }
     if settings.storage_class:
         spec["storageClassName"] = settings.storage_class
-    if db.duplicate_from and settings.filestore_clone == "csi":
-        # A CSI clone of the source's filestore, made by the storage driver at provisioning time.
-        spec["dataSource"] = {"kind": "PersistentVolumeClaim", "name": f"{db.duplicate_from.name}-filestore"}
+    if data_source:
+        spec["dataSource"] = {"kind": "PersistentVolumeClaim", "name": data_source}
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _metadata(db, filestore_pvc_name(db), "filestore"),
+        "metadata": _metadata(db, name, component),
         "spec": spec,
     }
+
+
+def build_filestore_pvc(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
+    # A duplicate's: a CSI clone of the source's filestore, made by the storage driver at provisioning time.
+    clone = f"{db.duplicate_from.name}-filestore" if db.duplicate_from and settings.filestore_clone == "csi" else None
+    return build_pvc(db, filestore_pvc_name(db), "filestore", settings.filestore_size, settings, clone)
 
 
 def build_sessions_pvc(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
     """Odoo's HTTP sessions (files under data_dir/sessions), shared by every replica and kept across
     restarts. Never cloned or backed up: a copy starts with nobody logged in."""
-    spec: dict[str, Any] = {
-        "accessModes": [settings.filestore_access_mode],
-        "resources": {"requests": {"storage": SESSIONS_SIZE}},
-    }
-    if settings.storage_class:
-        spec["storageClassName"] = settings.storage_class
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": _metadata(db, sessions_pvc_name(db), "sessions"),
-        "spec": spec,
-    }
+    return build_pvc(db, sessions_pvc_name(db), "sessions", SESSIONS_SIZE, settings)
 
 
 def render_odoo_conf(db: OdooDatabase, endpoint: DatabaseEndpoint) -> str:

@@ -22,6 +22,7 @@ from odoo_operator.specs.app import (
     _db_env,
     _metadata,
     _volumes,
+    build_pvc,
     child_name,
     filestore_pvc_name,
     labels,
@@ -172,14 +173,7 @@ def build_files_rollback_job(db: OdooDatabase, name: str) -> dict[str, Any]:
 
 
 def build_pre_upgrade_pvc(db: OdooDatabase, settings: Settings) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "accessModes": [settings.filestore_access_mode],
-        "resources": {"requests": {"storage": settings.filestore_size}},
-    }
-    if settings.storage_class:
-        spec["storageClassName"] = settings.storage_class
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": _metadata(db, pre_upgrade_pvc_name(db), "pre-upgrade"), "spec": spec}
+    return build_pvc(db, pre_upgrade_pvc_name(db), "pre-upgrade", settings.filestore_size, settings)
 
 
 def build_test_copy(db: OdooDatabase, to: str, server: str | None) -> dict[str, Any]:
