@@ -83,10 +83,11 @@ def test_invite_and_remove_user_edit_spec_users_idempotently(cluster: LocalClust
 
 def test_concurrent_invites_keep_every_entry(cluster: LocalCluster, operator: Any, namespace: str) -> None:
     """Each edit carries the resourceVersion it read: a lost race is a 409, read again and retried, so no
-    invitation overwrites another."""
+    invitation overwrites another; ten at once (more than a fixed handful of retries would survive, the operator's
+    status writes racing too) all land."""
     fabricate(cluster, namespace, "crowd")
-    emails = [f"user{i}@example.com" for i in range(6)]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+    emails = sorted(f"user{i}@example.com" for i in range(10))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
         results = list(pool.map(lambda e: kodoo(cluster, "-n", namespace, "invite", "crowd", e), emails))
     for result in results:
         ok(result)

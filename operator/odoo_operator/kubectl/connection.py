@@ -7,8 +7,11 @@ Not here: what the commands do with what they read (commands.py), how it is show
 from __future__ import annotations
 
 import argparse
+import random
 import shutil
 import sys
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,13 @@ import kubernetes
 
 from odoo_operator import API_VERSION, kube
 from odoo_operator.kube import Kube, KubeError
-from odoo_operator.kubectl.support import PluginError
+from odoo_operator.kubectl.support import PLUGIN, PluginError
+
+# An edit that loses a race (409: the object changed since it was read) is read, decided and sent again; the
+# operator's own status writes change the resourceVersion too, so several plugin edits at once need more than
+# a handful of tries: retry with a jittered, growing pause for up to this long.
+CONFLICT_BUDGET = 30.0
+Plan = Callable[[Mapping[str, Any]], tuple[dict[str, Any] | None, str]]
 
 
 class Connection:
@@ -75,6 +84,33 @@ def get_database(conn: Connection, namespace: str, name: str) -> dict[str, Any]:
     if body is None:
         raise PluginError(f'OdooDatabase "{name}" not found in namespace "{namespace}"')
     return body
+
+
+def patch_database(conn: Connection, namespace: str, name: str, plan: Plan, what: str) -> tuple[bool, str]:
+    """Read the database, let `plan` decide (the merge patch, None when nothing is to be done, and a message)
+    and send the patch with the resourceVersion read, so it applies only to what was decided on; a 409 means
+    someone changed the object meanwhile: read again, decide again. Returns (changed, message)."""
+    deadline = time.monotonic() + CONFLICT_BUDGET
+    conflicts = 0
+    while True:
+        obj = get_database(conn, namespace, name)
+        patch, message = plan(obj)
+        if patch is None:
+            return False, message
+        metadata = {**patch.get("metadata", {}), "resourceVersion": obj["metadata"]["resourceVersion"]}
+        try:
+            conn.kube.merge_patch(API_VERSION, "OdooDatabase", name, namespace, {**patch, "metadata": metadata},
+                                  field_manager=PLUGIN)
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+            conflicts += 1
+            if time.monotonic() >= deadline:
+                raise PluginError(f"{name} kept changing while {what} ({conflicts} conflicts in "
+                                  f"{CONFLICT_BUDGET:.0f} s); try again") from None
+            time.sleep(random.uniform(0.05, min(2.0, 0.1 * 2 ** min(conflicts, 5))))
+            continue
+        return True, message
 
 
 def related(conn: Connection, namespace: str, kind: str, database: str) -> list[dict[str, Any]]:

@@ -19,14 +19,11 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from odoo_operator import API_VERSION
 from odoo_operator.api.conditions import format_time
 from odoo_operator.api.model import VERSION_RE
 from odoo_operator.api.versions import version_key
-from odoo_operator.kube import KubeError
-from odoo_operator.kubectl.connection import Connection, get_database
+from odoo_operator.kubectl.connection import Connection, get_database, patch_database
 from odoo_operator.kubectl.support import (
-    PLUGIN,
     PluginError,
     ago,
     expires,
@@ -39,7 +36,6 @@ from odoo_operator.kubectl.support import (
 )
 from odoo_operator.specs.upgrade import ROLLBACK_ANNOTATION
 
-CONFLICT_RETRIES = 5
 OBJECT = "odoodatabase.odoo.dbmanager.io"
 PRODUCTION_STATES = ("Upgrading", "Succeeded", "Failed", "RolledBack")
 LOG_LINES = 20
@@ -288,27 +284,6 @@ def plan_rollback(obj: Mapping[str, Any], moment: datetime.datetime) -> tuple[di
          f"filestore as they were at {copy.get('createdAt') or 'the upgrade'}); what changed since is lost")
 
 
-def apply_plan(conn: Connection, namespace: str, name: str, plan: Plan) -> tuple[bool, str]:
-    """Read, decide (`plan`: the patch, None when nothing is to be done, and a message), and merge-patch with
-    the resourceVersion read; on a 409 read again and decide again. Returns (changed, message)."""
-    for _ in range(CONFLICT_RETRIES):
-        obj = get_database(conn, namespace, name)
-        patch, message = plan(obj)
-        if patch is None:
-            return False, message
-        metadata = {**patch.get("metadata", {}), "resourceVersion": obj["metadata"]["resourceVersion"]}
-        try:
-            conn.kube.merge_patch(API_VERSION, "OdooDatabase", name, namespace, {**patch, "metadata": metadata},
-                                  field_manager=PLUGIN)
-        except KubeError as exc:
-            if exc.status == 409:
-                continue
-            raise
-        return True, message
-    raise PluginError(f"{name} kept changing while the upgrade was asked for ({CONFLICT_RETRIES} conflicts); "
-                      "try again")
-
-
 def cmd_upgrade(args: argparse.Namespace) -> int:
     to = check_version(args.to, "--to") if args.to is not None else None
     action = "test" if args.test else "now" if args.now else "rollback" if args.rollback else None
@@ -331,7 +306,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         "now": lambda obj: plan_now(obj, to),
         "rollback": lambda obj: plan_rollback(obj, now()),
     }
-    changed, message = apply_plan(conn, namespace, args.database, plans[action])
+    changed, message = patch_database(conn, namespace, args.database, plans[action], "the upgrade was asked for")
     print(f"{OBJECT}/{args.database} patched: {message}" if changed else message)
     if changed:
         final = get_database(conn, namespace, args.database)

@@ -26,8 +26,7 @@ from odoo_operator.api.users import (
     parse_users_spec,
     parse_users_status,
 )
-from odoo_operator.kube import KubeError
-from odoo_operator.kubectl.connection import Connection, get_database
+from odoo_operator.kubectl.connection import Connection, get_database, patch_database
 from odoo_operator.kubectl.support import (
     PLUGIN,
     PluginError,
@@ -43,7 +42,6 @@ from odoo_operator.kubectl.support import (
 from odoo_operator.specs import sessions
 
 STATE_PENDING = "Pending"  # in spec.users, not (yet) in status.users
-CONFLICT_RETRIES = 5
 OBJECT = "odoodatabase.odoo.dbmanager.io"
 
 
@@ -104,26 +102,17 @@ Edit = Callable[[list[Any], Mapping[str, Any]], tuple[list[Any] | None, str]]
 
 
 def edit_users(conn: Connection, namespace: str, name: str, edit: Edit) -> tuple[bool, str]:
-    """Read the database, let `edit` compute the new spec.users (None: nothing to change) and a message,
-    check the result as the operator would, and merge-patch it with the resourceVersion read (a 409: someone
-    changed the object meanwhile; read again and retry). Returns (changed, message)."""
-    for _ in range(CONFLICT_RETRIES):
-        obj = get_database(conn, namespace, name)
+    """Let `edit` compute the new spec.users from the one read (None: nothing to change) and a message, check
+    the result as the operator would (SpecError: exit 1, nothing sent) and patch it with the resourceVersion
+    read (`patch_database`: a lost race is read and decided again). Returns (changed, message)."""
+    def plan(obj: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
         spec = obj.get("spec") or {}
-        current = list(spec.get("users") or [])
-        new, message = edit(current, spec)
+        new, message = edit(list(spec.get("users") or []), spec)
         if new is None:
-            return False, message
-        parse_users_spec({**spec, "users": new})  # SpecError: exit 1, nothing sent
-        patch = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]}, "spec": {"users": new}}
-        try:
-            conn.kube.merge_patch(API_VERSION, "OdooDatabase", name, namespace, patch, field_manager=PLUGIN)
-        except KubeError as exc:
-            if exc.status == 409:
-                continue
-            raise
-        return True, message
-    raise PluginError(f"{name} kept changing while spec.users was edited ({CONFLICT_RETRIES} conflicts); try again")
+            return None, message
+        parse_users_spec({**spec, "users": new})
+        return {"spec": {"users": new}}, message
+    return patch_database(conn, namespace, name, plan, "spec.users was edited")
 
 
 def _index(users: list[Any], email: str) -> int | None:
