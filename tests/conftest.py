@@ -138,6 +138,9 @@ class OperatorProcess:
         self.metrics_port = free_port()
         self.env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "ODOO_OPERATOR_RETRY_MAX_SECONDS": "3",
                     "ODOO_OPERATOR_SIZE_REFRESH_SECONDS": "2", "PYTHONUNBUFFERED": "1",
+                    # Template databases (on by default) are tested by test_templates_e2e.py with an operator
+                    # of its own: elsewhere a database is created the one way the test expects.
+                    "ODOO_OPERATOR_TEMPLATES": "false",
                     "ODOO_OPERATOR_METRICS_PORT": str(self.metrics_port), "ODOO_OPERATOR_METRICS_ADDRESS": "127.0.0.1",
                     **(env or {})}
         self.args = list(args or [])

@@ -349,6 +349,7 @@ class FakePostgres:
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     connections: list[FakeConnection] = field(default_factory=list)
     journal: list[str] = field(default_factory=list)  # "pg <function> <first argument>", shared with FakeKube
+    installed: dict[str, set[str]] = field(default_factory=dict)  # Odoo modules installed, by database
 
     def _log(self, *call: Any) -> None:
         self.calls.append(call)
@@ -358,9 +359,12 @@ class FakePostgres:
         for name in ("connect", "ensure_role", "database_info", "database_marker", "create_database",
                      "ensure_private", "create_odoo_extensions", "database_size", "server_info",
                      "set_database_marker", "copy_database", "copy_in_progress", "rename_database",
-                     "reassign_owned", "terminate_connections", "drop_database", "drop_role", "database_names"):
+                     "reassign_owned", "terminate_connections", "drop_database", "drop_role", "database_names",
+                     "template_databases", "ensure_template_role", "template_built", "installed_modules",
+                     "drop_template_role", "role_exists"):
             monkeypatch.setattr(pg, name, getattr(self, name))
         monkeypatch.setattr(neutralize, "reset_identity", self.reset_identity)
+        monkeypatch.setattr(neutralize, "set_admin_password", self.set_admin_password)
 
     def called(self, name: str) -> list[tuple[Any, ...]]:
         return [c[1:] for c in self.calls if c[0] == name]
@@ -384,7 +388,7 @@ class FakePostgres:
 
     def server_info(self, conn: FakeConnection) -> tuple[str, int]:
         self._log("server_info")
-        return self.version, len(self.databases)
+        return self.version, sum(1 for name in self.databases if not name.startswith(pg.TEMPLATE_PREFIX))
 
     def ensure_role(self, conn: FakeConnection, role: str, password: str, owner: dict[str, str],
                     reset_password: bool) -> bool:
@@ -463,6 +467,34 @@ class FakePostgres:
             self._log("drop_role", role)
             del self.roles[role]
 
+    # ---- template databases (controller/templates.py) ------------------------------------------------
+    def template_databases(self, conn: FakeConnection) -> dict[str, dict[str, Any] | None]:
+        return {name: copy.deepcopy(db.marker) for name, db in self.databases.items()
+                if name.startswith(pg.TEMPLATE_PREFIX)}
+
+    def ensure_template_role(self, conn: FakeConnection, role: str, password: str) -> None:
+        self._log("ensure_template_role", role)
+        self.roles[role] = {pg.MARKER_KEY: pg.MARKER_VALUE, "template": True, "login": True}
+
+    def template_built(self, conn: FakeConnection, role: str) -> None:
+        self._log("template_built", role)
+        self.roles[role]["login"] = False
+
+    def installed_modules(self, server: pg.ServerAddress, dbname: str, modules: list[str]) -> set[str]:
+        return set(self.installed.get(dbname, set())) & set(modules)
+
+    def drop_template_role(self, conn: FakeConnection, role: str) -> bool:
+        self._log("drop_template_role", role)
+        self.roles.pop(role, None)
+        return True
+
+    def role_exists(self, conn: FakeConnection, role: str) -> bool:
+        return role in self.roles
+
+    def set_admin_password(self, conn: Any, password: str) -> bool:
+        self._log("set_admin_password", conn.server.user, conn.dbname)
+        return True
+
     def reset_identity(self, conn: Any, base_url: str) -> dict[str, str]:
         self._log("reset_identity", conn.server.user, conn.dbname, base_url)
         return {"web.base.url": base_url}
@@ -481,7 +513,7 @@ class World:
         self.kube = FakeKube(self.registry, self.journal)
         self.pg = FakePostgres(journal=self.journal)
         self.pg.install(monkeypatch)
-        self.settings = settings or Settings(base_domain="odoo.test", dns_check=False)
+        self.settings = settings or Settings(base_domain="odoo.test", dns_check=False, templates=False)
         self.ctx = Context(kube=cast(Kube, self.kube), settings=self.settings, registry=self.registry)
 
     # ---- objects ------------------------------------------------------------------------------

@@ -124,6 +124,7 @@ def test_default_rendering() -> None:
     objs = render()
     kinds = sorted(o["kind"] for o in objs)
     assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service",
+                            "Role", "RoleBinding",  # deleting template Secrets/ConfigMaps in the release namespace
                             "Deployment", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
                             "ClusterRole", "ClusterRole", "ClusterRole", "NetworkPolicy",
                             # tenantPolicies: routes (4), lifetime (1), backupIdentity (5)
@@ -162,7 +163,7 @@ def test_default_rendering() -> None:
     service = one(objs, "Service")
     assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
-    lease_role = one(objs, "Role")
+    lease_role = one(objs, "Role", f"{RELEASE}-leader-election")
     assert lease_role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
                                     "verbs": ["get", "create", "update"]}]
 
@@ -229,7 +230,7 @@ def test_one_replica_may_run_without_leader_election() -> None:
     objs = render(sets=("leaderElection.enabled=false", "replicaCount=1"))
     assert one(objs, "Deployment")["spec"]["replicas"] == 1
     assert env_of(objs)["ODOO_OPERATOR_LEADER_ELECTION"] == "false"
-    assert not [o for o in objs if o["kind"] == "Role"]  # no Lease, no Role on Leases
+    assert not [o for o in objs if o["kind"] == "Role" and "leases" in str(o["rules"])]  # no Lease, no Role on Leases
 
 
 def egress_ports(policy: Obj) -> list[set[tuple[Any, str]]]:
@@ -545,7 +546,7 @@ def operator_rbac(cluster: LocalCluster, chart_namespace: str) -> Iterator[tuple
     objs = [o for o in render(release=release, namespace=chart_namespace)
             if o["kind"] in ("ServiceAccount", "Role", "RoleBinding")
             or (o["kind"] in ("ClusterRole", "ClusterRoleBinding") and o["metadata"]["name"].startswith(release))]
-    assert len(objs) == 5, [o["kind"] for o in objs]
+    assert len(objs) == 7, [o["kind"] for o in objs]  # + the template Role(Binding) in the release namespace
     tenant = f"{chart_namespace}-tenant"
     cluster.kubectl("create", "namespace", tenant)
     cluster.kubectl("apply", "--server-side", "-f", "-", input=as_list(objs))
@@ -565,8 +566,11 @@ def test_operator_rbac_is_least_privilege(cluster: LocalCluster, chart_namespace
     checks = [(verb, group, resource, tenant if namespaced else None)
               for verb, group, resource, namespaced in OPERATOR_MAY + OPERATOR_MAY_NOT]
     checks.append(("update", "coordination.k8s.io", "leases", chart_namespace))  # its own Lease
+    # Its template Jobs' Secrets and ConfigMaps, in its own namespace only.
+    checks += [("delete", "", "secrets", chart_namespace), ("delete", "", "configmaps", chart_namespace),
+               ("delete", "", "secrets", tenant), ("delete", "", "configmaps", tenant)]
     answers = access_reviews(cluster, user, checks)
-    expected = [True] * len(OPERATOR_MAY) + [False] * len(OPERATOR_MAY_NOT) + [True]
+    expected = [True] * len(OPERATOR_MAY) + [False] * len(OPERATOR_MAY_NOT) + [True, True, True, False, False]
     wrong = [(check, answer) for check, answer, want in zip(checks, answers, expected, strict=True) if answer != want]
     assert not wrong, f"unexpected answers (check, allowed): {wrong}"
 
@@ -614,3 +618,20 @@ def backup_job(namespace: str = "shop-ns") -> Obj:
     backup = parse_database_backup({"metadata": {"name": "shop-now", "namespace": namespace, "uid": "uid-2"},
                                     "spec": {"databaseRef": {"name": "shop"}}}, settings)
     return build_backup_job(backup, db, db.database_name, settings)
+
+
+def test_templates_are_on_with_their_jobs_in_the_release_namespace_and_a_role_there_only() -> None:
+    objs = render(namespace="platform")
+    env = env_of(objs)
+    assert (env["ODOO_OPERATOR_TEMPLATES"], env["ODOO_OPERATOR_TEMPLATE_NAMESPACE"]) == ("true", "platform")
+    role = next(o for o in objs if o["kind"] == "Role" and o["metadata"]["name"].endswith("-templates"))
+    assert role["metadata"]["namespace"] == "platform"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["delete"]}]
+    # Cluster-wide, the operator still may not delete Secrets.
+    for cluster_role in (o for o in objs if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("operator")):
+        for rule in cluster_role["rules"]:
+            assert not ("secrets" in rule.get("resources", []) and "delete" in rule.get("verbs", [])), rule
+
+    off = render(sets=("operator.templates=false",))
+    assert not [o for o in off if o["kind"] == "Role" and o["metadata"]["name"].endswith("-templates")]
+    assert env_of(off)["ODOO_OPERATOR_TEMPLATES"] == "false"

@@ -221,7 +221,8 @@ def test_a_route_name_taken_by_something_else(world: World) -> None:
 # ---- DNS ------------------------------------------------------------------------------------------
 
 def test_dns_not_configured_yet_informs_and_never_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    world = World(monkeypatch, Settings(base_domain="odoo.test", dns_check=True, dns_server="10.0.0.53"))
+    world = World(monkeypatch, Settings(base_domain="odoo.test", dns_check=True, dns_server="10.0.0.53",
+                                        templates=False))
     asked: list[tuple[str, str, str | None]] = []
 
     def check(domain: str, target: str, server: str | None = None) -> dnscheck.Result:
@@ -248,7 +249,8 @@ def test_dns_not_configured_yet_informs_and_never_blocks(monkeypatch: pytest.Mon
 # ---- with a Gateway ------------------------------------------------------------------------------------
 
 def test_with_a_gateway_the_route_is_an_httproute_and_a_refusal_stalls(monkeypatch: pytest.MonkeyPatch) -> None:
-    world = World(monkeypatch, Settings(base_domain="odoo.test", dns_check=False, gateway="gateways/public"))
+    world = World(monkeypatch, Settings(base_domain="odoo.test", dns_check=False, gateway="gateways/public",
+                                        templates=False))
     database(world)
     body = world.add(mapping_body())
 

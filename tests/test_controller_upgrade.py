@@ -27,7 +27,7 @@ METHODS = {"17.0": UpgradeMethod("migrate:17.0", ("/migrate", "--all"))}
 
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> World:
-    return World(monkeypatch, Settings(base_domain="odoo.test", dns_check=False, images=TABLE,
+    return World(monkeypatch, Settings(base_domain="odoo.test", dns_check=False, templates=False, images=TABLE,
                                        upgrade_methods=METHODS, upgrade_grace="30d", upgrade_keep="7d"))
 
 
@@ -112,7 +112,7 @@ def test_a_newer_version_is_offered_with_a_deadline_below_the_latest_major(world
 
 
 def test_on_the_latest_major_an_upgrade_is_offered_without_a_deadline(world: World) -> None:
-    world.settings = world.ctx.settings = Settings(base_domain="odoo.test", dns_check=False,
+    world.settings = world.ctx.settings = Settings(base_domain="odoo.test", dns_check=False, templates=False,
                                                    images={"16.0": "odoo:16.0", "saas~16.1": "odoo:16.1"})
     body = ready_on_16(world)
     assert body["status"]["availableUpgrade"] == "saas~16.1" and body["status"].get("upgradeDeadline") is None

@@ -114,3 +114,45 @@ def test_reset_identity_is_one_transaction(odoo_db):
         run(odoo_db, nz.reset_identity, "https://copy.example.com")
 
     assert params(odoo_db) == before
+
+
+# ---- the admin's own password in a copy of a template -------------------------------------------------
+
+def test_the_password_hash_is_the_one_odoos_passlib_verifies() -> None:
+    """Checked by Odoo's own dependency (passlib, in the real Odoo's virtualenv), with the context Odoo
+    builds in res.users._crypt_context: verified, and not flagged for an update (rounds, scheme)."""
+    import subprocess
+
+    from odoo_real import ODOO_PYTHON
+
+    hashed = nz.odoo_password_hash("correct horse")
+    assert hashed.startswith("$pbkdf2-sha512$600000$")
+    script = (
+        "import sys\nfrom passlib.context import CryptContext\n"
+        "ctx = CryptContext(['pbkdf2_sha512', 'plaintext'], deprecated=['auto'], pbkdf2_sha512__rounds=600000)\n"
+        "h = sys.stdin.read()\n"
+        "print(ctx.verify('correct horse', h), ctx.verify('wrong', h), ctx.needs_update(h), ctx.identify(h))\n")
+    out = subprocess.run([str(ODOO_PYTHON), "-c", script], input=hashed, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True", "False", "False", "pbkdf2_sha512"]
+
+
+def test_set_admin_password_writes_base_user_admin_and_honours_the_rounds_setting(odoo_db) -> None:
+    pg_exec(odoo_db, "CREATE TABLE res_users (id int, password varchar)")
+    pg_exec(odoo_db, "DELETE FROM ir_model_data WHERE module = 'base' AND name IN ('user_admin', 'user_root')")
+    pg_exec(odoo_db, "INSERT INTO ir_model_data (module, name, model, res_id) VALUES "
+                     "('base', 'user_admin', 'res.users', 2), ('base', 'user_root', 'res.users', 1)")
+    pg_exec(odoo_db, "INSERT INTO res_users VALUES (1, NULL), (2, 'old')")
+    pg_exec(odoo_db, "DELETE FROM ir_config_parameter WHERE key = 'password.hashing.rounds'")
+    pg_exec(odoo_db, "INSERT INTO ir_config_parameter (key, value) VALUES ('password.hashing.rounds', '700000')")
+    with psycopg.connect(odoo_db, autocommit=True) as conn:
+        assert nz.set_admin_password(conn, "s3cret")
+    rows = dict(pg_query(odoo_db, "SELECT id, password FROM res_users"))
+    assert rows[1] is None and rows[2].startswith("$pbkdf2-sha512$700000$")
+
+
+def test_set_admin_password_leaves_a_database_without_odoo_alone(empty_db) -> None:
+    pg_exec(empty_db, "CREATE TABLE ir_model_data (module varchar, name varchar, res_id int)")
+    pg_exec(empty_db, "CREATE TABLE ir_config_parameter (key varchar, value varchar)")
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        assert not nz.set_admin_password(conn, "s3cret")

@@ -79,6 +79,11 @@ class Settings:
     pg_connect_timeout: int = 5
     retry_max_seconds: float = 30.0
     namespace: str | None = None
+    # New databases as copies of a template initialised once by Odoo per server, version and image
+    # (controller/templates.py); the template Jobs run in template_namespace (default: the service
+    # account's namespace, else odoo-system).
+    templates: bool = True
+    template_namespace: str | None = None
     max_duplicates: int = 5
     duplicate_expires_after: str = "15d"
     filestore_clone: str = "csi"  # "csi": PVC dataSource clone; "copy": a Job copies the files
@@ -149,6 +154,8 @@ class Settings:
             pg_connect_timeout=int(get("PG_CONNECT_TIMEOUT") or defaults.pg_connect_timeout),
             retry_max_seconds=float(get("RETRY_MAX_SECONDS") or defaults.retry_max_seconds),
             namespace=get("NAMESPACE"),
+            templates=_bool(get("TEMPLATES"), defaults.templates),
+            template_namespace=get("TEMPLATE_NAMESPACE"),
             max_duplicates=int(get("MAX_DUPLICATES") or defaults.max_duplicates),
             duplicate_expires_after=get("DUPLICATE_EXPIRES_AFTER") or defaults.duplicate_expires_after,
             filestore_clone=get("FILESTORE_CLONE") or defaults.filestore_clone,

@@ -35,11 +35,12 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     (API_VERSION, "DomainClaim"): ("domainclaims", False),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): ("httproutes", True),
     ("discovery.k8s.io/v1", "EndpointSlice"): ("endpointslices", True),
+    # Read only: the termination message (output tail) of a failed upgrade or template Job's container.
+    ("v1", "Pod"): ("pods", True),
 }
 # Kinds only `kubectl odoo` reads, with its user's own rights (support bundle, `list -A` on OpenShift); the
 # operator never touches them and its RBAC grants none of them.
 PLUGIN_RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
-    ("v1", "Pod"): ("pods", True),
     ("apps/v1", "ReplicaSet"): ("replicasets", True),
     ("project.openshift.io/v1", "Project"): ("projects", False),
 }

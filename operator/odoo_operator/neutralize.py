@@ -1,4 +1,5 @@
-"""A copied or restored Odoo database's fresh identity. Pure PostgreSQL.
+"""A copied or restored Odoo database's fresh identity (and, for one made from a template, its admin's own
+password). Pure PostgreSQL.
 
 Odoo's own duplicate (`odoo/service/db.py`, `exp_duplicate_database`, 16.0-18.0) copies the database,
 then calls `env['ir.config_parameter'].init(force=True)` and, when asked, neutralizes it.
@@ -21,6 +22,9 @@ Not here: when it runs, and recording that it ran (controller/odoodatabase_copy.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -100,3 +104,41 @@ def reset_identity(conn: Connection, base_url: str) -> dict[str, str]:
         for key, value in identity.items():
             _set_param(conn, schema, key, value)
     return identity
+
+
+# ---- a new database made from a template: its admin's own password ---------------------------------
+# Odoo's `res.users._crypt_context()` (16.0-18.0): passlib's pbkdf2_sha512 with max(MIN_ROUNDS,
+# `password.hashing.rounds`) rounds; `_set_encrypted_password` then writes the hash with plain SQL.
+MIN_ROUNDS = 600_000
+SALT_BYTES = 16  # passlib's pbkdf2_sha512 default salt size
+ADMIN_XMLID = ("base", "user_admin")
+
+
+def _ab64(raw: bytes) -> str:
+    """passlib's "adapted base64": standard base64, '.' for '+', no padding."""
+    return base64.b64encode(raw).decode().rstrip("=").replace("+", ".")
+
+
+def odoo_password_hash(password: str, rounds: int = MIN_ROUNDS, salt: bytes | None = None) -> str:
+    """The hash Odoo stores for `password`: passlib's `$pbkdf2-sha512$<rounds>$<salt>$<checksum>` (what
+    `CryptContext(['pbkdf2_sha512', ...]).hash()` returns), computed by hashlib."""
+    salt = os.urandom(SALT_BYTES) if salt is None else salt
+    checksum = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, rounds)
+    return f"$pbkdf2-sha512${rounds}${_ab64(salt)}${_ab64(checksum)}"
+
+
+def set_admin_password(conn: Connection, password: str) -> bool:
+    """`env.ref('base.user_admin').write({'password': …})` as Odoo does it (`_set_password`): the hash, with
+    the database's own `password.hashing.rounds` if higher, written to res_users.password. As the database's
+    own role. Returns False when the database has no base.user_admin (not an Odoo database)."""
+    with conn.transaction():
+        row = conn.execute("SELECT res_id FROM ir_model_data WHERE module = %s AND name = %s", ADMIN_XMLID).fetchone()
+        if row is None:
+            return False
+        configured = conn.execute("SELECT value FROM ir_config_parameter WHERE key = 'password.hashing.rounds'"
+                                  ).fetchone()
+        rounds = MIN_ROUNDS
+        if configured and str(configured[0]).strip().isdigit():
+            rounds = max(rounds, int(str(configured[0]).strip()))
+        conn.execute("UPDATE res_users SET password = %s WHERE id = %s", (odoo_password_hash(password, rounds), row[0]))
+    return True

@@ -189,13 +189,72 @@ def database_names(conn: psycopg.Connection[Any]) -> set[str]:
     return {str(row[0]) for row in conn.execute("SELECT datname FROM pg_database").fetchall()}
 
 
+TEMPLATE_PREFIX = "_odoo_template_"  # the operator's template databases (and their roles): never counted, listed
+_TEMPLATE_LIKE = TEMPLATE_PREFIX.replace("_", "\\_") + "%"
+
+
 def server_info(conn: psycopg.Connection[Any]) -> tuple[str, int]:
-    """Server version (e.g. '15.18') and the number of non-template databases."""
+    """Server version (e.g. '15.18') and the number of databases: PostgreSQL's own templates
+    (template0/1) and the operator's (templates.py) are not counted."""
     row = conn.execute(
-        "SELECT current_setting('server_version'), (SELECT count(*) FROM pg_database WHERE NOT datistemplate)"
+        "SELECT current_setting('server_version'), (SELECT count(*) FROM pg_database WHERE NOT datistemplate"
+        " AND datname NOT LIKE %s)", (_TEMPLATE_LIKE,)
     ).fetchone()
     assert row is not None
     return str(row[0]).split(" ")[0], int(row[1])
+
+
+def template_databases(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any] | None]:
+    """The operator's template databases on the server, with their markers (None: no marker yet)."""
+    rows = conn.execute("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database"
+                        " WHERE datname LIKE %s", (_TEMPLATE_LIKE,)).fetchall()
+    return {str(name): _parse_marker(comment) for name, comment in rows}
+
+
+def ensure_template_role(conn: psycopg.Connection[Any], role: str, password: str) -> None:
+    """The login role a template database belongs to while Odoo initialises it (never a superuser, no
+    CREATEDB): created, or its password set again (the Secret is the source of truth)."""
+    verifier = sql.Literal(password_verifier(conn, role, password))
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    if exists:
+        conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(role), verifier))
+        return
+    conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), verifier))
+    conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(
+        sql.Identifier(role), sql.Literal(json.dumps({MARKER_KEY: MARKER_VALUE, "template": True}))))
+    with contextlib.suppress(psycopg.errors.InsufficientPrivilege, psycopg.errors.InvalidGrantOperation):
+        conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
+
+
+def role_exists(conn: psycopg.Connection[Any], role: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+
+
+def template_built(conn: psycopg.Connection[Any], role: str) -> None:
+    """A built template's role may no longer log in: copies are made by the admin."""
+    conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)))
+
+
+def installed_modules(server: ServerAddress, dbname: str, modules: list[str]) -> set[str]:
+    """Which of Odoo's `modules` are installed in the database (empty when it has no Odoo tables). Only for the
+    operator's own databases (templates): the admin's search_path is pinned, the table named in full."""
+    with connect(server, dbname) as conn:
+        try:
+            rows = conn.execute("SELECT name FROM public.ir_module_module WHERE state = 'installed'"
+                                " AND name = ANY(%s)", (modules,)).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return set()
+    return {str(row[0]) for row in rows}
+
+
+def drop_template_role(conn: psycopg.Connection[Any], role: str) -> bool:
+    """DROP ROLE of a template's role; False while it still owns something somewhere (a copy of the
+    template not yet handed to its own role): tried again at a later check."""
+    try:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    except psycopg.errors.DependentObjectsStillExist:
+        return False
+    return True
 
 
 def _parse_marker(comment: str | None) -> dict[str, Any] | None:

@@ -528,6 +528,7 @@ class PostgresServer:
     default: bool
     max_databases: int | None
     allowed_namespaces: AllowedNamespaces | None = None  # None: every namespace may use the server
+    uid: str = ""  # metadata.uid: owner of its template databases' Jobs (controller/templates.py)
 
 
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
@@ -577,4 +578,5 @@ def parse_postgres_server(body: Mapping[str, Any]) -> PostgresServer:
         default=bool(spec.get("default", False)),
         max_databases=spec.get("maxDatabases"),
         allowed_namespaces=_parse_allowed_namespaces(spec.get("allowedNamespaces")),
+        uid=str(body["metadata"].get("uid") or ""),
     )

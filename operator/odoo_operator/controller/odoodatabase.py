@@ -191,7 +191,7 @@ class Reconciler(base.Reconciler[OdooDatabase]):
             elif restore is not None:
                 initialized = odoodatabase_copy.run_restore(self, self.admin, self.tenant, restore)
             else:
-                initialized = odoodatabase_create.run_init_job(self, self.admin)
+                initialized = odoodatabase_create.initialise(self, self.admin, self.tenant)
         if not initialized:
             return self._initializing(details)
         details.append(Condition.true("Initialized", "Initialized", "Odoo's base module is installed"

@@ -9,12 +9,19 @@ Kubernetes children of the app (odoodatabase.py), deletion (odoodatabase_delete.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import psycopg
 
 from odoo_operator import failpoints, pg, specs
 from odoo_operator.api.conditions import now_iso
 from odoo_operator.api.model import DuplicateSource, OdooDatabase
+from odoo_operator.controller import templates
 from odoo_operator.controller.base import PHASE_FAILED, Context, NotReady, Reconciler, decode, password
+from odoo_operator.kube import KubeError
+
+log = logging.getLogger(__name__)
 
 DatabasePass = Reconciler[OdooDatabase]  # one pass over an OdooDatabase (odoodatabase.Reconciler)
 
@@ -74,9 +81,17 @@ def ensure_database(r: DatabasePass, conn: Any, admin: pg.ServerAddress, server_
                              "disconnected, as Odoo does"))
         else:
             new_marker["version"] = db.version  # initialised (or restored) by this version's image
-            pg.create_database(conn, db.database_name, db.role_name, new_marker)
-            failpoints.hit("create-after-database", db.namespace)
-            pg.create_odoo_extensions(admin, db.database_name, db.role_name)
+            key = templates.key_for(server_name, db, r.ctx) if not db.restore_from else None
+            template = templates.ready(conn, key) if key else None
+            if template is not None:  # Odoo's init done once, copied: made its own by initialise()
+                pg.copy_database(conn, template, db.database_name, db.role_name, new_marker | {"template": template})
+                failpoints.hit("create-after-database", db.namespace)
+            else:
+                pg.create_database(conn, db.database_name, db.role_name, new_marker)
+                failpoints.hit("create-after-database", db.namespace)
+                pg.create_odoo_extensions(admin, db.database_name, db.role_name)
+                if key is not None:
+                    _request_template(r, conn, admin, server_name)
         r.new_status["createdAt"] = now_iso()
         return False
     if not target.owned_by(db.owner_marker, db.role_name):
@@ -131,6 +146,57 @@ def _check_quota(ctx: Context, conn: Any, server_name: str) -> None:
         if count >= server.max_databases:
             raise NotReady("QuotaExceeded", f"PostgresServer {server_name} holds {count} databases, its "
                            f"maxDatabases is {server.max_databases}", retry_after=60)
+
+
+def _request_template(r: DatabasePass, conn: Any, admin: pg.ServerAddress, server_name: str) -> None:
+    """The first fresh database of its version on the server asks for the template the next ones are copied
+    from; it is initialised by its own Job meanwhile. Whatever goes wrong here is the template's
+    (reported on the PostgresServer), never this database's."""
+    db = r.obj
+    server = r.ctx.registry.server(server_name)
+    if server is None:
+        return
+    endpoint = specs.app.DatabaseEndpoint(server.host, server.port, server.ssl_mode)
+    try:
+        if templates.request(r.ctx, conn, server, admin, endpoint, db.version, db.image):
+            log.info("template of Odoo %s on %s: building (asked for by %s/%s)", db.version, server_name,
+                     db.namespace, db.name)
+    except (KubeError, psycopg.Error) as exc:
+        log.warning("template of Odoo %s on %s not started: %s", db.version, server_name, exc)
+
+
+def initialise(r: DatabasePass, admin: pg.ServerAddress, tenant: pg.ServerAddress) -> bool:
+    """A fresh database: made its own when it is a copy of a template, else Odoo's init Job. Returns
+    whether it is initialised."""
+    db = r.obj
+    with pg.connect(admin) as conn:
+        template = (pg.database_info(conn, db.database_name).marker or {}).get("template")
+    if not template:
+        return run_init_job(r, admin)
+    r.refuse_when_deleting()
+    templates.make_own(admin, tenant, db, str(template), specs.routes.database_url(db, r.ctx.settings),
+                       _admin_password(r))
+    failpoints.hit("template-before-marker", db.namespace)
+    with pg.connect(admin) as conn:
+        mark_initialized(conn, db)
+    r.new_status["initializedAt"] = now_iso()
+    return True
+
+
+def _admin_password(r: DatabasePass) -> str:
+    """The password of <name>-admin, generated once: an existing Secret is never overwritten."""
+    db = r.obj
+    name = specs.app.admin_secret_name(db)
+    existing = r.ctx.registry.child("Secret", db.namespace, name) or r.kube.get("v1", "Secret", name, db.namespace)
+    value = decode(existing, "password")
+    if value is not None:
+        return value
+    value = password()
+    created = r.kube.create(specs.app.build_admin_secret(db, value))
+    if created is None:  # lost a race with another pass: theirs
+        return decode(r.kube.get("v1", "Secret", name, db.namespace), "password") or value
+    r.ctx.registry.record_child("Secret", created, deleted=False)
+    return value
 
 
 def run_init_job(r: DatabasePass, admin: pg.ServerAddress) -> bool:

@@ -7,14 +7,21 @@ odoodatabase_delete.py), the loop that calls `check` (handlers.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from odoo_operator import API_VERSION, pg
+import psycopg
+
+from odoo_operator import API_VERSION, pg, specs
 from odoo_operator.api.conditions import Condition, now_iso, summary
 from odoo_operator.api.model import PostgresServer, SpecError, parse_postgres_server
+from odoo_operator.controller import templates
 from odoo_operator.controller.base import Context, NotReady, decode
+from odoo_operator.kube import KubeError
 from odoo_operator.runtime.registry import Registry
+
+log = logging.getLogger(__name__)
 
 
 def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[Condition]]:
@@ -27,6 +34,7 @@ def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[C
         with pg.connect(address) as conn:
             version, count = pg.server_info(conn)
             present = pg.database_names(conn)
+            status["templates"] = _templates(ctx, conn, server, address)
     except SpecError as exc:
         return status | {"phase": "Failed", "reachable": False}, _stalled("InvalidSpec", str(exc))
     except NotReady as exc:
@@ -47,6 +55,16 @@ def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[C
         return status, _stalled("MultipleDefaults", f"several servers are marked default: {', '.join(defaults)}; "
                                 "keep one")
     return status, list(summary("ready", "Reachable", message))
+
+
+def _templates(ctx: Context, conn: Any, server: PostgresServer, address: pg.ServerAddress) -> list[dict[str, Any]]:
+    """Its template databases moved on (templates.py); a failure there is logged, never the server's."""
+    endpoint = specs.app.DatabaseEndpoint(server.host, server.port, server.ssl_mode)
+    try:
+        return templates.advance(ctx, conn, server, address, endpoint)
+    except (KubeError, psycopg.Error) as exc:
+        log.warning("templates of PostgresServer %s: %s", server.name, exc)
+        return []
 
 
 def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:

@@ -67,6 +67,8 @@ def main() -> None:
         apply_default_server(cluster, host=cluster.pod_gateway_ip)
         # The tour's namespace: its Pods (Odoo's init Job, app, neutralize Job, backups) run for real.
         cluster.real_namespace("default")
+        # The operator's own namespace: the Jobs that build template databases run there, for real too.
+        cluster.real_namespace(SYSTEM_NAMESPACE)
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
         logging.getLogger("odoo_operator.devtools.ingressproxy").setLevel(logging.INFO)  # one line per request
         proxy = IngressProxy(cluster.kubeconfig, port=PROXY_PORT).start()
