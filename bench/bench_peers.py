@@ -204,13 +204,14 @@ def build_peer(peer_dir: Path | None) -> PeerBuild:
         log(f"setting up {PEER} ({SETUP_SCRIPT.relative_to(REPO_ROOT)})")
         done = subprocess.run(["bash", str(SETUP_SCRIPT)], capture_output=True, text=True, timeout=1800)
         if done.returncode != 0:
-            return PeerBuild(error=" ".join(done.stderr.split())[-600:] or f"exit status {done.returncode}")
+            reason = " ".join(done.stderr.split())[-600:] or f"exit status {done.returncode}"
+            return PeerBuild(error=f"its set-up failed: {reason}")
         peer_dir = Path(done.stdout.strip().splitlines()[-1])
     version_file = peer_dir / "VERSION"
     build = PeerBuild(peer_dir, version_file.read_text().strip() if version_file.exists() else "unknown",
                       build_s=time.monotonic() - started)
     if not os.access(build.binary, os.X_OK):
-        return PeerBuild(error=f"no executable {build.binary}")
+        return PeerBuild(error=f"its set-up left no executable {build.binary}")
     return build
 
 
@@ -548,7 +549,16 @@ def run(args: argparse.Namespace, workdir: Path) -> Result:
         for who in (PEER, OURS) if args.order == "peer-first" else (OURS, PEER):
             if who == PEER and result.build.error:
                 continue
-            result.phases[who] = race(stack, who, args, result.build)
+            try:
+                result.phases[who] = race(stack, who, args, result.build)
+            except (SystemExit, TimeoutError, RuntimeError) as exc:
+                if who == OURS:
+                    raise
+                # The peer would not start or work here: this operator is still measured.
+                stop_process(stack.operator)
+                stack.operator = None
+                result.build.error = f"it ran but failed: {exc} (its log: peer.log in the work directory)"
+                log(f"{PEER} failed: {exc}")
     return result
 
 
@@ -568,14 +578,15 @@ def report(result: Result, args: argparse.Namespace) -> str:
         "",
         run_line(result.started_at, args.command),
         f"{machine_line(m)}. One control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, "
-        "kwok) and one PostgreSQL, all on this machine, started once; the two operators ran one after the other, "
-        f"{'the peer' if args.order == 'peer-first' else 'this operator'} first (the first one's namespace, "
-        "databases and roles removed before the second started). Other engineers' benchmarks may share the "
-        "machine: load averages below.",
+        "kwok) and one PostgreSQL, all on this machine, started once; "
+        + ("the two operators ran one after the other, "
+           f"{'the peer' if args.order == 'peer-first' else 'this operator'} first (the first one's namespace, "
+           "databases and roles removed before the second started). " if peer and ours else "")
+        + "Other engineers' benchmarks may share the machine: load averages below.",
         "",
     ]
     if build.error:
-        lines += [f"**{PEER} was not measured:** its build failed — {build.error}", ""]
+        lines += [f"**{PEER} was not measured**, so there is no ratio: {build.error}", ""]
     else:
         lines += [f"Peer: {PEER} `{build.version}` (Go module github.com/movetokube/postgres-operator, built by "
                   "`bench/peers/setup-ext-postgres-operator.sh`), default settings but `WATCH_NAMESPACE=peer`, "
