@@ -204,7 +204,7 @@ def build_peer(peer_dir: Path | None) -> PeerBuild:
         log(f"setting up {PEER} ({SETUP_SCRIPT.relative_to(REPO_ROOT)})")
         done = subprocess.run(["bash", str(SETUP_SCRIPT)], capture_output=True, text=True, timeout=1800)
         if done.returncode != 0:
-            reason = " ".join(done.stderr.split())[-600:] or f"exit status {done.returncode}"
+            reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1][-600:]
             return PeerBuild(error=f"its set-up failed: {reason}")
         peer_dir = Path(done.stdout.strip().splitlines()[-1])
     version_file = peer_dir / "VERSION"
@@ -300,9 +300,9 @@ def audit_calls(path: Path, start: float, end: float, client: str) -> tuple[coll
     return calls, errors
 
 
-def race(stack: Stack, who: str, args: argparse.Namespace, build: PeerBuild) -> Phase:
+def race(stack: Stack, who: str, args: argparse.Namespace, build: PeerBuild, last: bool) -> Phase:
     """Start `who`, create args.count objects, wait until all are provisioned (and, ours, Ready), measure;
-    then stop it and clean its namespace, databases and roles."""
+    then stop it and, unless it is the `last` to run, clean its namespace, databases and roles."""
     api, cluster = stack.api, stack.cluster
     assert isinstance(cluster, AuditedCluster) and cluster.postgres is not None
     phase = Phase(who, args.count, loadavg_before=loadavg())
@@ -477,6 +477,8 @@ def race(stack: Stack, who: str, args: argparse.Namespace, build: PeerBuild) -> 
     sampler.stop()
     for watcher in list(stack.watchers):
         watcher.stop()
+    if last:
+        return phase
     clean_started = time.monotonic()
     plurals = [collection("odoodatabases", namespace), collection("databasebackups", namespace)] if ours \
         else [postgres_path, users_path]
@@ -546,11 +548,12 @@ def run(args: argparse.Namespace, workdir: Path) -> Result:
             for kind in ("Postgres", "PostgresUser"):  # a new kind's storage answers 429 for a moment
                 path = f"/apis/{PEER_GROUP}/v1alpha1/{result.build.plural(kind)}"
                 wait_for(lambda path=path: stack.api.request("GET", path)[0] == 200, 60, f"{path} to be served")
-        for who in (PEER, OURS) if args.order == "peer-first" else (OURS, PEER):
-            if who == PEER and result.build.error:
-                continue
+        contenders = [PEER, OURS] if args.order == "peer-first" else [OURS, PEER]
+        if result.build.error:
+            contenders.remove(PEER)
+        for who in contenders:
             try:
-                result.phases[who] = race(stack, who, args, result.build)
+                result.phases[who] = race(stack, who, args, result.build, last=who == contenders[-1])
             except (SystemExit, TimeoutError, RuntimeError) as exc:
                 if who == OURS:
                     raise
@@ -578,11 +581,11 @@ def report(result: Result, args: argparse.Namespace) -> str:
         "",
         run_line(result.started_at, args.command),
         f"{machine_line(m)}. One control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, "
-        "kwok) and one PostgreSQL, all on this machine, started once; "
-        + ("the two operators ran one after the other, "
+        "kwok) and one PostgreSQL, all on this machine, started once"
+        + ("; the two operators ran one after the other, "
            f"{'the peer' if args.order == 'peer-first' else 'this operator'} first (the first one's namespace, "
-           "databases and roles removed before the second started). " if peer and ours else "")
-        + "Other engineers' benchmarks may share the machine: load averages below.",
+           "databases and roles removed before the second started)" if peer and ours else "")
+        + ". Other engineers' benchmarks may share the machine: load averages below.",
         "",
     ]
     if build.error:
@@ -661,7 +664,7 @@ def report(result: Result, args: argparse.Namespace) -> str:
             lines += ["", f"Clean-up: {phase.clean_note}."]
         lines += log_problems_lines(phase.log_problems, f"{who} log")
         if phase.stuck:
-            lines += ["", f"Not provisioned after {args.timeout:.0f} s ({len(phase.stuck)}): "
+            lines += ["", f"Not done after {args.timeout:.0f} s ({len(phase.stuck)}): "
                       + "; ".join(phase.stuck[:10]) + "."]
     lines += ["", "### How it is measured", "",
               "- Same N, same API server, same PostgreSQL, one operator at a time; objects POSTed by 16 client "
