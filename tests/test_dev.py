@@ -120,6 +120,23 @@ def test_dev_tour_ends_on_the_real_odoo_login_page(tmp_path):
         assert answer.get("result", {}).get("uid") == 2, answer
         png = screenshot(f"http://{host}:{port}/web/login", REPO_ROOT / ".cache" / "screenshots" / "odoo-login.png")
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+        # The tour's next step: the template Odoo built meanwhile, then a second database copied from it.
+        wait_until(lambda: kubectl("get", "pgs", "local", "-o", "jsonpath={.status.templates[*].state}") == "Ready",
+                   900, "the template Ready", interval=2)
+        second = (REPO_ROOT / "examples" / "odoodatabase.yaml").read_text().replace("shop", "blog")
+        done = subprocess.run([kubectl_binary(), f"--kubeconfig={kubeconfig}", "apply", "-f", "-"], input=second,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        wait_until(lambda: kubectl("get", "odb", "blog", "-o",
+                                   "jsonpath={.status.conditions[?(@.type=='Ready')].status}") == "True",
+                   180, "blog Ready, copied from the template", interval=1)
+        assert "blog-init" not in kubectl("get", "jobs", "-o", "name")
+        blog = base64.b64decode(kubectl("get", "secret", "blog-admin", "-o", "jsonpath={.data.password}")).decode()
+        wait_until(lambda: request(port, "blog.odoo.localhost", "GET", "/web/login").status == 200, 120,
+                   "blog's login page")
+        answer, _ = authenticate(port, "blog.odoo.localhost", "blog", "admin", blog)
+        assert answer.get("result", {}).get("uid") == 2, answer
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGINT)

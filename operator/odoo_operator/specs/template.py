@@ -7,7 +7,10 @@ install as a database's own init Job (specs.app.INIT_SCRIPT), then its attachmen
 the Job's data dir is thrown away, and a copy has its own, empty filestore, so the ~20 files base writes
 (flags, the company's logo and favicon, the admin's avatar, menu icons) travel inside the database and are
 read from there, as Odoo reads any attachment stored in the database; what a copy writes later goes to
-its filestore as usual.
+its filestore as usual. Before that, Odoo's own `ir.qweb._pregenerate_assets_bundles()` (what Odoo runs
+before its tests) builds the web asset bundles, stored the same way, so a copy's first login page and
+first backend load do not compile them (SCSS included): the bundles depend only on the code, which is the
+template's image.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ odoo -c /etc/odoo/odoo.conf -d "$PGDATABASE" -i base,auth_signup --without-demo=
 odoo shell -c /etc/odoo/odoo.conf -d "$PGDATABASE" --no-http <<'PY'
 params = env['ir.config_parameter'].sudo()
 params.set_param('ir_attachment.location', 'db')
+env['ir.qweb']._pregenerate_assets_bundles()
 env['ir.attachment'].sudo().force_storage()
 params.set_param('ir_attachment.location', False)
 env.cr.commit()
