@@ -35,8 +35,9 @@ DEFAULT_RESTORE_MAX_MEMBERS = 2_000_000
 ZIP_COMPRESSLEVEL = 1
 
 # A restore's progress, in its filestore directory (the database's own volume): a retry after a failure at any
-# step knows what an earlier attempt did. The filestore is first extracted beside it (`RESTORE_STAGING`), the SQL
-# then loaded in one transaction, and only then are the files moved into place. A backup skips these entries.
+# step knows what an earlier attempt did. The filestore is extracted beside it (`RESTORE_STAGING`) while the SQL
+# loads in one transaction, which commits only once every file is there; then the files are moved into place. A
+# backup skips these entries.
 RESTORE_STATE = ".odoo-restore.json"
 RESTORE_STAGING = ".odoo-restore-staging"
 RESTORE_ENTRIES = (RESTORE_STATE, RESTORE_STAGING)

@@ -17,6 +17,7 @@ import os
 import secrets
 import time
 import zipfile
+import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,9 +33,25 @@ from odoo_operator.backupjob.archive import (
     read_manifest,
 )
 from odoo_operator.backupjob.artifacts import CHUNK, FORMATS, Artifact, BackupError, artifact_id, artifact_name
+from odoo_operator.backupjob.deflate import default_workers, deflate_entry
 from odoo_operator.backupjob.storage import DEFAULT_STALE_AFTER, ArtifactWriter, HashingWriter, NameTaken, Store
 
 log = logging.getLogger("odoo_operator.backupjob")
+
+# A filestore file whose first 64 KiB deflate to more than this share of their size (an image, a PDF, an
+# archive: compressed already) is stored as it is: deflating it costs a core's time for nothing.
+SAMPLE = 1 << 16
+INCOMPRESSIBLE = 0.97
+
+
+def _compress_type(path: Path) -> int:
+    with open(path, "rb") as handle:
+        head = handle.read(SAMPLE)
+    if not head:
+        return zipfile.ZIP_STORED
+    packed = zlib.compressobj(ZIP_COMPRESSLEVEL, zlib.DEFLATED, -15)
+    size = len(packed.compress(head)) + len(packed.flush())
+    return zipfile.ZIP_STORED if size > INCOMPRESSIBLE * len(head) else zipfile.ZIP_DEFLATED
 
 
 def _write_zip(out: HashingWriter, database: str, odoo_version: str, filestore: Path,
@@ -43,6 +60,7 @@ def _write_zip(out: HashingWriter, database: str, odoo_version: str, filestore: 
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_COMPRESSLEVEL,
                          allowZip64=True, strict_timestamps=False) as archive:
         with pgtools.pg_dump(database, "zip", pg_env) as dump, archive.open("dump.sql", "w", force_zip64=True) as entry:
+            deflate_entry(entry, ZIP_COMPRESSLEVEL, default_workers())  # deflating the SQL is most of the work
             while chunk := dump.read(CHUNK):
                 entry.write(chunk)
                 stats["dump_bytes"] += len(chunk)
@@ -60,7 +78,7 @@ def _write_zip(out: HashingWriter, database: str, odoo_version: str, filestore: 
                 path = Path(directory, file_name)
                 arcname = "filestore/" + path.relative_to(filestore).as_posix()
                 try:
-                    archive.write(path, arcname)
+                    archive.write(path, arcname, compress_type=_compress_type(path))
                 except FileNotFoundError:  # Odoo's garbage collector removed it meanwhile
                     log.info("%s disappeared while being backed up; skipped", arcname)
                     continue

@@ -4,7 +4,8 @@ EXISTING EMPTY database and its filestore directory; and `receive`, which writes
 upload of `kubectl odoo restore --file`).
 
 A restore is resumable: its progress is recorded in the filestore directory (archive.RESTORE_STATE), the
-filestore extracted beside its final place, the SQL loaded in one transaction, the files moved into place last;
+filestore extracted beside its final place while the SQL loads in one transaction (committed once every file is
+there), the files moved into place last;
 a retry with the same file finds the step it reached. Without a checksum a file is restored unverified (a ZIP's
 own CRCs are still checked). What is not here: running psql / pg_restore (pgtools.py), the formats
 (archive.py), the storage (storage.py).
@@ -21,6 +22,7 @@ import shutil
 import zipfile
 import zlib
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -124,8 +126,9 @@ def restore_file(path: Path, database: str, filestore: Path | None, *, pg_env: M
     """Restore a local file (Odoo's zip, a pg_dump custom archive or plain SQL, told by its first bytes) into the
     EXISTING EMPTY `database` and its `filestore` directory.
 
-    Everything that can be checked is checked, and the filestore extracted beside its final place, before
-    anything is loaded; the load itself runs in one transaction that stops at the first error, as whatever role
+    Everything that can be checked is checked before anything is loaded; the filestore is extracted beside its
+    final place meanwhile, and the load runs in one transaction, committed once every file is extracted, that
+    stops at the first error, as whatever role
     the connection uses (in the restore Job: the database's own, never an administrator: the SQL comes from a
     user); the files are moved into place last. A failure before the load leaves the database empty; after it,
     a retry with the same file finds the step it reached in `filestore` and finishes. `verified` means its
@@ -202,13 +205,34 @@ def _load_zip(path: Path, name: str, database: str, filestore: Path, identity: s
                 raise corrupt(exc) from None
             if bad is not None:
                 raise corrupt(Exception(f"entry {bad!r} is damaged (bad CRC)"))
-        _write_state(filestore, identity, "staging")
-        staged = extract_filestore(archive, filestore / RESTORE_STAGING, limits, name)
-        log.info("%s: %d filestore files extracted beside %s; loading dump.sql", name, staged, filestore)
         _write_state(filestore, identity, "loading")
-        with archive.open("dump.sql") as sql_stream:
-            pgtools.run_loader(pgtools.psql_argv(target), pgtools.RestrictedSql(sql_stream), pg_env,
-                               f"psql loading dump.sql of {name}", corrupt)
+        # The files are extracted beside their place while psql loads (PostgreSQL's work, on another core); the
+        # SQL's end, which makes psql COMMIT, is held back until they all are (see _ThenWait).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="filestore") as pool, \
+                archive.open("dump.sql") as sql_stream:
+            staging = pool.submit(_extract_staging, path, name, filestore, limits)
+            pgtools.run_loader(pgtools.psql_argv(target), _ThenWait(pgtools.RestrictedSql(sql_stream), staging),
+                               pg_env, f"psql loading dump.sql of {name}", corrupt)
+        log.info("%s: dump.sql loaded, %d filestore files extracted beside %s", name, staging.result(), filestore)
+
+
+def _extract_staging(path: Path, name: str, filestore: Path, limits: RestoreLimits) -> int:
+    with zipfile.ZipFile(path) as archive:  # a handle of its own: the SQL is read meanwhile
+        return extract_filestore(archive, filestore / RESTORE_STAGING, limits, name)
+
+
+class _ThenWait:
+    """`source`, whose end comes only once `work` is done: psql commits at the end of its input, so a restore
+    whose files could not be extracted (or a Job killed meanwhile) never leaves a loaded database behind."""
+
+    def __init__(self, source: pgtools.RestrictedSql, work: Future[int]) -> None:
+        self.source, self.work = source, work
+
+    def read(self, size: int = CHUNK) -> bytes:
+        chunk = self.source.read(size)
+        if not chunk:
+            self.work.result()  # its error, if any, makes run_loader kill psql before its input ends
+        return chunk
 
 
 def _publish_staging(filestore: Path) -> int:
