@@ -1,41 +1,45 @@
 #!/usr/bin/env python3
-"""Benchmark (issue 4): back up and restore a 1 GB database with its filestore, against Odoo's own method.
+"""Benchmark (issues 4 and 15): back up and restore a 1 GB Odoo database with its filestore, against Odoo's own
+`dump_db` and `restore_db`, run by a real Odoo.
 
-Starts a throwaway PostgreSQL 15 (odoo_operator.devtools.localcluster.Postgres, in a temp dir; no Kubernetes),
-fills the database `src` with --size-mb of Odoo-like data generated in SQL (bench_duplicate's tables:
-tests/fixtures/odoo_schema.sql plus res_partner, account_move, account_move_line and mail_message with
-their indexes), writes a --filestore-mb filestore in Odoo's `<sha[:2]>/<sha>` layout (mostly
-incompressible, like real attachments), VACUUMs and CHECKPOINTs. Then, in one run, on the same data,
-each measurement after autovacuum is idle, a CHECKPOINT and a sync(2) of the previous one's files,
---rounds rounds (default 2, the order rotating; medians reported) of the backups:
+Starts a throwaway PostgreSQL 15 (odoo_operator.devtools.localcluster.Postgres, in a temp dir; no Kubernetes)
+and makes `src` a real Odoo 16.0 database: `odoo-bin -i base --without-demo=all` (Odoo from
+.cache/odoo/current, its own Python, role `odoo` with CREATEDB, data_dir in the work directory), then
+--size-mb of bulk data generated in SQL by bench_duplicate's generator (bench/pgtools.py): rows added to
+Odoo's own res_partner, and account_move, account_move_line and mail_message with their indexes (tables of
+modules not installed, which Odoo's registry ignores). Odoo's filestore `<data_dir>/filestore/src`, in
+Odoo's `<sha[:2]>/<sha>` layout, gets --filestore-mb of attachments (mostly incompressible, like real
+ones). VACUUM, CHECKPOINT. Then, in one run, on the same data, each measurement after autovacuum is idle,
+a CHECKPOINT and a sync(2) of the previous one's files, --rounds rounds (default 2, the order rotating;
+medians reported) of the backups:
 
 1. raw `pg_dump --no-owner -f /dev/null` (what dumping alone costs);
-2. Odoo's method, reproduced from `odoo/service/db.py` `dump_db` and `odoo/tools/osutil.py` `zip_dir`
-   in a Python child process: a temporary folder with a copy of the filestore (shutil.copytree),
-   manifest.json and `pg_dump --no-owner --file=dump.sql`, then that folder zipped with zipfile's
-   ZIP_DEFLATED at its default level (6), dump.sql first;
-3. ours: `python -m odoo_operator.backupjob create --format zip` (pg_dump streamed into the zip at
-   deflate level 1 while it is produced, written to a file:// storage, fsynced, read back and checked);
+2. Odoo's own `odoo.service.db.dump_db(db, stream, 'zip')` (what /web/database/backup runs), called by
+   bench/odoo_dump_driver.py in Odoo's Python with odoo-bin's configuration, into a file;
+3. ours: `python -m odoo_operator.backupjob create --format zip` (pg_dump streamed into the zip while it is
+   produced, written to a file:// storage, fsynced, read back and checked);
 
-then --rounds rounds (the order alternating) of the restores, each into a fresh empty database that is
-checked and dropped before the next one:
+then --rounds rounds (the order rotating) of the restores, each into a fresh database that is checked and
+dropped (its filestore removed) before the next one:
 
-4. raw `psql -X -q -f dump.sql` (the restore baseline);
-5. ours: `python -m odoo_operator.backupjob restore` (database and filestore);
+4. raw `psql -X -q -f dump.sql` into an empty database (the floor; dump.sql is the one of Odoo's zip);
+5. ours: `python -m odoo_operator.backupjob restore` of our artifact (database and filestore);
+6. Odoo's own `odoo.service.db.restore_db(db, zip, copy=False)` (what /web/database/restore runs) of Odoo's
+   zip, by the same driver: CREATE DATABASE, unzip, `psql -f`, the registry loaded, the filestore moved;
 
-then, as references for where the time goes: deflate level 1 of dump.sql and of the filestore's files
-in one thread, inflating our artifact's dump.sql entry, and the sha256 of our artifact. The restores
-are checked (row counts of every table, every filestore file's sha1 against its name).
+then, as references for where the time goes: deflate level 1 of dump.sql and of the filestore's files in
+one thread, inflating our artifact's dump.sql entry, and the sha256 of our artifact. The restores are
+checked: row counts of every table, and the restored filestore file by file (sha1) against the source's.
 
 Peak memory of each child is followed through /proc (the process and its descendants, every 50 ms:
 VmRSS summed over the tree, VmHWM per process; not wait4's ru_maxrss, which keeps the peak of the
 forked benchmark process across exec); CPU time is split between the child's tree, PostgreSQL and
 everything else (this machine is shared, so other work is made visible). It reports times, MB/s
-(of pg_database_size), ratios, artifact sizes, peak RSS and the targets of issue 4 (ours >= 1.5x
-faster than Odoo's method; backup peak RSS < 100 MB; our restore within 1.2x of raw psql -f) as
-PASS/FAIL, to stdout and into the `bench_backup` section of BENCHMARKS.md. Targets are reported, never
-asserted: the exit status is 1 only when a step fails outright (a tool exiting non-zero, a restore
-that does not match the source).
+(of pg_database_size), ratios, artifact sizes, peak RSS and the targets (issue 15: ours >= 2.5x faster
+than Odoo's dump_db, our restore within 1.15x of raw psql -f; issue 4: backup peak RSS < 100 MB) as
+PASS/FAIL, and Odoo's restore_db against the same floor, to stdout and into the `bench_backup` section of
+BENCHMARKS.md. Targets are reported, never asserted: the exit status is 1 only when a step fails outright
+(a tool exiting non-zero, a restore that does not match the source).
 
     .venv/bin/python bench/bench_backup.py                                # 1 GB + 100 MB filestore
     .venv/bin/python bench/bench_backup.py --size-mb 100 --output ''      # a quick run, nothing written
@@ -50,6 +54,7 @@ import json
 import math
 import os
 import random
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -58,14 +63,15 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
 
+import pgtools
 from harness import (
     MB,
     PG_BIN_DIR,
+    REPO_ROOT,
     Postgres,
     Sampler,
     cpu_snapshot,
@@ -81,7 +87,6 @@ from pgtools import (
     create_database,
     database_size,
     drop_database,
-    fill,
     settle,
     table_counts,
     tool_env,
@@ -89,15 +94,20 @@ from pgtools import (
 from psycopg import sql
 from report import bench_parser, command_line, machine_info, machine_line, now, run_and_publish, run_line, table
 
+from odoo_operator.backupjob.deflate import MAX_WORKERS, default_workers
+
 SOURCE = "src"
-ODOO_VERSION = "17.0"
-TARGET_SPEEDUP = 1.5  # ours >= 1.5 x faster than Odoo's method
-TARGET_RSS_MB = 100.0  # backup process peak RSS
-TARGET_RESTORE_RATIO = 1.2  # our restore <= 1.2 x raw psql -f
-# Issue 4's figures for 1 GB "on this kind of machine", shown for reference.
-ISSUE_REFERENCE = {"raw_dump": 3.2, "odoo": 11.4, "deflate1": 5.3, "psql": 11.6}
+ODOO_VERSION = "16.0"  # the Odoo of .cache/odoo/current (shared/odoo: 16.0 Community)
+ODOO_HOME = REPO_ROOT / ".cache" / "odoo" / "current"
+ODOO_PYTHON = ODOO_HOME / "venv" / "bin" / "python"
+DRIVER = Path(__file__).resolve().parent / "odoo_dump_driver.py"
+ODOO_ROLE = "odoo"
+TARGET_SPEEDUP = 2.5  # issue 15: our ZIP backup >= 2.5 x faster than Odoo's own dump_db
+TARGET_RSS_MB = 100.0  # issue 4: backup process peak RSS
+TARGET_RESTORE_RATIO = 1.15  # issue 15: our restore <= 1.15 x raw psql -f
 SAMPLE_INTERVAL = 0.05
-WORKER_FLAG = "--odoo-dump-worker"
+DUMP_STEPS = ("copytree", "pg_dump", "zip_dir")
+RESTORE_STEPS = ("create_database", "extractall", "psql", "registry", "move_filestore")
 
 
 # ---- the filestore ----------------------------------------------------------------------------------------
@@ -127,73 +137,114 @@ def make_filestore(root: Path, size_mb: int, seed: int = 4) -> tuple[int, int]:
     return files, total
 
 
-def check_filestore(root: Path) -> tuple[int, int, list[str]]:
-    """(files, bytes, problems): every file's sha1 must be its name and its folder the name's first 2 characters."""
-    files, total, problems = 0, 0, []
-    for path in sorted(root.rglob("*")):
-        if path.is_dir():
-            continue
-        data = path.read_bytes()
-        files += 1
-        total += len(data)
-        if hashlib.sha1(data).hexdigest() != path.name or path.parent.name != path.name[:2]:
-            problems.append(str(path.relative_to(root)))
-    return files, total, problems
+def filestore_tree(root: Path) -> dict[str, str]:
+    """Relative path -> sha1 of every file under `root` (Odoo's own `checklist/` entries included)."""
+    return {path.relative_to(root).as_posix(): hashlib.sha1(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*")) if path.is_file()}
 
 
-# ---- Odoo's method, reproduced ---------------------------------------------------------------------------
-
-def odoo_zip_dir(path: str, stream: IO[bytes], include_dir: bool = True,
-                 fnct_sort: Callable[[str], Any] | None = None) -> None:
-    """The behaviour of Odoo's `odoo.tools.osutil.zip_dir`: ZIP_DEFLATED at zipfile's default level, allowZip64,
-    os.walk order with each folder's files sorted by `fnct_sort`, a few editor/bytecode files left out."""
-    path = os.path.normpath(path)
-    prefix = len(os.path.dirname(path)) if include_dir else len(path)
-    if prefix:
-        prefix += 1
-    with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-        for dirpath, _dirnames, filenames in os.walk(path):
-            for name in sorted(filenames, key=fnct_sort):
-                stem, ext = os.path.splitext(name)
-                if (ext or stem) in (".pyc", ".pyo", ".swp", ".DS_Store"):
-                    continue
-                file_path = os.path.normpath(os.path.join(dirpath, name))
-                if os.path.isfile(file_path):
-                    archive.write(file_path, file_path[prefix:])
+def filestore_problems(source: dict[str, str], root: Path) -> list[str]:
+    """The files of `root` missing, extra or different from `source` (a filestore_tree)."""
+    restored = filestore_tree(root) if root.is_dir() else {}
+    return sorted(name for name in set(source) | set(restored) if source.get(name) != restored.get(name))
 
 
-def odoo_dump_worker(spec: dict[str, str]) -> dict[str, Any]:
-    """Odoo's `dump_db(db_name, stream, 'zip')`, step by step and timed; the zip goes to spec['out']. After the
-    timing, dump.sql is hard-linked to spec['keep_sql'] (the psql restore baseline reads it)."""
-    from odoo_operator.backupjob.archive import read_manifest
+# ---- a real Odoo database -----------------------------------------------------------------------------
 
-    phases: dict[str, float] = {}
-    started = mark = time.perf_counter()
+def odoo_env() -> dict[str, str]:
+    """Odoo's processes get their database settings from odoo.conf only, as a server does."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("PG")}
 
-    def lap(name: str) -> None:
-        nonlocal mark
-        now = time.perf_counter()
-        phases[name] = now - mark
-        mark = now
 
-    with open(spec["out"], "wb") as stream:
-        with tempfile.TemporaryDirectory(dir=spec["tmp"]) as dump_dir:
-            if os.path.exists(spec["filestore"]):
-                shutil.copytree(spec["filestore"], os.path.join(dump_dir, "filestore"))
-            lap("copytree")
-            with open(os.path.join(dump_dir, "manifest.json"), "w") as fh:
-                json.dump(read_manifest(spec["db"], ODOO_VERSION, dict(os.environ)), fh, indent=4)
-            lap("manifest")
-            cmd = [str(PG_BIN_DIR / "pg_dump"), "--no-owner", spec["db"]]
-            cmd.insert(-1, "--file=" + os.path.join(dump_dir, "dump.sql"))
-            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, check=True)
-            lap("pg_dump")
-            odoo_zip_dir(dump_dir, stream, include_dir=False, fnct_sort=lambda file_name: file_name != "dump.sql")
-            lap("zip_dir")
-            os.link(os.path.join(dump_dir, "dump.sql"), spec["keep_sql"])  # not Odoo's: for the baseline (~0 s)
-        lap("cleanup")
-    phases["total"] = time.perf_counter() - started
-    return phases
+def write_odoo_conf(path: Path, pg: Postgres, password: str, data_dir: Path) -> None:
+    path.write_text(f"[options]\ndb_host = 127.0.0.1\ndb_port = {pg.port}\ndb_user = {ODOO_ROLE}\n"
+                    f"db_password = {password}\ndb_sslmode = disable\ndata_dir = {data_dir}\n")
+
+
+def odoo_init(conf: Path, log_path: Path) -> float:
+    """`odoo-bin -d src -i base --without-demo=all --stop-after-init --no-http`; its seconds."""
+    t0 = time.monotonic()
+    with open(log_path, "wb") as out:
+        proc = subprocess.run([str(ODOO_PYTHON), str(ODOO_HOME / "src" / "odoo-bin"), "-c", str(conf), "-d", SOURCE,
+                               "-i", "base", "--without-demo=all", "--stop-after-init", "--no-http"],
+                              env=odoo_env(), stdout=out, stderr=subprocess.STDOUT, cwd=log_path.parent)
+    if proc.returncode != 0:
+        raise RuntimeError(f"odoo-bin -i base exited with {proc.returncode}; see {log_path}")
+    return time.monotonic() - t0
+
+
+def odoo_driver(conf: Path, action: str, db: str, path: Path) -> list[str]:
+    """The argv of bench/odoo_dump_driver.py: Odoo's own dump_db / restore_db in Odoo's Python."""
+    return [str(ODOO_PYTHON), str(DRIVER), "-c", str(conf), "--odoo-src", str(ODOO_HOME / "src"), action, db,
+            str(path)]
+
+
+def fill_odoo(pg: Postgres, dbname: str, role: str, size_mb: int) -> tuple[list[TableFacts], float]:
+    """~size_mb of bench_duplicate's Odoo-like rows in a real Odoo database, as `role`: partners into Odoo's own
+    res_partner (its columns and indexes are Odoo's; the generator's country ids 1-250 are Odoo's countries),
+    account_move, account_move_line and mail_message as pgtools creates them (their modules are not installed:
+    Odoo's registry ignores those tables). Then mail_message topped up to the size; per-table facts and time."""
+    target = size_mb * MB
+    started = time.monotonic()
+    rows = {t: max(100, int(target * pgtools.SHARE[t] / pgtools.BYTES_PER_ROW[t])) for t in pgtools.SHARE}
+
+    def execute(*statements: sql.Composable | str) -> None:
+        with connect(pg, dbname) as conn:
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+            conn.execute("SET maintenance_work_mem = '256MB'")
+            conn.execute("SET synchronous_commit = off")
+            for statement in statements:
+                conn.execute(statement)
+
+    def insert(name: str, first: int, last: int) -> None:
+        execute(sql.SQL(pgtools.FILL[name]).format(first=sql.Literal(first), last=sql.Literal(last),
+                                                   partners=sql.Literal(rows["res_partner"])))
+
+    with connect(pg, dbname) as conn:
+        row = conn.execute("SELECT max(id) FROM res_partner").fetchone()
+    first_partner = int(row[0] if row and row[0] else 0) + 1
+    tables = [t.strip() for t in pgtools.CREATE_TABLES.split(";") if t.strip()]
+    execute(*(t for t in tables if not t.startswith("CREATE TABLE res_partner ")))
+    log(f"filling {dbname!r}: " + ", ".join(f"{n} {c:,} rows" for n, c in rows.items()))
+    chunks: list[tuple[str, int, int]] = []
+    for name, count in sorted(rows.items(), key=lambda kv: -kv[1] * pgtools.BYTES_PER_ROW[kv[0]]):
+        first = first_partner if name == "res_partner" else 1
+        halves = 2 if name in ("account_move_line", "mail_message") else 1  # two cores busy to the end
+        step = count // halves
+        chunks += [(name, first + h * step, first + (count if h == halves - 1 else (h + 1) * step) - 1)
+                   for h in range(halves)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for future in [pool.submit(insert, *chunk) for chunk in chunks]:
+            future.result()
+    log(f"rows in after {time.monotonic() - started:.0f}s; creating indexes")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for future in [pool.submit(execute, *pgtools.INDEXES[name]) for name in pgtools.INDEXES
+                       if name != "res_partner"]:  # Odoo's res_partner has its own
+            future.result()
+    next_id = rows["mail_message"] + 1
+    for _ in range(8):
+        size = database_size(pg, dbname)
+        if size >= target * 0.99:
+            break
+        with connect(pg, dbname) as conn:
+            row = conn.execute("SELECT pg_total_relation_size('mail_message'), count(*) FROM mail_message").fetchone()
+        assert row is not None
+        extra = int((target - size) / max(200.0, row[0] / max(1, row[1]))) + 100
+        log(f"{size / MB:.0f} MB so far; {extra:,} more mail_message rows")
+        insert("mail_message", next_id, next_id + extra - 1)
+        next_id += extra
+    log("VACUUM ANALYZE")
+    with connect(pg, dbname) as conn:
+        conn.execute("VACUUM (ANALYZE)")
+        conn.execute("CHECKPOINT")
+        facts = []
+        for name in pgtools.SHARE:
+            row = conn.execute(
+                sql.SQL("SELECT (SELECT count(*) FROM {}), pg_table_size(%s), pg_indexes_size(%s)").format(
+                    sql.Identifier(name)), (name, name)).fetchone()
+            assert row is not None
+            facts.append(TableFacts(name, int(row[0]), int(row[1]), int(row[2])))
+    return facts, time.monotonic() - started
 
 
 # ---- measuring a child process ---------------------------------------------------------------------------
@@ -349,9 +400,12 @@ class Result:
     started_at: datetime.datetime
     machine: dict[str, str]
     loadavg: str = ""
+    loadavg_after: str = ""
     db_bytes: int = 0
+    odoo_init_s: float = 0.0
     fill_s: float = 0.0
     facts: list[TableFacts] = field(default_factory=list)
+    modules: int = 0
     fs_files: int = 0
     fs_bytes: int = 0
     dump_sql_bytes: int = 0
@@ -359,10 +413,12 @@ class Result:
     ours_zip_bytes: int = 0
     raw_runs: list[Measured] = field(default_factory=list)
     odoo_runs: list[Measured] = field(default_factory=list)
-    odoo_phases: list[dict[str, float]] = field(default_factory=list)
+    odoo_steps: list[dict[str, float]] = field(default_factory=list)
     ours_runs: list[Measured] = field(default_factory=list)
     psql_runs: list[Measured] = field(default_factory=list)
     restore_runs: list[Measured] = field(default_factory=list)
+    odoo_restore_runs: list[Measured] = field(default_factory=list)
+    odoo_restore_steps: list[dict[str, float]] = field(default_factory=list)
     backup_orders: list[str] = field(default_factory=list)
     restore_orders: list[str] = field(default_factory=list)
     deflate1: Timed | None = None
@@ -373,7 +429,13 @@ class Result:
 
 
 LABELS = {"raw": "raw pg_dump", "odoo": "Odoo's dump_db", "ours": "our backup", "psql": "raw psql -f",
-          "restore": "our restore"}
+          "restore": "our restore", "odoo_restore": "Odoo's restore_db"}
+RESTORE_ROTATION = ["psql", "restore", "odoo_restore"]
+
+
+def driver_steps(run_: Measured) -> dict[str, float]:
+    """The JSON line of odoo_dump_driver.py: seconds of the call (`total`) and of each of its steps."""
+    return {key: float(value) for key, value in json.loads(run_.stdout.strip().splitlines()[-1]).items()}
 
 
 def run(args: argparse.Namespace, workdir: Path, result: Result) -> None:
@@ -385,18 +447,31 @@ def run(args: argparse.Namespace, workdir: Path, result: Result) -> None:
     pg_pid = pg.process.pid
     try:
         env = tool_env(pg)
+        password = secrets.token_urlsafe(18)
         with connect(pg) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(SOURCE)))
-        result.facts, result.fill_s = fill(pg, SOURCE, pg.user, args.size_mb)
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
+                sql.Identifier(ODOO_ROLE), sql.Literal(password)))
+        data_dir, conf = workdir / "odoo-data", workdir / "odoo.conf"
+        write_odoo_conf(conf, pg, password, data_dir)
+        log(f"{SOURCE}: odoo-bin -i base (Odoo {ODOO_VERSION} from {ODOO_HOME.resolve()})")
+        result.odoo_init_s = odoo_init(conf, workdir / "odoo-init.log")
+        with connect(pg, SOURCE) as conn:
+            row = conn.execute("SELECT count(*) FROM ir_module_module WHERE state = 'installed'").fetchone()
+        result.modules = int(row[0]) if row else 0
+        result.facts, result.fill_s = fill_odoo(pg, SOURCE, ODOO_ROLE, args.size_mb)
         result.db_bytes = database_size(pg, SOURCE)
-        filestore = workdir / "filestore" / SOURCE
-        result.fs_files, result.fs_bytes = make_filestore(filestore, args.filestore_mb)
+        filestore = data_dir / "filestore" / SOURCE  # Odoo's own, with what -i base put there
+        make_filestore(filestore, args.filestore_mb)
+        source_tree = filestore_tree(filestore)
+        result.fs_files = len(source_tree)
+        result.fs_bytes = sum(p.stat().st_size for p in filestore.rglob("*") if p.is_file())
         log(f"{SOURCE}: {result.db_bytes / MB:.0f} MB database, filestore {result.fs_files} files "
             f"{result.fs_bytes / MB:.0f} MB")
         result.loadavg = loadavg()
         dump_sql = workdir / "dump.sql"
         odoo_dir = workdir / "odoo"
         odoo_dir.mkdir()
+        odoo_zip = odoo_dir / f"{SOURCE}-1.zip"
         ours_zip: Path | None = None
         artifact_id, storage = "", workdir / "artifacts"
 
@@ -413,27 +488,24 @@ def run(args: argparse.Namespace, workdir: Path, result: Result) -> None:
                     run_.check()
                     result.raw_runs.append(run_)
                 elif which == "odoo":
-                    odoo_zip = odoo_dir / f"{SOURCE}-{index + 1}.zip"
-                    keep_sql = dump_sql if index == 0 else workdir / f"dump-{index + 1}.sql"
-                    spec = {"db": SOURCE, "filestore": str(filestore), "out": str(odoo_zip), "tmp": str(odoo_dir),
-                            "keep_sql": str(keep_sql)}
-                    run_ = measure(label, [sys.executable, str(Path(__file__).resolve()), WORKER_FLAG,
-                                           json.dumps(spec)], env, pg_pid)
+                    zip_path = odoo_dir / f"{SOURCE}-{index + 1}.zip"
+                    run_ = measure(label, odoo_driver(conf, "dump", SOURCE, zip_path), odoo_env(), pg_pid)
                     run_.check()
                     result.odoo_runs.append(run_)
-                    result.odoo_phases.append(json.loads(run_.stdout.strip().splitlines()[-1]))
-                    result.dump_sql_bytes = keep_sql.stat().st_size
-                    result.odoo_zip_bytes = odoo_zip.stat().st_size
-                    with zipfile.ZipFile(odoo_zip) as archive:
-                        names = archive.namelist()
-                    if index == 0:
+                    result.odoo_steps.append(driver_steps(run_))
+                    result.odoo_zip_bytes = zip_path.stat().st_size
+                    if index == 0:  # the first round's zip: restored by Odoo; its dump.sql is the floor's
+                        with zipfile.ZipFile(zip_path) as archive:
+                            names = archive.namelist()
+                            with archive.open("dump.sql") as entry, open(dump_sql, "wb") as out:
+                                shutil.copyfileobj(entry, out, MB)
+                        result.dump_sql_bytes = dump_sql.stat().st_size
                         ok = names[0] == "dump.sql" and "manifest.json" in names and sum(
                             n.startswith("filestore/") for n in names) == result.fs_files
                         result.checks.append(("Odoo's zip: dump.sql first, manifest.json, every filestore file",
                                               ok, f"{len(names)} entries"))
-                    else:  # only the first round's files are kept
-                        keep_sql.unlink()
-                        odoo_zip.unlink()
+                    else:
+                        zip_path.unlink()
                 else:
                     storage = workdir / f"artifacts-{index + 1}"  # a fresh storage: no retention at work
                     run_ = measure(label, [
@@ -452,17 +524,21 @@ def run(args: argparse.Namespace, workdir: Path, result: Result) -> None:
                     result.ours_zip_bytes = ours_zip.stat().st_size
         assert ours_zip is not None
 
-        # 4-5. the restores: raw psql and ours, the order alternating each round; each into a fresh empty
-        # database, checked, then dropped (so no autovacuum of a previous restore runs during the next one)
+        # 4-6. the restores, the order rotating each round; each into a fresh database (created beforehand,
+        # except by Odoo's restore_db, which creates its own), checked, then dropped with its filestore (so no
+        # autovacuum of a previous restore runs during the next one)
         source_counts = table_counts(pg, SOURCE)
-        bad: dict[str, list[str]] = {"psql": [], "restore": [], "filestore": []}
+        bad: dict[str, list[str]] = {which: [] for which in RESTORE_ROTATION}
+        bad_files: dict[str, list[str]] = {"restore": [], "odoo_restore": []}
         for index in range(args.rounds):
-            order = ["psql", "restore"] if index % 2 == 0 else ["restore", "psql"]
+            order = RESTORE_ROTATION[index % 3:] + RESTORE_ROTATION[:index % 3]
             result.restore_orders.append(", ".join(order))
             for which in order:
                 label = f"{LABELS[which]} #{index + 1}"
                 db = f"{which}_{index + 1}"
-                create_database(pg, db)
+                restored_fs = workdir / "restored-filestore" / db if which == "restore" else data_dir / "filestore" / db
+                if which != "odoo_restore":
+                    create_database(pg, db)
                 settle(pg, autovacuum=True)
                 if which == "psql":
                     run_ = measure(label, [str(PG_BIN_DIR / "psql"), "-X", "-q", "-f", str(dump_sql),
@@ -471,33 +547,44 @@ def run(args: argparse.Namespace, workdir: Path, result: Result) -> None:
                     if run_.stderr.strip():
                         raise RuntimeError(f"{label} reported errors: {run_.stderr.strip()[-2000:]}")
                     result.psql_runs.append(run_)
-                else:
-                    restored_fs = workdir / "restored-filestore" / db
+                elif which == "restore":
                     run_ = measure(label, [
                         sys.executable, "-m", "odoo_operator.backupjob", "restore", "--storage", storage.as_uri(),
-                        "--artifact", artifact_id, "--database", db, "--filestore", str(restored_fs)], env, pg_pid)
+                        "--artifact", artifact_id, "--database", db, "--odoo-version", ODOO_VERSION,
+                        "--filestore", str(restored_fs)], env, pg_pid)
                     run_.check()
                     result.restore_runs.append(run_)
-                    files, size, problems = check_filestore(restored_fs)
-                    if files != result.fs_files or size != result.fs_bytes or problems:
-                        bad["filestore"].append(f"{db}: {files} files, {size} bytes, bad {problems[:3]}")
-                    shutil.rmtree(restored_fs)
+                else:
+                    run_ = measure(label, odoo_driver(conf, "restore", db, odoo_zip), odoo_env(), pg_pid)
+                    run_.check()
+                    result.odoo_restore_runs.append(run_)
+                    result.odoo_restore_steps.append(driver_steps(run_))
+                if which in bad_files:
+                    problems = filestore_problems(source_tree, restored_fs)
+                    if problems:
+                        bad_files[which].append(f"{db}: {len(problems)} files differ, e.g. {problems[:3]}")
+                    shutil.rmtree(restored_fs, ignore_errors=True)
                 counts = table_counts(pg, db)
                 diff = sorted(t for t in set(source_counts) | set(counts) if source_counts.get(t) != counts.get(t))
                 if diff:
                     bad[which].append(f"{db}: {diff}")
                 drop_database(pg, db)
         rows, rounds = f"{sum(source_counts.values()):,} rows", args.rounds
+        tables = f"the rows of all {len(source_counts)} tables of `{SOURCE}`"
+        files = f"{rounds}/{rounds}, {result.fs_files} files, {mb(result.fs_bytes)}"
         result.checks += [
-            (f"raw psql restores: the rows of all {len(source_counts)} tables of `{SOURCE}`", not bad["psql"],
-             "; ".join(bad["psql"]) or f"{rounds}/{rounds}, {rows}"),
-            (f"our restores: the rows of all {len(source_counts)} tables of `{SOURCE}`", not bad["restore"],
-             "; ".join(bad["restore"]) or f"{rounds}/{rounds}, {rows}"),
-            ("our restores: every filestore file, sha1 = its name", not bad["filestore"],
-             "; ".join(bad["filestore"]) or f"{rounds}/{rounds}, {result.fs_files} files, {mb(result.fs_bytes)}"),
+            (f"raw psql restores: {tables}", not bad["psql"], "; ".join(bad["psql"]) or f"{rounds}/{rounds}, {rows}"),
+            (f"our restores: {tables}", not bad["restore"], "; ".join(bad["restore"]) or f"{rounds}/{rounds}, {rows}"),
+            ("our restores: the filestore, every file (sha1) as in the source", not bad_files["restore"],
+             "; ".join(bad_files["restore"]) or files),
+            (f"Odoo's restores: {tables}", not bad["odoo_restore"],
+             "; ".join(bad["odoo_restore"]) or f"{rounds}/{rounds}, {rows}"),
+            ("Odoo's restores: the filestore, every file (sha1) as in the source", not bad_files["odoo_restore"],
+             "; ".join(bad_files["odoo_restore"]) or files),
         ]
 
         # references, after every measurement, not to disturb them
+        result.loadavg_after = loadavg()
         settle(pg, autovacuum=True)
         log("references: deflate level 1 of dump.sql and of the filestore, inflating our dump.sql, sha256")
         result.deflate1 = deflate_files([dump_sql], 1)
@@ -536,41 +623,56 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def steps_text(steps: list[dict[str, float]], names: tuple[str, ...]) -> str:
+    """Medians of a driver's steps, and `other` (what the call did besides them: manifest, clean-up…)."""
+    values = {name: median([x.get(name, 0.0) for x in steps]) for name in names}
+    other = max(0.0, median([x["total"] - sum(x.get(name, 0.0) for name in names) for x in steps]))
+    return ", ".join(f"{name} {value:.2f} s" for name, value in values.items()) + f", other {other:.2f} s"
+
+
 def report(r: Result, args: argparse.Namespace) -> str:
-    assert r.raw_runs and r.odoo_runs and r.ours_runs and r.psql_runs and r.restore_runs
+    assert r.raw_runs and r.odoo_runs and r.ours_runs and r.psql_runs and r.restore_runs and r.odoo_restore_runs
     assert r.deflate1 and r.deflate1_fs and r.inflate and r.sha256
     m, db_mb = r.machine, r.db_bytes / MB
     raw_s = median([x.seconds for x in r.raw_runs])
-    odoo_runs_s = [phases["total"] for phases in r.odoo_phases]
+    odoo_runs_s = [steps["total"] for steps in r.odoo_steps]
     odoo_s, ours_s = median(odoo_runs_s), median([x.seconds for x in r.ours_runs])
     psql_s, restore_s = median([x.seconds for x in r.psql_runs]), median([x.seconds for x in r.restore_runs])
-    speedup, restore_ratio = odoo_s / ours_s, restore_s / psql_s
+    odoo_restore_runs_s = [steps["total"] for steps in r.odoo_restore_steps]
+    odoo_restore_s = median(odoo_restore_runs_s)
+    speedup, restore_ratio, odoo_restore_ratio = odoo_s / ours_s, restore_s / psql_s, odoo_restore_s / psql_s
     backup_rss_kb = max(x.peak_kb for x in r.ours_runs)
-    phases = {name: median([p[name] for p in r.odoo_phases]) for name in r.odoo_phases[0]}
-    ref = (lambda key: f"{ISSUE_REFERENCE[key]:.1f} s") if 900 <= args.size_mb <= 1100 else (lambda key: "—")
+    zip_dir_s = median([x["zip_dir"] for x in r.odoo_steps])
     medians = " (medians)" if args.rounds > 1 else ""
 
     def rate(seconds: float) -> str:
         return f"{db_mb / seconds:.0f}"
 
+    def process_s(runs: list[Measured]) -> str:
+        return runs_text([x.seconds for x in runs])
+
     lines = [
-        f"## {args.section}: backup and restore of a {db_mb:.0f} MB database with a {mb(r.fs_bytes)} filestore",
+        f"## {args.section}: backup and restore of a {db_mb:.0f} MB Odoo database with a {mb(r.fs_bytes)} filestore, "
+        "against Odoo's own `dump_db` and `restore_db`",
         "",
         run_line(r.started_at, args.command),
-        f"{machine_line(m, kopf=False)}; PostgreSQL local (`fsync=off`, `shared_buffers=128MB`), every "
-        f"file on the local disk and in the page cache. Load average before the measurements: {r.loadavg}; this "
-        "machine is shared with other work, whose CPU use during each run is shown below (`other`).",
+        f"{machine_line(m, kopf=False)}; Odoo {ODOO_VERSION} Community (`.cache/odoo/current`, its own Python); "
+        "PostgreSQL local (`fsync=off`, `shared_buffers=128MB`), every file on the local disk and in the page "
+        f"cache. Load average before the measurements: {r.loadavg}, after them: {r.loadavg_after}; this machine "
+        "is shared with other work, whose CPU use during each run is shown below (`other`).",
         "",
-        *table(["target (issue 4)", "measured", "result"], [
-            [f"ZIP backup ≥ {TARGET_SPEEDUP}× faster than Odoo's method",
+        *table(["target", "measured", "result"], [
+            [f"ZIP backup ≥ {TARGET_SPEEDUP}× faster than Odoo's `dump_db` (issue 15)",
              f"{odoo_s:.2f} s / {ours_s:.2f} s = {speedup:.2f}×{medians}", verdict(speedup >= TARGET_SPEEDUP)],
-            [f"backup peak RSS < {TARGET_RSS_MB:.0f} MB (Python + pg_dump)",
+            [f"restore ≤ {TARGET_RESTORE_RATIO}× the floor, raw `psql -f` (issue 15)",
+             f"{restore_s:.2f} s / {psql_s:.2f} s = {restore_ratio:.2f}×{medians}",
+             verdict(restore_ratio <= TARGET_RESTORE_RATIO)],
+            ["Odoo's `restore_db` / the same floor (no target)",
+             f"{odoo_restore_s:.2f} s / {psql_s:.2f} s = {odoo_restore_ratio:.2f}×{medians}", "—"],
+            [f"backup peak RSS < {TARGET_RSS_MB:.0f} MB, Python + pg_dump (issue 4)",
              f"{kb_mb(backup_rss_kb)} (Python {kb_mb(max(x.root_hwm_kb() for x in r.ours_runs))}, "
              f"pg_dump {kb_mb(max(x.hwm_of('pg_dump') for x in r.ours_runs))})",
              verdict(backup_rss_kb / 1024 < TARGET_RSS_MB)],
-            [f"restore ≤ {TARGET_RESTORE_RATIO}× raw `psql -f`",
-             f"{restore_s:.2f} s / {psql_s:.2f} s = {restore_ratio:.2f}×{medians}",
-             verdict(restore_ratio <= TARGET_RESTORE_RATIO)],
             *[[f"check: {what}", detail, verdict(ok)] for what, ok, detail in r.checks],
         ]),
         "",
@@ -578,28 +680,30 @@ def report(r: Result, args: argparse.Namespace) -> str:
         f"{mb(r.fs_bytes)})",
         "",
         *table(["method", "median", "runs (s)", "MB/s", "Odoo's / this", "artifact", "peak RSS",
-                "CPU s: tree / PostgreSQL / other", "issue 4 (1 GB)"], [
-            ["raw `pg_dump --no-owner -f /dev/null`", f"{raw_s:.2f} s", runs_text([x.seconds for x in r.raw_runs]),
+                "CPU s: tree / PostgreSQL / other"], [
+            ["raw `pg_dump --no-owner -f /dev/null`", f"{raw_s:.2f} s", process_s(r.raw_runs),
              rate(raw_s), f"{odoo_s / raw_s:.2f}×", "—", kb_mb(max(x.peak_kb for x in r.raw_runs)),
-             cpu_text(r.raw_runs), ref("raw_dump")],
-            ["Odoo's `dump_db` (copytree, `pg_dump` to dump.sql, `zip_dir` at level 6)", f"{odoo_s:.2f} s",
+             cpu_text(r.raw_runs)],
+            ["Odoo's own `odoo.service.db.dump_db(db, stream, 'zip')`", f"{odoo_s:.2f} s",
              runs_text(odoo_runs_s), rate(odoo_s), "1.00×", mb(r.odoo_zip_bytes),
-             f"{kb_mb(max(x.root_hwm_kb() for x in r.odoo_runs))} (Python)", cpu_text(r.odoo_runs), ref("odoo")],
+             f"{kb_mb(max(x.peak_kb for x in r.odoo_runs))} (Python "
+             f"{kb_mb(max(x.root_hwm_kb() for x in r.odoo_runs))})", cpu_text(r.odoo_runs)],
             ["**ours**: `python -m odoo_operator.backupjob create --format zip`", f"**{ours_s:.2f} s**",
-             runs_text([x.seconds for x in r.ours_runs]), rate(ours_s), f"**{speedup:.2f}×**", mb(r.ours_zip_bytes),
-             kb_mb(backup_rss_kb), cpu_text(r.ours_runs), "—"],
+             process_s(r.ours_runs), rate(ours_s), f"**{speedup:.2f}×**", mb(r.ours_zip_bytes),
+             kb_mb(backup_rss_kb), cpu_text(r.ours_runs)],
         ]),
         "",
-        f"Order of each round: {'; '.join(r.backup_orders)}. Odoo's method step by step (medians): " + ", ".join(
-            f"{name} {phases[name]:.2f} s" for name in ("copytree", "manifest", "pg_dump", "zip_dir", "cleanup"))
-        + f"; its zip's deflate level 6 over dump.sql and the filestore: {mb(r.dump_sql_bytes + r.fs_bytes)} in "
-        f"{phases['zip_dir']:.2f} s ({(r.dump_sql_bytes + r.fs_bytes) / MB / phases['zip_dir']:.0f} MB/s of input). "
-        "Its time is measured inside its process (an Odoo server runs it without starting Python); the process "
-        "itself took " + runs_text([x.seconds for x in r.odoo_runs]) + " s.",
+        f"Order of each round: {'; '.join(r.backup_orders)}. Odoo's `dump_db` step by step (medians): "
+        + steps_text(r.odoo_steps, DUMP_STEPS) + f"; its `zip_dir` (zipfile's default deflate level, 6) over "
+        f"dump.sql and the filestore: {mb(r.dump_sql_bytes + r.fs_bytes)} in {zip_dir_s:.2f} s "
+        f"({(r.dump_sql_bytes + r.fs_bytes) / MB / zip_dir_s:.0f} MB/s of input). Its time is the `dump_db` call, "
+        "timed inside Odoo's process after Odoo was imported and configured (a server runs it without starting "
+        f"Python); the process itself took {process_s(r.odoo_runs)} s. Ours is timed from the outside, its "
+        "interpreter's start included.",
         "",
         "References, measured after the runs in the benchmark's own process, one thread, from the page cache: "
         f"deflate level 1 of dump.sql {r.deflate1.seconds:.2f} s ({r.dump_sql_bytes / MB / r.deflate1.seconds:.0f} "
-        f"MB/s of SQL, {mb(r.dump_sql_bytes)} → {mb(r.deflate1.out_bytes)}; issue 4: {ref('deflate1')}); deflate "
+        f"MB/s of SQL, {mb(r.dump_sql_bytes)} → {mb(r.deflate1.out_bytes)}); deflate "
         f"level 1 of the filestore's files {r.deflate1_fs.seconds:.2f} s "
         f"({r.fs_bytes / MB / r.deflate1_fs.seconds:.0f} MB/s, {mb(r.fs_bytes)} → {mb(r.deflate1_fs.out_bytes)}); "
         f"inflating our artifact's dump.sql {r.inflate.seconds:.2f} s "
@@ -608,20 +712,28 @@ def report(r: Result, args: argparse.Namespace) -> str:
         "",
         "### Restore",
         "",
-        *table(["method", "median", "runs (s)", "MB/s", "ratio to psql", "peak RSS",
-                "CPU s: tree / PostgreSQL / other", "issue 4 (1 GB)"], [
-            ["raw `psql -X -q -f dump.sql` (database only)", f"{psql_s:.2f} s",
-             runs_text([x.seconds for x in r.psql_runs]), rate(psql_s), "1.00×",
-             kb_mb(max(x.peak_kb for x in r.psql_runs)), cpu_text(r.psql_runs), ref("psql")],
-            ["**ours**: `python -m odoo_operator.backupjob restore` (database + filestore)", f"**{restore_s:.2f} s**",
-             runs_text([x.seconds for x in r.restore_runs]), rate(restore_s), f"**{restore_ratio:.2f}×**",
+        *table(["method", "median", "runs (s)", "MB/s", "ratio to the floor", "peak RSS",
+                "CPU s: tree / PostgreSQL / other"], [
+            ["the floor: raw `psql -X -q -f dump.sql` (database only, into an empty database)", f"{psql_s:.2f} s",
+             process_s(r.psql_runs), rate(psql_s), "1.00×",
+             kb_mb(max(x.peak_kb for x in r.psql_runs)), cpu_text(r.psql_runs)],
+            ["**ours**: `python -m odoo_operator.backupjob restore` (database + filestore, into an empty database)",
+             f"**{restore_s:.2f} s**", process_s(r.restore_runs), rate(restore_s), f"**{restore_ratio:.2f}×**",
              f"{kb_mb(max(x.peak_kb for x in r.restore_runs))} (Python "
              f"{kb_mb(max(x.root_hwm_kb() for x in r.restore_runs))}, psql "
-             f"{kb_mb(max(x.hwm_of('psql') for x in r.restore_runs))})", cpu_text(r.restore_runs), "—"],
+             f"{kb_mb(max(x.hwm_of('psql') for x in r.restore_runs))})", cpu_text(r.restore_runs)],
+            ["Odoo's own `odoo.service.db.restore_db(db, zip, copy=False)` (creates the database; + filestore)",
+             f"{odoo_restore_s:.2f} s", runs_text(odoo_restore_runs_s), rate(odoo_restore_s),
+             f"{odoo_restore_ratio:.2f}×", f"{kb_mb(max(x.peak_kb for x in r.odoo_restore_runs))} (Python "
+             f"{kb_mb(max(x.root_hwm_kb() for x in r.odoo_restore_runs))})", cpu_text(r.odoo_restore_runs)],
         ]),
         "",
-        f"Order of each round: {'; '.join(r.restore_orders)}; each restore into a fresh empty database, checked and "
-        "dropped before the next one.",
+        f"Order of each round: {'; '.join(r.restore_orders)}; each restore into a fresh database, checked and "
+        "dropped (its filestore removed) before the next one. Ours restores our artifact, Odoo's its own zip of "
+        "the first round; the floor loads that zip's dump.sql. Odoo's `restore_db` step by step (medians): "
+        + steps_text(r.odoo_restore_steps, RESTORE_STEPS) + " (`registry`: `Registry.new` of the restored "
+        "database; `psql` is `psql -q -f dump.sql` after unzipping it to a temporary folder). Its time is the "
+        f"call, timed inside the process as for `dump_db`; the process took {process_s(r.odoo_restore_runs)} s.",
         "",
         "### Processes",
         "",
@@ -630,7 +742,8 @@ def report(r: Result, args: argparse.Namespace) -> str:
         "",
     ]
     rows = []
-    for run_ in (r.raw_runs[0], r.odoo_runs[0], r.ours_runs[0], r.psql_runs[0], r.restore_runs[0]):
+    for run_ in (r.raw_runs[0], r.odoo_runs[0], r.ours_runs[0], r.psql_runs[0], r.restore_runs[0],
+                 r.odoo_restore_runs[0]):
         for p in run_.procs:
             rows.append([run_.label, p.name, f"{p.first:.2f} → {p.last:.2f} s", kb_mb(p.hwm_kb)])
         rows.append([run_.label, "(all, summed VmRSS, sampled)", f"run {run_.seconds:.2f} s",
@@ -640,31 +753,45 @@ def report(r: Result, args: argparse.Namespace) -> str:
         "",
         "### The data",
         "",
-        f"`{SOURCE}`: {db_mb:.0f} MB (`pg_database_size`), generated in SQL in {r.fill_s:.0f} s by bench_duplicate's "
-        "generator: the Odoo tables of `tests/fixtures/odoo_schema.sql` and",
+        f"`{SOURCE}`: {db_mb:.0f} MB (`pg_database_size`): a real Odoo {ODOO_VERSION} database (`odoo-bin -i base "
+        f"--without-demo=all`, {r.modules} modules installed, {r.odoo_init_s:.0f} s), then bench_duplicate's "
+        f"generator in SQL ({r.fill_s:.0f} s): rows added to Odoo's own `res_partner`, and three tables of modules "
+        "not installed, which Odoo's registry leaves alone:",
         "",
         *table(["table", "rows", "table + TOAST", "indexes"], [
             [f.name, f"{f.rows:,}", mb(f.heap_bytes), mb(f.index_bytes)] for f in r.facts]),
         "",
-        f"Filestore: {r.fs_files} files, {mb(r.fs_bytes)}, `<sha1[:2]>/<sha1>`, sizes log-normal around 60 kB "
-        "(2 kB – 4 MB); 85% random bytes (like images and PDFs, incompressible), 15% text.",
+        f"Filestore: Odoo's own (`<data_dir>/filestore/{SOURCE}`: what `-i base` wrote there, `checklist/` "
+        f"included), {r.fs_files} files, {mb(r.fs_bytes)}, the benchmark's attachments `<sha1[:2]>/<sha1>` with "
+        "sizes log-normal around 60 kB (2 kB – 4 MB); 85% random bytes (like images and PDFs, incompressible), "
+        "15% text.",
         "",
         "### How it is measured",
         "",
         f"- {args.rounds} round(s) of the backups and then of the restores, the order rotating; medians. Before each "
         "measurement: no autovacuum worker at work, `CHECKPOINT` and `sync` (so none pays for the previous one's "
         "dirty pages); the database and the files stay in the page cache. MB/s = database size / time.",
-        "- Every method runs as a child process, timed from its start until wait4(2) returns. Odoo's method is "
-        "timed inside its process (imports and interpreter start excluded); ours from the outside, interpreter "
-        "start included.",
-        "- Odoo's method reproduces `odoo/service/db.py` `dump_db(db, stream, 'zip')` and `odoo/tools/osutil.py` "
-        "`zip_dir`: a temporary folder with `shutil.copytree` of the filestore, manifest.json and "
-        "`pg_dump --no-owner --file=dump.sql`, zipped with `zipfile.ZIP_DEFLATED` at the default level, "
-        "dump.sql first, into a file (no fsync), the folder then removed.",
-        "- Ours: a fresh file:// storage on the same disk per round; the artifact is fsynced, read back (sha256, "
-        "zip directory) and published with its sidecar before the command exits. Its restore reads the sidecar, "
-        "checks the sha256, streams dump.sql from the zip into `psql --single-transaction -v ON_ERROR_STOP=1`, "
-        "then extracts the filestore; the raw baseline only loads dump.sql (`psql -X -q -f`, no transaction).",
+        "- Every method runs as a child process, timed from its start until wait4(2) returns, except Odoo's: "
+        "`bench/odoo_dump_driver.py`, run by Odoo's Python with odoo-bin's configuration (`db_host`, `db_port`, "
+        "`db_user` `odoo`, `db_password`, `data_dir`; role `odoo` with CREATEDB, the database's owner), parses "
+        "the configuration and imports the server-wide modules (base, web) as a server has done before a request "
+        "comes, then times the `dump_db` / `restore_db` call (the code of /web/database/backup and /restore, "
+        "unchanged; its steps timed by wrapping the functions it calls) and prints the figures.",
+        "- Odoo's `dump_db`: a temporary folder with `shutil.copytree` of the filestore, manifest.json (from "
+        "`ir_module_module`) and `pg_dump --no-owner --file=dump.sql`, zipped by `odoo.tools.osutil.zip_dir` "
+        "(ZIP_DEFLATED at the default level, dump.sql first) into a file (no fsync). Ours: pg_dump's output "
+        f"deflated at level 1 while it is produced, by {default_workers()} threads here (one per CPU, at most "
+        f"{MAX_WORKERS}: 1 MiB blocks, each primed with the previous one's last 32 KiB, as pigz does), the "
+        "filestore's files after it, each stored as it is when its first 64 KiB do not deflate below 97%; a "
+        "fresh file:// storage on the same disk per round; the artifact is fsynced, read back (sha256, zip "
+        "directory) and published with its sidecar before the command exits.",
+        "- Our restore reads the sidecar, checks the sha256, streams dump.sql from the zip into "
+        "`psql --single-transaction -v ON_ERROR_STOP=1` (through the filter that refuses psql's backslash "
+        "commands) while a thread extracts the filestore beside its place, lets psql commit once both are done, "
+        "then moves the files into place; the floor only loads "
+        "dump.sql (`psql -X -q -f`, no transaction); Odoo's `restore_db` creates the database (template0, "
+        "`LC_COLLATE 'C'`, `pg_trgm`), extracts dump.sql and the filestore to a temporary folder, runs "
+        "`psql -q -f`, loads the registry and moves the filestore into `data_dir`.",
         "- Peak RSS: `VmHWM` of each process of the tree; the figure is the larger of the sum of those peaks and "
         "the sampled sum of VmRSS, so an upper bound of what a container would hold at once. (wait4's "
         "`ru_maxrss` is not used: Linux keeps the peak of the forked benchmark process across exec, 60+ MB for "
@@ -672,17 +799,14 @@ def report(r: Result, args: argparse.Namespace) -> str:
         "- CPU seconds per run (means): the measured tree (wait4's rusage, pg_dump or psql included), the "
         "PostgreSQL server and its backends (/proc), and `other` = all CPUs' busy time (/proc/stat) minus those "
         "two: other work on this machine, the kernel's writeback and the benchmark's own sampling.",
-        "- Restores go into empty databases created beforehand (not timed) and are checked afterwards: row "
-        "counts of every table against the source, and every restored filestore file's sha1 against its name.",
+        "- Restores are checked afterwards: row counts of every table against the source, and every restored "
+        "filestore file's path and sha1 against the source's filestore.",
     ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == [WORKER_FLAG]:
-        print(json.dumps(odoo_dump_worker(json.loads(argv[1]))), flush=True)
-        return 0
     parser = bench_parser(__doc__, "bench_backup")
     parser.add_argument("--size-mb", type=int, default=1024, help="database size (pg_database_size; default 1024)")
     parser.add_argument("--filestore-mb", type=int, default=100, help="filestore size (default 100)")
@@ -691,6 +815,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.size_mb < 10 or args.filestore_mb < 1 or args.rounds < 1:
         parser.error("--size-mb must be at least 10, --filestore-mb and --rounds at least 1")
+    if not ODOO_PYTHON.exists():
+        parser.error(f"no Odoo in {ODOO_HOME}: run `make odoo` first")
     args.command = command_line("bench_backup.py", parser, args,
                                 shown=["size_mb", "filestore_mb", "rounds", "section"])
 
