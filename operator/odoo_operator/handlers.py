@@ -39,8 +39,13 @@ from odoo_operator.runtime import metrics
 async def database_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger) -> None:
     """One loop per OdooDatabase. We are the only writer of its status: our last write is the truth."""
     key = (body.metadata.namespace or "", body.metadata.name or "")
-    await loop.object_loop(body, stopped, logger, key, odoodatabase.reconcile, "OdooDatabase", trust_own_status=True,
-                           transition=database_transition)
+    registry = loop.runtime().ctx.registry
+    registry.show_database(key, body)  # its backups read it from here
+    try:
+        await loop.object_loop(body, stopped, logger, key, odoodatabase.reconcile, "OdooDatabase",
+                               trust_own_status=True, transition=database_transition)
+    finally:
+        registry.show_database(key, None)
 
 
 def database_transition(body: Mapping[str, Any], old: Mapping[str, Any], new: Mapping[str, Any],
@@ -170,8 +175,12 @@ def on_backup_event(body: kopf.Body, type: str | None) -> None:
 # ---- children and servers ---------------------------------------------------------------------
 
 def on_child_event(kind: str, body: kopf.Body, type: str | None) -> None:
+    """Wake the loops a child belongs to, when something they read of it changed (not for every progress
+    write of the controllers and the kubelet: a PVC being bound, a Job's Pod counts)."""
     rt = loop.runtime()
-    owner = rt.ctx.registry.record_child(kind, body, deleted=type == "DELETED")
+    owner, changed = rt.ctx.registry.observe_child(kind, body, deleted=type == "DELETED")
+    if not changed:
+        return
     if owner:
         rt.ctx.registry.wake(owner)
     labels = body.metadata.labels or {}

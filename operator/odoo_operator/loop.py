@@ -37,6 +37,8 @@ Transition = Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any], 
 Observe = Callable[[Mapping[str, Any], Mapping[str, Any]], None]
 # Reasons retried with exponential back-off (1 s, 2 s, 4 s … up to RETRY_MAX_SECONDS).
 TRANSIENT_REASONS = frozenset({"ServerUnavailable", "KubernetesError", "ServerCredentialsMissing"})
+# Ready=False reasons that are steps of normal progress, never problems (no Event, whatever `warning` says).
+PROGRESS_REASONS = frozenset({"Initializing", "Progressing"})
 
 
 @dataclass
@@ -60,13 +62,24 @@ def event(body: Mapping[str, Any], type: str, reason: str, message: str) -> None
     kopf.event(cast(Any, body), type=type, reason=reason, message=message[:1024])
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No "last handled configuration" annotation: no kind has creation, update or resume handlers (each
+    loop compares its object with what it last published), so kopf's copy of every spec would cost one
+    PATCH per object for nothing. A deletion is still seen by its deletionTimestamp."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def startup(settings: kopf.OperatorSettings) -> None:
     global _runtime
     operator_settings = Settings.from_env()
     settings.persistence.finalizer = "odoo.dbmanager.io/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="odoo.dbmanager.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="odoo.dbmanager.io", key="last-handled-configuration")
+    settings.persistence.diffbase_storage = NoDiffBase()
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # "Handler succeeded" for every child event
     settings.posting.level = logging.WARNING  # our own Events are explicit; kopf's only for problems
     settings.execution.max_workers = 8
@@ -133,19 +146,22 @@ async def object_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf
     stop = asyncio.ensure_future(stopped.wait())
     failures = 0
     published: dict[str, Any] | None = None
+    published_rv = 0  # the resourceVersion our last status write produced (or the one it was based on)
     try:
         while not stopped:
             waker.event.clear()
             snapshot = copy_body(body)
             if snapshot["metadata"].get("deletionTimestamp"):
                 return
-            if published is not None and trust_own_status:
+            if published is not None and (trust_own_status or resource_version(snapshot) < published_rv):
+                # Ours is the truth, or the watch has not yet brought our own last write: without this the
+                # pass would see its previous status, write it again and post its Events twice.
                 snapshot["status"] = published
             started = time.monotonic()
             try:
                 outcome = await _in_thread(rt.executor, reconcile, snapshot, rt.ctx, body)
-                published = await _in_thread(rt.publisher, publish, snapshot, outcome, rt.ctx, kind, transition,
-                                              observe)
+                published, published_rv = await _in_thread(rt.publisher, publish, snapshot, outcome, rt.ctx, kind,
+                                                            transition, observe)
             except Exception as exc:  # never let one object's surprise stop its loop
                 logger.exception(f"reconcile failed, retrying: {exc}")
                 metrics.record_reconcile(kind, "error", type(exc).__name__, time.monotonic() - started)
@@ -177,6 +193,13 @@ async def object_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf
             metrics.forget(kind, body.metadata.namespace or "", body.metadata.name or "", gone=False)
 
 
+def resource_version(body: Mapping[str, Any]) -> int:
+    try:
+        return int((body.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
 def reconcile_result(outcome: Outcome) -> tuple[str, str | None]:
     """(result, reason) for the metrics: success, error (stalled: a human is needed) or transient."""
     if outcome.stalled.status == "True":
@@ -201,8 +224,9 @@ def whole_values(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
 
 
 def publish(body: Mapping[str, Any], outcome: Outcome, ctx: Context, kind: str,
-            transition: Transition | None = None, observe: Observe | None = None) -> dict[str, Any]:
-    """Write the status (only when it changed) and post an Event on every transition."""
+            transition: Transition | None = None, observe: Observe | None = None) -> tuple[dict[str, Any], int]:
+    """Write the status (only when it changed) and post the Events of its transitions. Returns the status
+    as it now is and the resourceVersion it is known at (the write's, or the body's when nothing changed)."""
     meta = body["metadata"]
     old = body.get("status") or {}
     generation = int(meta.get("generation") or 0)
@@ -211,27 +235,32 @@ def publish(body: Mapping[str, Any], outcome: Outcome, ctx: Context, kind: str,
     new["observedGeneration"] = generation
     new["conditions"] = merge_conditions(old.get("conditions"), outcome.conditions(), generation)
     changed = {k: v for k, v in new.items() if old.get(k) != v}
+    merged = {**old, **new}
+    rv = resource_version(body)
     if changed:
-        ctx.kube.patch_status(API_VERSION, kind, meta["name"], meta["namespace"], whole_values(old, new))
+        written = ctx.kube.patch_status(API_VERSION, kind, meta["name"], meta["namespace"], whole_values(old, new))
+        rv = resource_version(written or {}) or rv
+        merged = dict((written or {}).get("status") or merged)
     events = transition(body, old, new, list(outcome.events)) if transition else outcome.events
     for type_, reason, message in events:
         event(body, type_, reason, message)
     _post_ready_transition(body, old, outcome)
-    merged = {**old, **new}
     if observe is not None:
         observe(body, merged)
     else:
         metrics.observe(kind, body, merged)
-    return merged
+    return merged, rv
 
 
 def _post_ready_transition(body: Mapping[str, Any], old: Mapping[str, Any], outcome: Outcome) -> None:
+    """An Event when Ready changes to True (or to another True reason, e.g. Suspended) and for every new
+    problem (a Warning); none for progress steps (Initializing, Progressing, Duplicating…): the status
+    shows those, and a burst of creations would post one Event per step and object."""
     before = get_condition(old, "Ready") or {}
     if (before.get("status"), before.get("reason"), old.get("phase")) == (
             outcome.ready.status, outcome.ready.reason, outcome.phase):
         return
-    if outcome.ready.status == "False" and outcome.warning and outcome.ready.reason not in (
-            "Initializing", "Progressing"):
-        event(body, "Warning", reason=outcome.ready.reason, message=outcome.ready.message)
-    else:
+    if outcome.ready.status == "True":
         event(body, "Normal", reason=outcome.ready.reason, message=outcome.ready.message or outcome.phase)
+    elif outcome.warning and outcome.ready.reason not in PROGRESS_REASONS:
+        event(body, "Warning", reason=outcome.ready.reason, message=outcome.ready.message)

@@ -101,10 +101,11 @@ def apply_cached(ctx: Context, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def remove_other_route_kind(ctx: Context, kind: str, name: str, namespace: str, label: str, value: str,
-                            owner_uid: str) -> None:
+                            owner_uid: str, created: str | None = None) -> None:
     """After the operator moved between Ingress and Gateway, an owner's route of the other kind goes
-    (looked for once per owner and process)."""
-    if owner_uid in ctx.registry.route_kinds_checked:
+    (looked for once per owner and process; not for an owner `created` after this process started, which
+    no other process served)."""
+    if owner_uid in ctx.registry.route_kinds_checked or ctx.registry.created_since_start(created):
         return
     other = ("gateway.networking.k8s.io/v1", "HTTPRoute") if kind == "Ingress" else ("networking.k8s.io/v1",
                                                                                    "Ingress")
@@ -142,19 +143,25 @@ class JobRun:
 
 def ensure_job(ctx: Context, namespace: str, name: str, build: Callable[[], dict[str, Any]], *,
                before_create: Callable[[], None] | None = None, failpoint: str | None = None) -> JobRun:
-    """The Job `name` as the watch (registry) or the API server knows it, created from build() when missing
-    (before_create runs first: it may refuse by raising)."""
-    job = ctx.registry.child("Job", namespace, name) or ctx.kube.get("batch/v1", "Job", name, namespace)
+    """The Job `name` as the watch (registry) knows it, else created from build() (before_create runs first:
+    it may refuse by raising). No GET first: the watch sees every Job of ours, so one it has not shown is
+    missing, but for the moments after a start (the watch still listing) or a lost race, which the
+    create's 409 tells, and then the Job is read."""
+    job = ctx.registry.child("Job", namespace, name)
     if job is not None:
         return JobRun(name, job, created=False)
     if before_create is not None:
         before_create()
-    job = ctx.kube.create(build()) or ctx.kube.get("batch/v1", "Job", name, namespace)  # None: lost a race
+    job = ctx.kube.create(build())
+    if job is None:  # it exists
+        job = ctx.kube.get("batch/v1", "Job", name, namespace)
+        if job:
+            ctx.registry.record_child("Job", job, deleted=False)
+        return JobRun(name, job or {}, created=False)
     if failpoint:
         failpoints.hit(failpoint, namespace)
-    if job:
-        ctx.registry.record_child("Job", job, deleted=False)
-    return JobRun(name, job or {}, created=True)
+    ctx.registry.record_child("Job", job, deleted=False)
+    return JobRun(name, job, created=True)
 
 
 def job_state(job: Mapping[str, Any] | None) -> str:

@@ -37,7 +37,7 @@ class BackupReconciler(base.Reconciler[DatabaseBackup]):
 
     def converge(self) -> Outcome:
         backup = self.backup
-        db_body = self.kube.get(API_VERSION, "OdooDatabase", backup.database, backup.namespace)
+        db_body = self._database()
         if db_body is None:
             raise NotReady("DatabaseNotFound", f"OdooDatabase {backup.database!r} (spec.databaseRef) does not exist "
                            "in this namespace", retry_after=30)
@@ -61,6 +61,16 @@ class BackupReconciler(base.Reconciler[DatabaseBackup]):
         if run.created:
             self.new_status["lastScheduleTime"] = run.job.get("metadata", {}).get("creationTimestamp")
         return self._one_shot_outcome(run)
+
+    def _database(self) -> dict[str, Any] | None:
+        """Its OdooDatabase as the watch shows it (no request); read from the API server when no loop of it
+        runs here, or while the watch may not have brought its initialisation yet (it wakes us right after)."""
+        backup = self.backup
+        seen = self.ctx.registry.database(backup.namespace, backup.database)
+        status = (seen or {}).get("status") or {}
+        if seen is not None and status.get("initializedAt") and status.get("databaseName"):
+            return seen
+        return self.kube.get(API_VERSION, "OdooDatabase", backup.database, backup.namespace)
 
     def _latest(self) -> tuple[str | None, dict[str, Any]]:
         last_success = self.status.get("lastSuccessfulTime")

@@ -176,7 +176,7 @@ class Reconciler(base.Reconciler[OdooDatabase]):
         route = specs.routes.build_database_route(db, self.ctx.settings)
         self.apply(route)
         remove_other_route_kind(self.ctx, route["kind"], db.name, db.namespace, DATABASE_LABEL, db.name,
-                                db.uid)
+                                db.uid, db.creation_timestamp)
         previous = self.status.get("hostname")
         if previous and previous != db.hostname:  # renamed: the Ingress no longer serves the old host
             claims.release(self.ctx, previous, db.uid)

@@ -10,6 +10,7 @@ anything; the caches of the clients themselves (dnscheck's answers, pg's connect
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import threading
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from odoo_operator.api.conditions import parse_time
 from odoo_operator.api.labels import DATABASE_LABEL
 from odoo_operator.api.model import PostgresServer, SpecError, parse_postgres_server
 
@@ -62,6 +64,15 @@ def _fingerprint(obj: Mapping[str, Any]) -> str:
 
 
 _KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "labels", "deletionTimestamp")
+# What of a child's status its owner's pass reads (base.job_state/job_failure, base.deployment_available):
+# a watch event that changes nothing of it (kwok's and the controllers' progress writes) wakes nobody.
+# A kind not named here wakes on any status change; a PersistentVolumeClaim's status is never read.
+_READ_STATUS: dict[str, tuple[str, ...]] = {
+    "PersistentVolumeClaim": (),
+    "Job": ("conditions",),
+    "Deployment": ("observedGeneration", "replicas", "updatedReplicas", "readyReplicas", "availableReplicas",
+                   "unavailableReplicas"),
+}
 
 
 def _trim(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -75,6 +86,18 @@ def _trim(obj: Mapping[str, Any]) -> dict[str, Any]:
     if obj.get("kind") == "Secret" and "data" in obj:
         kept["data"] = obj["data"]
     return kept
+
+
+def _wake_token(kept: Mapping[str, Any] | None) -> Any:
+    """What an owner's pass can read of a (trimmed) child: when it is unchanged, nobody needs waking."""
+    if kept is None:
+        return None
+    meta = kept.get("metadata") or {}
+    status = kept.get("status") or {}
+    fields = _READ_STATUS.get(str(kept.get("kind")))
+    read = status if fields is None else {k: status[k] for k in fields if k in status}
+    return (meta.get("uid"), meta.get("generation"), meta.get("deletionTimestamp"), meta.get("labels"),
+            kept.get("fingerprint"), json.dumps(read, sort_keys=True))
 
 
 class ClaimBook:
@@ -158,6 +181,7 @@ class MappingIndex:
 class Registry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.started = time.time()  # this process's work began (kopf starts with the Registry)
         self.servers: dict[str, PostgresServer] = {}
         self.server_errors: dict[str, str] = {}
         self.children: dict[ChildKey, dict[str, Any]] = {}
@@ -176,6 +200,8 @@ class Registry:
         # by their server's check (each woken once, when it goes missing)
         self.placements: dict[Key, tuple[str, str]] = {}
         self.missing: set[Key] = set()
+        # OdooDatabase -> its body while its loop runs: kopf's own view, kept current by the watch (no copy)
+        self.databases: dict[Key, Mapping[str, Any]] = {}
 
     def changed_token(self, key: Key, token: Any) -> bool:
         """True when `token` differs from the last one seen for `key` (and remembers it)."""
@@ -183,6 +209,11 @@ class Registry:
             changed = self.tokens.get(key) != token
             self.tokens[key] = token
             return changed
+
+    def created_since_start(self, timestamp: str | None) -> bool:
+        """Whether an object of this creationTimestamp (whole seconds, rounded down) surely came after this
+        process started, so that no earlier process can have acted on it."""
+        return bool(timestamp) and parse_time(str(timestamp)).timestamp() > self.started
 
     def lock_for(self, key: Key) -> threading.Lock:
         """Serialises a reconcile and a deletion of the same object (threads cannot be cancelled)."""
@@ -214,16 +245,26 @@ class Registry:
 
     # ---- children ------------------------------------------------------------------------
     def record_child(self, kind: str, body: Mapping[str, Any], deleted: bool) -> Key | None:
+        return self.observe_child(kind, body, deleted)[0]
+
+    def observe_child(self, kind: str, body: Mapping[str, Any], deleted: bool) -> tuple[Key | None, bool]:
+        """Remember a child as a watch event (or our own write) shows it; returns its owning OdooDatabase (if
+        any) and whether anything its owner's pass reads changed (a deletion always does)."""
         meta = body.get("metadata", {})
         key = (kind, meta.get("namespace", ""), meta.get("name", ""))
         with self._lock:
+            before = self.children.get(key)
             if deleted:
                 self.children.pop(key, None)
                 self.applied.pop(key, None)
-            elif _rv(body) >= _rv(self.children.get(key, {})):
-                self.children[key] = _trim({"kind": kind, **body})
+                changed = True
+            elif _rv(body) >= _rv(before or {}):
+                kept = self.children[key] = _trim({"kind": kind, **body})
+                changed = _wake_token(kept) != _wake_token(before)
+            else:
+                changed = False  # older than what we know
         owner = (meta.get("labels") or {}).get(DATABASE_LABEL)
-        return (key[1], owner) if owner else None
+        return ((key[1], owner) if owner else None), changed
 
     def child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._lock:
@@ -260,6 +301,21 @@ class Registry:
             for key in owned:
                 self.children.pop(key, None)
                 self.applied.pop(key, None)
+
+    # ---- OdooDatabases, as the watch shows them ---------------------------------------------------
+    def show_database(self, key: Key, body: Mapping[str, Any] | None) -> None:
+        """The live body of an OdooDatabase whose loop runs (None: its loop ended)."""
+        with self._lock:
+            if body is None:
+                self.databases.pop(key, None)
+            else:
+                self.databases[key] = body
+
+    def database(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A copy of an OdooDatabase as the watch last showed it; None when no loop of it runs here."""
+        with self._lock:
+            body = self.databases.get((namespace, name))
+        return None if body is None else copy.deepcopy({key: body[key] for key in body})
 
     # ---- drift: databases dropped behind the operator's back ---------------------------------
     def place(self, key: Key, server: str, database: str) -> None:
