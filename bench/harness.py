@@ -478,8 +478,12 @@ class AuditedCluster(LocalCluster):
 # ---- the operator and the whole stack ---------------------------------------------------------------------
 
 def start_operator(cluster: LocalCluster, log_path: Path, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """`python -m odoo_operator` against the cluster, its output appended to `log_path`; it dies with us."""
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PYTHONUNBUFFERED": "1", **extra_env}
+    """`python -m odoo_operator` of this checkout against the cluster, its output appended to `log_path`; it
+    dies with us. PYTHONPATH names this checkout's `operator/`: the venv's editable install may point at
+    another checkout (the venv is shared), whose code would be measured instead."""
+    path = os.pathsep.join([str(REPO_ROOT / "operator"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PYTHONUNBUFFERED": "1", "PYTHONPATH": path,
+           **extra_env}
 
     def preexec() -> None:
         os.setsid()
