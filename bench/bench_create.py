@@ -22,37 +22,45 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import copy
 import datetime
 import os
 import resource
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from harness import (
     BENCH_NAMESPACE,
     AuditedCluster,
     AuditSummary,
     CpuSampler,
     RssSampler,
+    Sampler,
     Stack,
     collection,
     condition,
+    free_port,
     loadavg,
     log,
     log_problems,
     machine_cpu,
     odoo_database,
+    proc_status,
     proc_status_kb,
     read_audit,
     request_totals,
     resource_label,
 )
+from psycopg import sql
 from report import (
     bench_parser,
     command_line,
@@ -67,28 +75,39 @@ from report import (
     table,
 )
 
+from odoo_operator import pg
+
 TARGET_SECONDS = 60.0
 TARGET_RSS_MB = 150.0
 
-# Per-object milestones, in the order the pipeline normally reaches them. Offsets are measured from
-# the moment the object's create request returned, on the benchmark's monotonic clock.
-MILESTONES: list[tuple[str, str]] = [
-    ("status", "operator wrote a first status"),
-    ("pvc", "filestore PVC created"),
-    ("pvc_bound", "PVC Bound (kwok)"),
-    ("job", "init Job created"),
-    ("init_pod", "init Pod created (job controller)"),
-    ("init_pod_scheduled", "init Pod scheduled"),
-    ("init_pod_done", "init Pod Succeeded (kwok)"),
-    ("job_complete", "init Job Complete (job controller)"),
-    ("initialized", "OdooDatabase Initialized=True (operator)"),
-    ("deploy_scaled", "Deployment scaled to >=1 replica"),
-    ("app_pod", "app Pod created (replicaset controller)"),
-    ("app_pod_scheduled", "app Pod scheduled"),
-    ("app_pod_ready", "app Pod Ready (kwok)"),
-    ("deploy_available", "Deployment available (deployment controller)"),
-    ("ready", "OdooDatabase Ready=True (operator)"),
+# Per-object milestones, in the order the pipeline normally reaches them, with who brings each about.
+# Offsets are measured from the moment the object's create request returned, on the benchmark's
+# monotonic clock.
+OPERATOR, KWOK, CONTROLLERS = "operator", "kwok (fake kubelet, PV binding)", "Kubernetes controllers"
+MILESTONES: list[tuple[str, str, str]] = [
+    ("status", "operator wrote a first status", OPERATOR),
+    ("pvc", "filestore PVC applied", OPERATOR),
+    ("pvc_bound", "PVC Bound", KWOK),
+    ("job", "init Job created: all children before init applied", OPERATOR),
+    ("init_pod", "init Pod created (job controller)", CONTROLLERS),
+    ("init_pod_scheduled", "init Pod scheduled (kube-scheduler)", CONTROLLERS),
+    ("init_pod_done", "init Pod Succeeded", KWOK),
+    ("job_complete", "init Job Complete (job controller)", CONTROLLERS),
+    ("initialized", "OdooDatabase Initialized=True", OPERATOR),
+    ("deploy_scaled", "Deployment applied (>=1 replica)", OPERATOR),
+    ("app_pod", "app Pod created (replicaset controller)", CONTROLLERS),
+    ("app_pod_scheduled", "app Pod scheduled (kube-scheduler)", CONTROLLERS),
+    ("app_pod_ready", "app Pod Ready", KWOK),
+    ("deploy_available", "Deployment available (deployment controller)", CONTROLLERS),
+    ("ready", "OdooDatabase Ready=True", OPERATOR),
 ]
+ACTOR = {key: actor for key, _, actor in MILESTONES}
+# The operator's own stretches of each object's path (from the milestone before to the one after);
+# everything between them waits for kwok and the controllers.
+OPERATOR_SPANS = [(None, "job"), ("job_complete", "deploy_scaled"), ("deploy_available", "ready")]
+DRIFT_TARGET_S = 30.0
+FLOOR_TARGET = 2.0
+MEMORY_TARGET_KB = 100.0
 
 
 class Trace:
@@ -103,6 +122,8 @@ class Trace:
         self.reasons: dict[str, list[tuple[float, str]]] = collections.defaultdict(list)
         self.ready_count = 0
         self.all_ready = threading.Event()
+        self.database_name: dict[str, str] = {}
+        self.missing: dict[str, float] = {}  # first DatabaseMissing seen
 
     def mark(self, name: str, milestone: str, t: float) -> None:
         marks = self.first.get(name)
@@ -124,6 +145,10 @@ class Trace:
             self.ready_condition[name] = ready
             self.phase[name] = (obj.get("status") or {}).get("phase", "")
             reason = ready.get("reason") or "(none)"
+            if (obj.get("status") or {}).get("databaseName"):
+                self.database_name[name] = obj["status"]["databaseName"]
+            if reason == "DatabaseMissing":
+                self.missing.setdefault(name, t)
             if not self.reasons[name] or self.reasons[name][-1][1] != reason:
                 self.reasons[name].append((t, reason))
             if condition(obj, "Initialized").get("status") == "True":
@@ -203,6 +228,70 @@ class Result:
     timeline: list[list[str]] = field(default_factory=list)
     events: list[tuple[str, str, str, int]] = field(default_factory=list)
     kwok_watch_errors: int = 0
+    floor_s: float | None = None  # the PostgreSQL floor: count role+database pairs made directly
+    floor_count: int = 0
+    children_applied_s: float | None = None  # first create -> every init Job created
+    deployments_applied_s: float | None = None
+    operator_share: list[float] = field(default_factory=list)  # per object, seconds of the operator's own spans
+    others_share: list[float] = field(default_factory=list)
+    load_idle: dict[str, float] = field(default_factory=dict)  # threads / asyncio tasks (metrics, /proc)
+    load_end: dict[str, float] = field(default_factory=dict)
+    threads_peak: int = 0
+    drift: list[tuple[str, float | None]] = field(default_factory=list)  # (object, seconds to DatabaseMissing)
+    drift_timeout: float = 0.0
+    scale: list[Result] = field(default_factory=list)  # further runs at other counts (--scale)
+    scale_errors: list[str] = field(default_factory=list)
+
+
+# ---- the PostgreSQL floor, threads and tasks ----------------------------------------------------------
+
+def postgres_floor(stack: Stack, count: int) -> float:
+    """Seconds to make `count` role + database pairs directly, with the operator's own statements
+    (odoo_operator.pg: role, database, REVOKE CONNECT, Odoo's extensions), one after the other on one
+    admin session; dropped afterwards (not timed)."""
+    postgres = stack.cluster.postgres
+    assert postgres is not None
+    admin = pg.ServerAddress("127.0.0.1", postgres.port, postgres.user, postgres.password, "disable", 30)
+    names = [f"floor-{i:04d}" for i in range(count)]
+    started = time.monotonic()
+    with pg.connect(admin) as conn:
+        for name in names:
+            owner = {"owner": name}
+            pg.ensure_role(conn, name, f"pw-{name}", owner, reset_password=False)
+            pg.create_database(conn, name, name, owner | {"uid": name, "version": "17.0"})
+            pg.ensure_private(conn, name)
+            pg.create_odoo_extensions(admin, name, name)
+    elapsed = time.monotonic() - started
+    with pg.connect(admin) as conn:
+        for name in names:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute("CHECKPOINT")
+    return elapsed
+
+
+def operator_load(pid: int, metrics_port: int) -> dict[str, float]:
+    """The operator's threads (/proc) and its event loop's asyncio tasks (its metrics endpoint)."""
+    found = {"threads": float(proc_status(pid, "Threads").get("Threads", 0))}
+    with contextlib.suppress(OSError, ValueError):
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            for line in response.read().decode().splitlines():
+                for key in ("threads", "asyncio_tasks"):
+                    if line.startswith(f"odoo_operator_{key} "):
+                        found[f"{key} (metrics)" if key == "threads" else key] = float(line.split()[1])
+    return found
+
+
+class ThreadSampler(Sampler):
+    """The operator's thread count every second (its peak)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__("threads", 1.0)
+        self.pid = pid
+        self.peak = 0
+
+    def sample(self) -> None:
+        self.peak = max(self.peak, proc_status(self.pid, "Threads").get("Threads", 0))
 
 
 def run(args: argparse.Namespace, workdir: Path) -> Result:
@@ -219,10 +308,15 @@ def run(args: argparse.Namespace, workdir: Path) -> Result:
         # -- control plane, CRDs, default server, operator ------------------------------------------------
         stack.start_cluster()
         result.cluster_start_s = stack.cluster_start_s
-        operator = stack.start_operator(operator_env)
+        metrics_port = free_port()
+        operator = stack.start_operator({"ODOO_OPERATOR_METRICS_PORT": str(metrics_port), **operator_env})
         result.operator_reachable_s = stack.operator_reachable_s
         api, sampler = stack.api, stack.rss
         assert sampler is not None
+        if args.floor:
+            log(f"PostgreSQL floor: {args.count} role + database pairs made directly")
+            result.floor_s, result.floor_count = postgres_floor(stack, args.count), args.count
+            log(f"floor: {result.floor_s:.1f}s")
 
         # -- watches --------------------------------------------------------------------------------------
         trace = Trace(names)
@@ -244,6 +338,8 @@ def run(args: argparse.Namespace, workdir: Path) -> Result:
         busy_before, total_before = machine_cpu()
         result.loadavg_before = loadavg()
         rss_baseline_kb = proc_status_kb(operator.pid, "VmRSS") or 0
+        result.load_idle = operator_load(operator.pid, metrics_port)
+        threads = stack.sampler(ThreadSampler(operator.pid))
 
         own_before = api.requests
         metrics_before = request_totals(api)
@@ -315,11 +411,26 @@ def run(args: argparse.Namespace, workdir: Path) -> Result:
                 k = max(1, int(round(fraction * len(names))))
                 if k <= len(finish):
                     result.ready_curve.append((k, finish[k - 1]))
-            for key, label in MILESTONES:
+            for key, label, _actor in MILESTONES:
                 offsets = [trace.first[n][key] - created[n] for n in names if key in trace.first[n] and n in created]
                 if offsets:
                     result.milestones.append((key, label, len(offsets), percentile(offsets, 0.5),
                                               percentile(offsets, 0.95), max(offsets), min(offsets)))
+            jobs = [trace.first[n].get("job") for n in names]
+            if all(jobs):
+                result.children_applied_s = max(t for t in jobs if t is not None) - t_start
+            scaled = [trace.first[n].get("deploy_scaled") for n in names]
+            if all(scaled):
+                result.deployments_applied_s = max(t for t in scaled if t is not None) - t_start
+            for n in names:
+                marks: dict[str | None, float] = {None: created.get(n, 0.0)}
+                marks.update(trace.first[n])
+                if n not in created or "ready" not in marks or not all(
+                        a in marks and b in marks for a, b in OPERATOR_SPANS):
+                    continue
+                own = sum(marks[b] - marks[a] for a, b in OPERATOR_SPANS)
+                result.operator_share.append(own)
+                result.others_share.append(marks["ready"] - created[n] - own)
             for n in names:
                 for _, reason in trace.reasons.get(n, []):
                     result.reasons_seen[reason] += 1
@@ -353,8 +464,16 @@ def run(args: argparse.Namespace, workdir: Path) -> Result:
             log(f"all Ready; watching the idle operator for {args.settle:.0f}s")
             time.sleep(args.settle)
         result.settle_s = args.settle if not result.stuck else 0.0
+        result.rss_end_mb = (proc_status_kb(operator.pid, "VmRSS") or 0) / 1024  # settled
         result.rss_peak_mb = max(result.rss_peak_mb, sampler.peak_kb() / 1024)
         result.hwm_mb = (proc_status_kb(operator.pid, "VmHWM") or 0) / 1024
+        result.load_end = operator_load(operator.pid, metrics_port)
+        result.threads_peak = threads.peak
+
+        # -- drift: databases dropped behind the operator's back -----------------------------------------------
+        if args.drift and not result.stuck:
+            result.drift_timeout = DRIFT_TARGET_S * 3
+            result.drift = drift(stack, trace, names[:args.drift], result.drift_timeout)
         if args.audit:
             time.sleep(1.5)  # the audit backend writes in batches every 0.5 s
             result.audit = read_audit(cluster.audit_log, wall_start, wall_end)
@@ -373,6 +492,27 @@ def run(args: argparse.Namespace, workdir: Path) -> Result:
         result.kwok_watch_errors = kwok_log.count("required storage feature RequestWatchProgress is disabled")
         result.operator_log_problems = log_problems(stack.operator_log)
         return result
+
+
+def drift(stack: Stack, trace: Trace, names: list[str], timeout: float) -> list[tuple[str, float | None]]:
+    """DROP DATABASE of `names` directly in PostgreSQL, then the seconds until each OdooDatabase shows
+    Ready reason DatabaseMissing (None: not within `timeout`)."""
+    postgres = stack.cluster.postgres
+    assert postgres is not None
+    log(f"drift: dropping the databases of {', '.join(names)} behind the operator's back")
+    dropped: dict[str, float] = {}
+    with psycopg.connect(postgres.dsn, autocommit=True, application_name="odoo-bench") as conn:
+        for name in names:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                sql.Identifier(trace.database_name.get(name, name))))
+            dropped[name] = time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(n in trace.missing for n in names):
+        time.sleep(0.2)
+    with trace.lock:
+        found = [(n, trace.missing[n] - dropped[n] if n in trace.missing else None) for n in names]
+    log("drift: " + ", ".join(f"{n} {t:.1f}s" if t is not None else f"{n} not seen" for n, t in found))
+    return found
 
 
 TIMELINE_COMPONENTS = ("kube-apiserver", "operator", "postgresql", "etcd", "kube-controller-manager")
@@ -434,6 +574,7 @@ def report(result: Result, args: argparse.Namespace) -> str:
             [f"operator peak RSS < {TARGET_RSS_MB:.0f} MB", f"{max(result.rss_peak_mb, result.hwm_mb):.0f} MB",
              verdict_rss],
             ["no object stuck", f"{len(result.stuck)} not Ready", "PASS" if ok_ready else "FAIL"],
+            *issue15_targets(result),
         ]),
         "",
         "### Timings",
@@ -458,10 +599,12 @@ def report(result: Result, args: argparse.Namespace) -> str:
         "",
     ]
     rows, previous = [], 0.0
-    for _key, label, count, p50, p95, worst, _best in sorted(result.milestones, key=lambda row: row[3]):
-        rows.append([label, str(count), fmt_s(p50), fmt_s(p95), fmt_s(worst), f"{p50 - previous:+.1f} s"])
+    for key, label, count, p50, p95, worst, _best in sorted(result.milestones, key=lambda row: row[3]):
+        rows.append([label, ACTOR[key], str(count), fmt_s(p50), fmt_s(p95), fmt_s(worst),
+                     f"{p50 - previous:+.1f} s"])
         previous = p50
-    lines += table(["step", "n", "p50", "p95", "max", "Δ p50"], rows)
+    lines += table(["step", "by", "n", "p50", "p95", "max", "Δ p50"], rows)
+    lines += who_does_what(result)
     if result.timeline:
         lines += ["", "Timeline (CPU columns in % of one CPU; the machine column in % of all CPUs):", ""]
         lines += table(["time", "Ready", "machine", *TIMELINE_COMPONENTS, "operator req/s", "operator RSS MB"],
@@ -471,8 +614,20 @@ def report(result: Result, args: argparse.Namespace) -> str:
         ["idle, before the creates", f"{result.rss_baseline_mb:.0f} MB"],
         ["peak (VmRSS sampled every 100 ms)", f"{result.rss_peak_mb:.0f} MB"],
         ["peak (kernel VmHWM)", f"{result.hwm_mb:.0f} MB"],
-        ["after all Ready", f"{result.rss_end_mb:.0f} MB"],
+        [f"after all Ready and {result.settle_s:.0f} s idle", f"{result.rss_end_mb:.0f} MB"],
+        ["per database beyond the idle baseline", f"{per_object_kb(result):.0f} KB"],
     ])
+    lines += ["", "Threads and asyncio tasks of the operator (threads from `/proc/<pid>/status`, tasks from its "
+              "metrics endpoint `odoo_operator_asyncio_tasks`):", ""]
+    lines += table(["", "threads", "asyncio tasks"], [
+        ["idle, before the creates", f"{result.load_idle.get('threads', 0):.0f}",
+         f"{result.load_idle.get('asyncio_tasks', 0):.0f}"],
+        ["peak during the run (sampled every second)", str(result.threads_peak), "—"],
+        ["after all Ready", f"{result.load_end.get('threads', 0):.0f}",
+         f"{result.load_end.get('asyncio_tasks', 0):.0f}"],
+    ])
+    lines += scaling_lines(result)
+    lines += drift_lines(result)
     lines += ["", "### API requests", ""]
     metrics_others = result.metrics_total - result.metrics_bench_own
     lines.append(
@@ -544,8 +699,115 @@ def report(result: Result, args: argparse.Namespace) -> str:
               "- kwok plays the kubelet: Pods become Ready and Job Pods succeed without running Odoo, so this "
               "measures the control loop (operator, PostgreSQL, Kubernetes controllers), not Odoo's install.",
               "- RSS: `/proc/<operator pid>/status`; CPU: `/proc/<pid>/stat`, children included.",
-              "- Requests: see above; the audit log is written by the API server in batches (Metadata level)."]
+              "- Requests: see above; the audit log is written by the API server in batches (Metadata level).",
+              "- PostgreSQL floor: before the creates, on the same server, the same number of role + database "
+              "pairs made one after the other on one admin session with the operator's own functions "
+              "(`odoo_operator.pg`: CREATE ROLE + its comment, CREATE DATABASE … OWNER … TEMPLATE template0 with "
+              "its marker, REVOKE ALL … FROM PUBLIC, Odoo's extensions as the role); dropped again, untimed.",
+              "- Drift: once all are Ready (and the idle window is over), `DROP DATABASE … WITH (FORCE)` of the "
+              "first objects' databases on an admin session; the time is until the object's watch shows Ready "
+              "reason DatabaseMissing (the PostgresServer's check lists the databases every 15 s).",
+              "- Scaling runs (`--scale`): each count in a fresh cluster and operator, without the Pod/PVC watches, "
+              "the floor and the drift; per database = (RSS after all Ready and the idle window − RSS before the "
+              "creates) / count."]
     return "\n".join(lines) + "\n"
+
+
+def per_object_kb(result: Result) -> float:
+    return (result.rss_end_mb - result.rss_baseline_mb) * 1024 / max(result.count, 1)
+
+
+def operator_requests(result: Result) -> float | None:
+    return result.audit.by_client["operator"] / result.count if result.audit else None
+
+
+def issue15_targets(result: Result) -> list[list[str]]:
+    """The target rows of issue 15 (requests, the floor, memory, drift)."""
+    rows = []
+    requests = operator_requests(result)
+    if requests is not None:
+        rows.append(["operator requests per object ≤ 15 (audit log)", f"{requests:.1f}",
+                     "PASS" if requests <= 15 else "FAIL"])
+    if result.floor_s and result.children_applied_s is not None:
+        ratio = result.children_applied_s / result.floor_s
+        rows.append([f"every database's children before init applied < {FLOOR_TARGET:g}× the PostgreSQL floor",
+                     f"{fmt_s(result.children_applied_s)} vs {fmt_s(result.floor_s)}: {ratio:.2f}×",
+                     "PASS" if ratio < FLOOR_TARGET else "FAIL"])
+    runs = [result, *result.scale]
+    biggest = max(runs, key=lambda r: r.count)
+    rows.append([f"operator memory per database beyond idle < {MEMORY_TARGET_KB:.0f} KB (at {biggest.count})",
+                 f"{per_object_kb(biggest):.0f} KB", "PASS" if per_object_kb(biggest) < MEMORY_TARGET_KB else "FAIL"])
+    if result.drift:
+        seen = [t for _, t in result.drift if t is not None]
+        worst = max(seen) if len(seen) == len(result.drift) else None
+        rows.append([f"a dropped database reported (DatabaseMissing) within {DRIFT_TARGET_S:.0f} s "
+                     f"({len(result.drift)} dropped)", fmt_s(worst) if worst is not None else
+                     f"{len(result.drift) - len(seen)} not seen in {result.drift_timeout:.0f} s",
+                     "PASS" if worst is not None and worst < DRIFT_TARGET_S else "FAIL"])
+    return rows
+
+
+def who_does_what(result: Result) -> list[str]:
+    lines = ["", "Operator vs. the rest: milestones marked *operator* are the operator's doing, the others wait for "
+             "kwok (it plays the kubelet and binds the PVCs) or the Kubernetes controllers."]
+    if result.children_applied_s is not None:
+        lines += ["", f"- operator: every database's children before init applied (role, database, Secrets, PVCs, "
+                  f"ConfigMap, Service, Ingress, host claim, init Job) {fmt_s(result.children_applied_s)} after the "
+                  "first create" + (f"; the PostgreSQL floor for as many role + database pairs: "
+                                    f"{fmt_s(result.floor_s)} ({result.children_applied_s / result.floor_s:.2f}×)"
+                                    if result.floor_s else "")]
+    if result.deployments_applied_s is not None:
+        lines.append(f"- operator: every Deployment applied (each once its init Job completed) "
+                     f"{fmt_s(result.deployments_applied_s)} after the first create")
+    if result.operator_share:
+        own, others = result.operator_share, result.others_share
+        lines.append(f"- per object, create → Ready: the operator's own stretches (create → init Job created, Job "
+                     f"Complete → Deployment applied, Deployment available → Ready) p50 {fmt_s(percentile(own, 0.5))}, "
+                     f"p95 {fmt_s(percentile(own, 0.95))}; waiting for kwok and the controllers p50 "
+                     f"{fmt_s(percentile(others, 0.5))}, p95 {fmt_s(percentile(others, 0.95))} (n={len(own)})")
+    return lines
+
+
+def scaling_lines(result: Result) -> list[str]:
+    runs = sorted([result, *result.scale], key=lambda r: r.count)
+    if len(runs) < 2 and not result.scale_errors:
+        return []
+    lines = ["", "### Scaling", "", "The same creation at other counts, each in a fresh cluster (`--scale`). The "
+             "idle baseline is each run's own operator before its creates.", ""]
+    rows = []
+    for r in runs:
+        requests = operator_requests(r)
+        rows.append([str(r.count), fmt_s(r.total_s) if r.total_s is not None else f"{len(r.stuck)} not Ready",
+                     f"{requests:.1f}" if requests is not None else "—", f"{r.rss_baseline_mb:.0f} MB",
+                     f"{max(r.rss_peak_mb, r.hwm_mb):.0f} MB", f"{r.rss_end_mb:.0f} MB", f"{per_object_kb(r):.0f} KB",
+                     f"{r.load_idle.get('threads', 0):.0f} / {r.threads_peak} / {r.load_end.get('threads', 0):.0f}",
+                     f"{r.load_idle.get('asyncio_tasks', 0):.0f} / {r.load_end.get('asyncio_tasks', 0):.0f}",
+                     f"{r.load_end.get('asyncio_tasks', 0) / max(r.count, 1):.1f}"])
+    lines += table(["OdooDatabases", "all Ready", "operator requests per object", "RSS idle", "RSS peak",
+                    "RSS after", "per database beyond idle", "threads idle / peak / after",
+                    "asyncio tasks idle / after", "tasks per database"], rows)
+    if len(runs) >= 2:
+        first, last = runs[0], runs[-1]
+        slope = (last.rss_end_mb - first.rss_end_mb) * 1024 / max(last.count - first.count, 1)
+        lines += ["", f"Marginal memory between {first.count} and {last.count} databases (RSS after, difference / "
+                  f"difference of counts): {slope:.0f} KB per database."]
+    lines += [f"- scaling run {e} failed" for e in result.scale_errors]
+    return lines
+
+
+def drift_lines(result: Result) -> list[str]:
+    if not result.drift:
+        return []
+    lines = ["", "### Drift: databases dropped behind the operator's back", "",
+             f"{len(result.drift)} databases dropped in PostgreSQL (`DROP DATABASE … WITH (FORCE)`) once all were "
+             "Ready; "
+             "time from each drop until its OdooDatabase showed Ready reason `DatabaseMissing` (Stalled). The "
+             "PostgresServer check runs every 15 s, so up to 15 s of it is waiting for the next check; the "
+             f"target's floor is that period.", ""]
+    lines += table(["OdooDatabase", "dropped → DatabaseMissing", "ratio to the 15 s check period"], [
+        [name, fmt_s(t) if t is not None else f"not seen in {result.drift_timeout:.0f} s",
+         f"{t / 15:.2f}" if t is not None else "—"] for name, t in result.drift])
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -562,20 +824,42 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not watch Pods and PVCs (fewer milestones, less load from the benchmark)")
     parser.add_argument("--operator-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the operator, e.g. ODOO_OPERATOR_MAX_CONCURRENT_RECONCILES=32")
+    parser.add_argument("--no-floor", dest="floor", action="store_false",
+                        help="do not measure the PostgreSQL floor (COUNT role + database pairs made directly)")
+    parser.add_argument("--drift", type=int, default=5, metavar="N",
+                        help="once all are Ready, drop N databases in PostgreSQL and time until each shows "
+                        "DatabaseMissing (default 5; 0: skip)")
+    parser.add_argument("--scale", default="", metavar="N,N",
+                        help="then, each in a fresh cluster, create these counts too (no Pods/PVCs watched, no "
+                        "floor, no drift) for the scaling table, e.g. --scale 1000,2000")
     parser.add_argument("--apiserver-arg", action="append", default=[], metavar="FLAG",
                         help="extra kube-apiserver flag, for experiments (e.g. --apiserver-arg=--feature-gates=...)")
     args = parser.parse_args(argv)
     if args.count < 1:
         parser.error("--count must be at least 1")
+    try:
+        args.scale_counts = [int(n) for n in args.scale.split(",") if n.strip()]
+    except ValueError:
+        parser.error(f"--scale {args.scale!r}: expected counts separated by commas")
     for item in args.operator_env:
         if "=" not in item:
             parser.error(f"--operator-env {item!r}: expected KEY=VALUE")
     args.command = command_line(
         "bench_create.py", parser, args, always=["count"],
-        shown=["count", "section", "timeout", "parallel", "audit", "detail", "operator_env", "apiserver_arg"])
+        shown=["count", "section", "timeout", "parallel", "audit", "detail", "floor", "drift", "scale", "operator_env",
+               "apiserver_arg"])
 
     def body(workdir: Path) -> tuple[str, list[str]]:
         result = run(args, workdir)
+        for count in args.scale_counts:
+            scaled = copy.copy(args)
+            scaled.count, scaled.detail, scaled.floor, scaled.drift = count, False, False, 0
+            scaled.timeout = max(args.timeout, 0.6 * count)
+            log(f"scaling run: {count} OdooDatabases")
+            try:
+                result.scale.append(run(scaled, workdir / f"scale-{count}"))
+            except Exception as exc:  # reported; the main run's figures still count
+                result.scale_errors.append(f"{count}: {exc!r}")
         problems = [f"{len(result.stuck)} OdooDatabase(s) not Ready after {args.timeout:.0f}s:"] if result.stuck else []
         problems += [f"  {BENCH_NAMESPACE}/{name}: phase={phase or '-'} Ready={ready.get('status', '-')} "
                      f"reason={ready.get('reason', '-')} message={ready.get('message', '-')}"
