@@ -81,7 +81,8 @@ def _initialized(body: Mapping[str, Any], new: Mapping[str, Any]) -> str:
 
 
 def on_database_event(body: kopf.Body, type: str | None) -> None:
-    """Wake the object's loop when its spec or tags changed, or a logout is asked (our own status writes don't)."""
+    """Wake the object's loop when its spec or tags changed, or a logout is asked (our own status writes don't,
+    nor a generation a pass already started from, e.g. kopf adding its finalizer during the first pass)."""
     if type == "DELETED":
         metrics.forget("OdooDatabase", body.metadata.namespace or "", body.metadata.name or "", body.metadata.uid)
     rt = loop.runtime()
@@ -91,9 +92,12 @@ def on_database_event(body: kopf.Body, type: str | None) -> None:
             label for label in body.metadata.labels or {} if label.startswith(TAG_LABEL_PREFIX)}
     except model.SpecError:  # an invalid spec gets no tag labels; a spec change still wakes by generation
         tags_changed = False
-    if (body.metadata.get("generation") != status.get("observedGeneration") or tags_changed
-            or body.metadata.get("deletionTimestamp") or odoodatabase_sessions.logout_requested(body)):
-        rt.ctx.registry.wake((body.metadata.namespace or "", body.metadata.name or ""))
+    key = (body.metadata.namespace or "", body.metadata.name or "")
+    generation = body.metadata.get("generation")
+    unseen = generation != status.get("observedGeneration") and not rt.ctx.registry.pass_saw(key, int(generation or 0))
+    if (unseen or tags_changed or body.metadata.get("deletionTimestamp")
+            or odoodatabase_sessions.logout_requested(body)):
+        rt.ctx.registry.wake(key)
 
 
 def delete_database(body: kopf.Body, logger: kopf.Logger) -> None:
@@ -164,12 +168,17 @@ def on_backup_event(body: kopf.Body, type: str | None) -> None:
     key = backup_key(body.metadata.namespace or "", body.metadata.name or "")
     registry = loop.runtime().ctx.registry
     owner = registry.record_child("DatabaseBackup", body, deleted=type == "DELETED")
-    if type == "DELETED":
+    last_backup = (key[0], f"last-backup/{key[1]}")
+    if type == "DELETED":  # nothing is kept per backup once it is gone; its database looks again
         metrics.forget("DatabaseBackup", body.metadata.namespace or "", body.metadata.name or "", body.metadata.uid)
+        registry.forget_tokens(key, last_backup)
+        if owner:
+            registry.wake(owner)
+        return
     if registry.changed_token(key, token):
         registry.wake(key)
-        if owner:
-            registry.wake(owner)  # its OdooDatabase shows status.lastBackup
+    if owner and registry.changed_token(last_backup, status.get("lastSuccessfulTime")):
+        registry.wake(owner)  # its OdooDatabase shows status.lastBackup (nothing else of it)
 
 
 # ---- children and servers ---------------------------------------------------------------------

@@ -141,6 +141,7 @@ async def object_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf
 
     trust_own_status: we are the only writer of its status, so our last write is the truth (else read live)."""
     rt = runtime()
+    metrics.watch_event_loop(asyncio.get_running_loop())
     waker = Waker(asyncio.get_running_loop())
     rt.ctx.registry.register(key, waker)
     stop = asyncio.ensure_future(stopped.wait())
@@ -153,6 +154,7 @@ async def object_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf
             snapshot = copy_body(body)
             if snapshot["metadata"].get("deletionTimestamp"):
                 return
+            rt.ctx.registry.pass_started(key, int(snapshot["metadata"].get("generation") or 0))
             if published is not None and (trust_own_status or resource_version(snapshot) < published_rv):
                 # Ours is the truth, or the watch has not yet brought our own last write: without this the
                 # pass would see its previous status, write it again and post its Events twice.

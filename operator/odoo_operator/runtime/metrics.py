@@ -20,6 +20,7 @@ states: nothing secret.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -390,6 +391,35 @@ def set_leader(leader: bool) -> None:
         OBJECTS.leading_since = float(int(time.time()))  # upgrades finished before were counted by the previous leader
     _leading = leader
     LEADER.set(1 if leader else 0)
+
+
+class ProcessLoad(Collector):
+    """The process's threads and its event loop's asyncio tasks, at scrape time: neither should grow but
+    with the number of objects (one loop task per object), never with time."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        threads = GaugeMetricFamily(f"{PREFIX}threads", "Threads of the operator process.")
+        threads.add_metric([], float(threading.active_count()))
+        yield threads
+        if self.loop is not None:
+            tasks = GaugeMetricFamily(f"{PREFIX}asyncio_tasks", "Tasks of kopf's event loop (not done).")
+            tasks.add_metric([], float(len(asyncio.all_tasks(self.loop))))
+            yield tasks
+
+
+PROCESS = ProcessLoad()
+REGISTRY.register(PROCESS)
+
+
+def watch_event_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The event loop whose tasks odoo_operator_asyncio_tasks counts (kopf's)."""
+    PROCESS.loop = loop
 
 
 # ---- the HTTP server -----------------------------------------------------------------------------

@@ -69,10 +69,10 @@ _KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "
 # A kind not named here wakes on any status change; a PersistentVolumeClaim's status is never read.
 _READ_STATUS: dict[str, tuple[str, ...]] = {
     "PersistentVolumeClaim": (),
-    "Job": ("conditions",),
-    "Deployment": ("observedGeneration", "replicas", "updatedReplicas", "readyReplicas", "availableReplicas",
-                   "unavailableReplicas"),
+    "Job": ("conditions",),  # only its final ones, Complete and Failed (see _wake_token)
+    "Deployment": ("observedGeneration", "updatedReplicas", "availableReplicas"),
 }
+_FINAL_JOB_CONDITIONS = ("Complete", "Failed")
 
 
 def _trim(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,6 +96,9 @@ def _wake_token(kept: Mapping[str, Any] | None) -> Any:
     status = kept.get("status") or {}
     fields = _READ_STATUS.get(str(kept.get("kind")))
     read = status if fields is None else {k: status[k] for k in fields if k in status}
+    if kept.get("kind") == "Job":
+        read = [[c.get("type"), c.get("status"), c.get("reason"), c.get("message")]
+                for c in status.get("conditions") or [] if c.get("type") in _FINAL_JOB_CONDITIONS]
     return (meta.get("uid"), meta.get("generation"), meta.get("deletionTimestamp"), meta.get("labels"),
             kept.get("fingerprint"), json.dumps(read, sort_keys=True))
 
@@ -161,6 +164,10 @@ class MappingIndex:
             self.by_domain.get(old[0], set()).discard(key)
             self.by_database.get(old[1], set()).discard(key)
 
+    def forget_database(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self.database_tokens.pop((namespace, name), None)
+
     def domains(self) -> list[str]:
         with self._lock:
             return list(self.by_domain)
@@ -200,6 +207,8 @@ class Registry:
         # by their server's check (each woken once, when it goes missing)
         self.placements: dict[Key, tuple[str, str]] = {}
         self.missing: set[Key] = set()
+        # object -> the generation its loop's latest pass started from (while its loop runs)
+        self.pass_generations: dict[Key, int] = {}
         # OdooDatabase -> its body while its loop runs: kopf's own view, kept current by the watch (no copy)
         self.databases: dict[Key, Mapping[str, Any]] = {}
 
@@ -214,6 +223,11 @@ class Registry:
         """Whether an object of this creationTimestamp (whole seconds, rounded down) surely came after this
         process started, so that no earlier process can have acted on it."""
         return bool(timestamp) and parse_time(str(timestamp)).timestamp() > self.started
+
+    def forget_tokens(self, *keys: Key) -> None:
+        with self._lock:
+            for key in keys:
+                self.tokens.pop(key, None)
 
     def lock_for(self, key: Key) -> threading.Lock:
         """Serialises a reconcile and a deletion of the same object (threads cannot be cancelled)."""
@@ -296,6 +310,9 @@ class Registry:
             self.missing.discard((namespace, name))
             self.locks.pop((namespace, name), None)
             self.users_synced.pop((namespace, name), None)
+            self.databases.pop((namespace, name), None)
+        self.mappings.forget_database(namespace, name)
+        with self._lock:
             owned = [key for key, obj in self.children.items()
                      if key[1] == namespace and (obj["metadata"].get("labels") or {}).get(DATABASE_LABEL) == name]
             for key in owned:
@@ -342,6 +359,16 @@ class Registry:
         with self._lock:
             if self.wakers.get(key) is waker:
                 del self.wakers[key]
+                self.pass_generations.pop(key, None)
+
+    def pass_started(self, key: Key, generation: int) -> None:
+        with self._lock:
+            self.pass_generations[key] = generation
+
+    def pass_saw(self, key: Key, generation: int) -> bool:
+        """Whether a pass of the object's loop already started from this generation (a wake is not needed)."""
+        with self._lock:
+            return self.pass_generations.get(key) == generation
 
     def wake(self, key: Key) -> None:
         with self._lock:
