@@ -65,8 +65,9 @@ def _fingerprint(obj: Mapping[str, Any]) -> str:
 
 _KEPT_METADATA = ("name", "namespace", "uid", "resourceVersion", "generation", "labels", "deletionTimestamp")
 # What of a child's status its owner's pass reads (base.job_state/job_failure, base.deployment_available):
-# a watch event that changes nothing of it (kwok's and the controllers' progress writes) wakes nobody.
-# A kind not named here wakes on any status change; a PersistentVolumeClaim's status is never read.
+# only that is kept, and a watch event that changes nothing of it (kwok's and the controllers' progress
+# writes) wakes nobody. A kind not named here keeps (and wakes on) its whole status; a
+# PersistentVolumeClaim's status is never read.
 _READ_STATUS: dict[str, tuple[str, ...]] = {
     "PersistentVolumeClaim": (),
     "Job": ("conditions",),  # only its final ones, Complete and Failed (see _wake_token)
@@ -82,7 +83,9 @@ def _trim(obj: Mapping[str, Any]) -> dict[str, Any]:
                             "metadata": {k: meta[k] for k in _KEPT_METADATA if k in meta},
                             "fingerprint": _fingerprint(obj)}
     if "status" in obj:
-        kept["status"] = obj["status"]
+        fields = _READ_STATUS.get(str(obj.get("kind")))
+        status = obj["status"] or {}
+        kept["status"] = status if fields is None else {k: status[k] for k in fields if k in status}
     if obj.get("kind") == "Secret" and "data" in obj:
         kept["data"] = obj["data"]
     return kept
