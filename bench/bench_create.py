@@ -40,6 +40,7 @@ from typing import Any
 import psycopg
 from harness import (
     BENCH_NAMESPACE,
+    REPO_ROOT,
     AuditedCluster,
     AuditSummary,
     CpuSampler,
@@ -73,6 +74,7 @@ from report import (
     run_and_publish,
     run_line,
     table,
+    write_section,
 )
 
 from odoo_operator import pg
@@ -852,6 +854,8 @@ def main(argv: list[str] | None = None) -> int:
     def body(workdir: Path) -> tuple[str, list[str]]:
         result = run(args, workdir)
         for count in args.scale_counts:
+            if args.output:  # what is measured so far, in case a longer run that follows does not end
+                write_section(REPO_ROOT / args.output, args.section, report(result, args))
             scaled = copy.copy(args)
             scaled.count, scaled.detail, scaled.floor, scaled.drift = count, False, False, 0
             scaled.timeout = max(args.timeout, 0.6 * count)
