@@ -85,7 +85,7 @@ def test_a_new_database_gets_its_role_database_and_children_then_waits_for_the_i
     assert condition(outcome, "DatabaseReady").status == "True"
     assert (condition(outcome, "Initialized").status, condition(outcome, "Initialized").reason) == (
         "False", "Initializing")
-    assert outcome.retry_after == 30
+    assert outcome.retry_after == 120  # the safety net; the Job's completion wakes it (handlers.on_child_event)
     assert outcome.status["server"] == "main" and outcome.status["roleName"] == ROLE
     assert outcome.status["databaseName"] == "shop" and outcome.status["url"] == "http://shop.odoo.test"
     assert outcome.status["createdAt"] and "initializedAt" not in outcome.status

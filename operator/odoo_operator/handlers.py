@@ -190,11 +190,11 @@ def on_child_event(kind: str, body: kopf.Body, type: str | None) -> None:
     owner, changed = rt.ctx.registry.observe_child(kind, body, deleted=type == "DELETED")
     if not changed:
         return
-    if owner:
-        rt.ctx.registry.wake(owner)
     labels = body.metadata.labels or {}
-    if labels.get(BACKUP_LABEL):
+    if labels.get(BACKUP_LABEL):  # a DatabaseBackup's CronJob or Job: its loop, not its database's, reads it
         rt.ctx.registry.wake(backup_key(body.metadata.namespace or "", labels[BACKUP_LABEL]))
+    elif owner:
+        rt.ctx.registry.wake(owner)
     if labels.get(MAPPING_LABEL):  # a DomainMapping's route, changed or deleted: its loop puts it back
         rt.ctx.registry.wake(mapping_key(body.metadata.namespace or "", labels[MAPPING_LABEL]))
 

@@ -60,6 +60,7 @@ from odoo_operator.kube import KubeError
 __all__ = ["DeletionResult", "Reconciler", "database_host", "delete", "reconcile"]
 
 EXPIRY_WARNING = datetime.timedelta(days=1)
+PROGRESS_RESYNC_SECONDS = 120.0
 
 
 def database_host(body: Mapping[str, Any], settings: Settings) -> str | None:
@@ -363,7 +364,10 @@ class Reconciler(base.Reconciler[OdooDatabase]):
     def _progressing(self, reason: str, message: str, details: list[Condition]) -> Outcome:
         ready, reconciling, stalled = summary("progressing", reason, message)
         return Outcome(PHASE_PROVISIONING, ready, reconciling, stalled, details=details, status=self.new_status,
-                       retry_after=self._next_wake(30.0),  # child watch events normally wake us before this
+                       # Its Job's Complete/Failed or its Deployment's availability wakes us (handlers.on_child_event);
+                       # this is only the safety net, and under a burst a short one is a pass (a Secret read, a
+                       # PostgreSQL round) every few seconds for every database still initialising.
+                       retry_after=self._next_wake(PROGRESS_RESYNC_SECONDS),
                        events=self.events)
 
     def failed(self, exc: NotReady) -> Outcome:
