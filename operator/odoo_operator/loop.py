@@ -25,7 +25,7 @@ from odoo_operator import API_VERSION, kube
 from odoo_operator.api.conditions import get_condition, merge_conditions
 from odoo_operator.config import Settings
 from odoo_operator.controller.base import Context, Outcome
-from odoo_operator.runtime import metrics
+from odoo_operator.runtime import memory, metrics
 from odoo_operator.runtime.registry import Registry, Waker
 
 T = TypeVar("T")
@@ -76,6 +76,7 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 def startup(settings: kopf.OperatorSettings) -> None:
     global _runtime
+    memory.limit_arenas()  # before the thread pools below start their threads
     operator_settings = Settings.from_env()
     settings.persistence.finalizer = "odoo.dbmanager.io/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="odoo.dbmanager.io")
@@ -100,6 +101,9 @@ def startup(settings: kopf.OperatorSettings) -> None:
 
 
 def cleanup() -> None:
+    trimming = _trimming
+    if trimming is not None and not trimming.done():
+        trimming.get_loop().call_soon_threadsafe(trimming.cancel)
     if _runtime is not None:
         _runtime.executor.shutdown(wait=False, cancel_futures=True)
         _runtime.publisher.shutdown(wait=False, cancel_futures=True)
@@ -142,6 +146,7 @@ async def object_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf
     trust_own_status: we are the only writer of its status, so our last write is the truth (else read live)."""
     rt = runtime()
     metrics.watch_event_loop(asyncio.get_running_loop())
+    _start_trimming()
     waker = Waker(asyncio.get_running_loop())
     rt.ctx.registry.register(key, waker)
     stop = asyncio.ensure_future(stopped.wait())
@@ -200,6 +205,23 @@ def resource_version(body: Mapping[str, Any]) -> int:
         return int((body.get("metadata") or {}).get("resourceVersion") or 0)
     except ValueError:
         return 0
+
+
+_trimming: asyncio.Task[None] | None = None
+TRIM_SECONDS = 60.0
+
+
+def _start_trimming() -> None:
+    """One task for the process: every minute, memory freed by the reconciles goes back to the system."""
+    global _trimming
+    if _trimming is None or _trimming.done():
+        _trimming = asyncio.ensure_future(_trim_every(TRIM_SECONDS))
+
+
+async def _trim_every(seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        await _in_thread(runtime().publisher, memory.trim)
 
 
 def reconcile_result(outcome: Outcome) -> tuple[str, str | None]:

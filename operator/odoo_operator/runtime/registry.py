@@ -266,7 +266,9 @@ class Registry:
 
     def observe_child(self, kind: str, body: Mapping[str, Any], deleted: bool) -> tuple[Key | None, bool]:
         """Remember a child as a watch event (or our own write) shows it; returns its owning OdooDatabase (if
-        any) and whether anything its owner's pass reads changed (a deletion always does)."""
+        any) and whether anything its owner's pass reads changed (a deletion always does). A child seen for
+        the first time is no change: its owner's pass created it (its watch event often arrives before the
+        write's own answer), and at a start every loop makes a first pass anyway."""
         meta = body.get("metadata", {})
         key = (kind, meta.get("namespace", ""), meta.get("name", ""))
         with self._lock:
@@ -277,7 +279,7 @@ class Registry:
                 changed = True
             elif _rv(body) >= _rv(before or {}):
                 kept = self.children[key] = _trim({"kind": kind, **body})
-                changed = _wake_token(kept) != _wake_token(before)
+                changed = before is not None and _wake_token(kept) != _wake_token(before)
             else:
                 changed = False  # older than what we know
         owner = (meta.get("labels") or {}).get(DATABASE_LABEL)
