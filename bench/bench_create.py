@@ -8,14 +8,19 @@ them (and their Jobs, Pods, Deployments and PVCs) until every one is Ready.
 
 It reports: total time until all are Ready, per-object latency (time Ready was first observed minus
 the time its create returned; p50/p95/max), where the time goes (per-object milestones observed by
-watches), the operator's peak RSS (VmRSS sampled every 100 ms, and VmHWM), API requests per object
-(apiserver_request_total difference, and per client from the API server's audit log), and CPU time
-per component. The summary goes to stdout and into the `bench_create` section of BENCHMARKS.md.
+watches, each marked as the operator's, kwok's or the Kubernetes controllers' doing), the operator's
+peak RSS (VmRSS sampled every 100 ms, and VmHWM), its threads and asyncio tasks, API requests per
+object (apiserver_request_total difference, and per client from the API server's audit log), and CPU
+time per component. Issue 15's figures come with their floors measured in the same run: the
+PostgreSQL floor (as many role + database pairs made directly with the operator's own statements)
+for "every database's children applied", the drift detection time (databases dropped in PostgreSQL
+once all are Ready, until DatabaseMissing) and, with --scale, RSS, requests, threads and tasks at
+other counts. The summary goes to stdout and into the `bench_create` section of BENCHMARKS.md.
 
 Exit status: 0 when every object was Ready before --timeout, 1 otherwise (the stuck objects are
 listed with their Ready condition). Targets (60 s, 150 MB) are reported, never asserted.
 
-    .venv/bin/python bench/bench_create.py --count 200
+    .venv/bin/python bench/bench_create.py --count 200 [--scale 1000,2000]
 """
 
 from __future__ import annotations
