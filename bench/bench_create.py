@@ -655,7 +655,7 @@ def report(result: Result, args: argparse.Namespace) -> str:
             [c, str(k), f"{k / n:.1f}"] for c, k in audit.by_client.most_common()])
         lines += ["", "Operator requests by call:", ""]
         lines += table(["verb", "resource", "requests", "per object"], [
-            [v, r, str(k), f"{k / n:.2f}"] for (v, r), k in audit.operator_by_call.most_common(15)])
+            [v, r, str(k), f"{k / n:.2f}"] for (v, r), k in audit.operator_by_call.most_common()])
         details = [(c, d, k) for (c, d), k in audit.by_detail.most_common()
                    if c in ("operator", "kube-controller-manager")]
         lines += ["", "By component: " + "; ".join(f"{c} {d}: {k}" for c, d, k in details) + "."]
