@@ -311,6 +311,10 @@ def run(args: argparse.Namespace, workdir: Path) -> Result:
     cluster = AuditedCluster(workdir)
     cluster.audit = args.audit
     cluster.apiserver_args = tuple(args.apiserver_arg)
+    if not any(a.startswith("--service-cluster-ip-range") for a in args.apiserver_arg):
+        # The local cluster's /24 holds 254 Services: one per database. The first address (the API
+        # server's own Service) stays 10.0.0.1.
+        cluster.apiserver_args += ("--service-cluster-ip-range=10.0.0.0/16",)
     with Stack(workdir, cluster) as stack:
         # -- control plane, CRDs, default server, operator ------------------------------------------------
         stack.start_cluster()
