@@ -9,6 +9,7 @@ show come in as arguments from handlers.py. kopf registrations live in main.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import copy
 import logging
@@ -103,7 +104,8 @@ def startup(settings: kopf.OperatorSettings) -> None:
 def cleanup() -> None:
     trimming = _trimming
     if trimming is not None and not trimming.done():
-        trimming.get_loop().call_soon_threadsafe(trimming.cancel)
+        with contextlib.suppress(RuntimeError):  # its loop already closed
+            trimming.get_loop().call_soon_threadsafe(trimming.cancel)
     if _runtime is not None:
         _runtime.executor.shutdown(wait=False, cancel_futures=True)
         _runtime.publisher.shutdown(wait=False, cancel_futures=True)
