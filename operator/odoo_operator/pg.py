@@ -219,9 +219,10 @@ def ensure_template_role(conn: psycopg.Connection[Any], role: str, password: str
     if exists:
         conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(role), verifier))
         return
-    conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), verifier))
-    conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(
-        sql.Identifier(role), sql.Literal(json.dumps({MARKER_KEY: MARKER_VALUE, "template": True}))))
+    with conn.transaction():
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), verifier))
+        conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(
+            sql.Identifier(role), sql.Literal(json.dumps({MARKER_KEY: MARKER_VALUE, "template": True}))))
     with contextlib.suppress(psycopg.errors.InsufficientPrivilege, psycopg.errors.InvalidGrantOperation):
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
 
@@ -439,11 +440,14 @@ def ensure_role(
     marker = json.dumps(_normalised(owner | {MARKER_KEY: MARKER_VALUE}), sort_keys=True)
     if row is None:
         try:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-                sql.Identifier(role), sql.Literal(password_verifier(conn, role, password))))
+            # One transaction: a role never exists without its marker (an operator killed in between would
+            # otherwise leave a role it no longer recognises as its own).
+            with conn.transaction():
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password_verifier(conn, role, password))))
+                conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(role), sql.Literal(marker)))
         except psycopg.errors.DuplicateObject:
             return ensure_role(conn, role, password, owner, reset_password)
-        conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(role), sql.Literal(marker)))
         # Lets an admin that is not a superuser (managed PostgreSQL) hand databases to the role.
         with contextlib.suppress(psycopg.errors.InsufficientPrivilege, psycopg.errors.InvalidGrantOperation):
             conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
