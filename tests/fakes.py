@@ -361,7 +361,7 @@ class FakePostgres:
                      "set_database_marker", "copy_database", "copy_in_progress", "rename_database",
                      "reassign_owned", "terminate_connections", "drop_database", "drop_role", "database_names",
                      "template_databases", "ensure_template_role", "template_built", "installed_modules",
-                     "drop_template_role", "role_exists"):
+                     "drop_template_role", "role_exists", "role_marker"):
             monkeypatch.setattr(pg, name, getattr(self, name))
         monkeypatch.setattr(neutralize, "reset_identity", self.reset_identity)
         monkeypatch.setattr(neutralize, "set_admin_password", self.set_admin_password)
@@ -472,9 +472,13 @@ class FakePostgres:
         return {name: copy.deepcopy(db.marker) for name, db in self.databases.items()
                 if name.startswith(pg.TEMPLATE_PREFIX)}
 
-    def ensure_template_role(self, conn: FakeConnection, role: str, password: str) -> None:
+    def ensure_template_role(self, conn: FakeConnection, role: str, password: str, marker: dict[str, Any]) -> None:
         self._log("ensure_template_role", role)
-        self.roles[role] = {pg.MARKER_KEY: pg.MARKER_VALUE, "template": True, "login": True}
+        self.roles[role] = dict(marker) | {"login": True}
+
+    def role_marker(self, conn: FakeConnection, role: str) -> dict[str, Any] | None:
+        found = self.roles.get(role)
+        return {k: v for k, v in found.items() if k != "login"} if found else None
 
     def template_built(self, conn: FakeConnection, role: str) -> None:
         self._log("template_built", role)

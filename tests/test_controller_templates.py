@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fakes import SERVER, World, database_body
+from fakes import SERVER, FakeDatabase, World, database_body
 from odoo_operator import pg
 from odoo_operator.api.conditions import format_time
 from odoo_operator.config import Settings
@@ -170,3 +170,15 @@ def test_a_crash_between_the_template_database_and_its_job_is_resumed(world: Wor
 
     assert ours(world, "Job") == [OBJECT]
     assert (world.pg.databases[TEMPLATE].marker or {})["state"] == "Building"
+
+
+def test_a_template_left_without_its_marker_gets_its_roles_and_a_foreign_one_is_never_touched(world: World) -> None:
+    run(world, world.add(database_body("first")))
+    world.pg.databases[TEMPLATE].marker = None  # killed between CREATE DATABASE and its COMMENT
+    world.pg.databases[f"{pg.TEMPLATE_PREFIX}0123456789abcdef"] = FakeDatabase("someone", None)
+
+    listed = check(world)["templates"]
+
+    assert [t["database"] for t in listed] == [TEMPLATE] and listed[0]["state"] == "Building"
+    assert (world.pg.databases[TEMPLATE].marker or {})["key"] == KEY
+    assert f"{pg.TEMPLATE_PREFIX}0123456789abcdef" in world.pg.databases  # not ours: left alone

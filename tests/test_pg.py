@@ -474,3 +474,28 @@ def test_markers_name_no_tenant_to_the_others_and_old_ones_still_count(server):
         pg.drop_database(conn, dbname)
         pg.drop_role(conn, role, owner)
         assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None
+
+
+def test_a_template_role_carries_its_marker_and_templates_are_never_counted(server):
+    key = uuid.uuid4().hex[:16]
+    name = f"{pg.TEMPLATE_PREFIX}{key}"
+    marker = {pg.MARKER_KEY: pg.MARKER_VALUE, "key": key, "state": "Building", "version": "16.0"}
+    with pg.connect(server) as conn:
+        _, before = pg.server_info(conn)
+        pg.ensure_template_role(conn, name, "pw-one", marker)
+        pg.ensure_template_role(conn, name, "pw-two", marker | {"state": "Building", "image": "odoo:16.0"})
+        assert pg.role_marker(conn, name) == marker | {"image": "odoo:16.0"}
+        pg.create_database(conn, name, name, marker)
+        try:
+            assert pg.template_databases(conn)[name] == marker
+            assert pg.server_info(conn)[1] == before  # not counted
+            # The second call set the password again: the role logs in with it, and no longer once built.
+            with psycopg.connect(host=server.host, port=server.port, user=name, password="pw-two", dbname=name):
+                pass
+            pg.template_built(conn, name)
+            with pytest.raises(psycopg.OperationalError):
+                psycopg.connect(host=server.host, port=server.port, user=name, password="pw-two", dbname=name)
+            assert pg.role_exists(conn, name)
+        finally:
+            pg.drop_database(conn, name)
+            assert pg.drop_template_role(conn, name) and not pg.role_exists(conn, name)

@@ -211,18 +211,27 @@ def template_databases(conn: psycopg.Connection[Any]) -> dict[str, dict[str, Any
     return {str(name): _parse_marker(comment) for name, comment in rows}
 
 
-def ensure_template_role(conn: psycopg.Connection[Any], role: str, password: str) -> None:
+def ensure_template_role(conn: psycopg.Connection[Any], role: str, password: str, marker: dict[str, Any]) -> None:
     """The login role a template database belongs to while Odoo initialises it (never a superuser, no
-    CREATEDB): created, or its password set again (the Secret is the source of truth)."""
+    CREATEDB): created, or its password set again (the Secret is the source of truth). It carries the
+    template's marker before the database exists, so a database left without its own (CREATE DATABASE and
+    its COMMENT are two statements) is recognised and given it (`role_marker`)."""
     verifier = sql.Literal(password_verifier(conn, role, password))
+    comment = sql.SQL("COMMENT ON ROLE {} IS {}").format(sql.Identifier(role), sql.Literal(json.dumps(
+        marker, sort_keys=True)))
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-    if exists:
-        conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(role), verifier))
-        return
     with conn.transaction():
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), verifier))
-        conn.execute(sql.SQL("COMMENT ON ROLE {} IS {}").format(
-            sql.Identifier(role), sql.Literal(json.dumps({MARKER_KEY: MARKER_VALUE, "template": True}))))
+        if exists:
+            conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(role), verifier))
+        else:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), verifier))
+        conn.execute(comment)
+
+
+def role_marker(conn: psycopg.Connection[Any], role: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
+                       (role,)).fetchone()
+    return _parse_marker(row[0]) if row else None
     with contextlib.suppress(psycopg.errors.InsufficientPrivilege, psycopg.errors.InvalidGrantOperation):
         conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(sql.Identifier(role)))
 

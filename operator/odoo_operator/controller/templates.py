@@ -69,12 +69,13 @@ def request(ctx: Context, conn: Any, server: PostgresServer, admin: pg.ServerAdd
     if pg.database_info(conn, name).exists:
         return False
     secret = password()
-    # The Secret is the source of truth of the role's password: written before the role.
+    # The Secret is the source of truth of the role's password: written before the role, which carries the
+    # marker before the database exists.
     objects = spec.build_objects(key, namespace(ctx), server_name, server.uid, image, endpoint, secret)
     ctx.kube.apply(objects[0])
-    pg.ensure_template_role(conn, name, secret)
     marker = {pg.MARKER_KEY: pg.MARKER_VALUE, "key": key, "server": server_name, "version": version, "image": image,
               "state": BUILDING, "startedAt": now_iso()}
+    pg.ensure_template_role(conn, name, secret, marker)
     try:
         pg.create_database(conn, name, name, marker)
     except psycopg.errors.DuplicateDatabase:
@@ -99,9 +100,11 @@ def advance(ctx: Context, conn: Any, server: PostgresServer, admin: pg.ServerAdd
     server_name = server.name
     reported = []
     for name, marker in sorted(pg.template_databases(conn).items()):
-        if marker is None:  # a crash between CREATE DATABASE and its marker: start again
-            _drop(ctx, conn, name, name.removeprefix(pg.TEMPLATE_PREFIX))
-            continue
+        if marker is None:  # between CREATE DATABASE and its COMMENT (or killed there): its role's marker
+            marker = pg.role_marker(conn, name)
+            if marker is None or marker.get("key") != name.removeprefix(pg.TEMPLATE_PREFIX):
+                continue  # not one the operator started: never touched
+            pg.set_database_marker(conn, name, marker)
         if marker.get("server") != server_name:
             continue  # another PostgresServer object naming the same PostgreSQL: its own templates
         key, version, image = str(marker.get("key")), str(marker.get("version")), str(marker.get("image"))
@@ -138,7 +141,7 @@ def _building(ctx: Context, conn: Any, server: PostgresServer, admin: pg.ServerA
         secret = decode(ctx.kube.get("v1", "Secret", object_name, ns), "password") or password()
         objects = spec.build_objects(key, ns, server.name, server.uid, str(marker["image"]), endpoint, secret)
         ctx.kube.apply(objects[0])
-        pg.ensure_template_role(conn, name, secret)
+        pg.ensure_template_role(conn, name, secret, marker)
         _start_job(ctx, objects)
         return marker
     created = job["metadata"].get("creationTimestamp")
