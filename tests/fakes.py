@@ -437,7 +437,7 @@ class FakePostgres:
         self.databases[dbname].marker = dict(marker)
 
     def copy_database(self, conn: FakeConnection, source: str, target: str, owner_role: str,
-                      marker: dict[str, Any]) -> int:
+                      marker: dict[str, Any], attempts: int = 5, strategy: str = pg.FILE_COPY) -> int:
         self._log("copy_database", source, target, owner_role)
         original = self.databases[source]
         self.databases[target] = FakeDatabase(owner_role, dict(marker), size=original.size)

@@ -338,35 +338,42 @@ def terminate_connections(conn: psycopg.Connection[Any], dbname: str) -> int:
     return len(rows)
 
 
-def _copy_statement(source: str, target: str, owner_role: str) -> sql.Composed:
-    return sql.SQL("CREATE DATABASE {} WITH TEMPLATE {} OWNER {} STRATEGY FILE_COPY").format(
-        sql.Identifier(target), sql.Identifier(source), sql.Identifier(owner_role))
+FILE_COPY = "FILE_COPY"  # files copied as they are, after a checkpoint: fastest for large databases
+WAL_LOG = "WAL_LOG"  # block by block through the WAL, no checkpoint: PostgreSQL's choice for small templates
 
 
-def copy_in_progress(conn: psycopg.Connection[Any], source: str, target: str, owner_role: str) -> bool:
+def _copy_statement(source: str, target: str, owner_role: str, strategy: str = FILE_COPY) -> sql.Composed:
+    assert strategy in (FILE_COPY, WAL_LOG)
+    return sql.SQL("CREATE DATABASE {} WITH TEMPLATE {} OWNER {} STRATEGY {}").format(
+        sql.Identifier(target), sql.Identifier(source), sql.Identifier(owner_role), sql.SQL(strategy))
+
+
+def copy_in_progress(conn: psycopg.Connection[Any], source: str, target: str, owner_role: str,
+                     strategy: str = FILE_COPY) -> bool:
     """Whether another session (an operator stopped mid-copy: PostgreSQL finishes the statement) still
     runs this very copy."""
     row = conn.execute(
         "SELECT 1 FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state = 'active' AND query = %s",
-        (_copy_statement(source, target, owner_role).as_string(conn),),
+        (_copy_statement(source, target, owner_role, strategy).as_string(conn),),
     ).fetchone()
     return row is not None
 
 
 def copy_database(conn: psycopg.Connection[Any], source: str, target: str, owner_role: str,
-                  marker: dict[str, Any], attempts: int = 5) -> int:
-    """CREATE DATABASE target TEMPLATE source (FILE_COPY: fastest for large databases), without a
+                  marker: dict[str, Any], attempts: int = 5, strategy: str = FILE_COPY) -> int:
+    """CREATE DATABASE target TEMPLATE source (FILE_COPY by default: fastest for large databases; WAL_LOG
+    for a small template, which forces no checkpoint on a server many tenants share), without a
     statement timeout. The source's sessions are terminated (as Odoo does before it duplicates) only
     when PostgreSQL refuses the copy because of them, and again while the app reconnects in between.
     Returns how many sessions were terminated. Raises CopyInProgress when a previous attempt's
     statement still runs: nobody is disconnected for a copy already being made."""
-    if copy_in_progress(conn, source, target, owner_role):
+    if copy_in_progress(conn, source, target, owner_role, strategy):
         raise CopyInProgress(f"a copy of {source!r} to {target!r} is still running on the server")
     terminated = 0
     with long_statement(conn):
         for attempt in range(attempts):
             try:
-                conn.execute(_copy_statement(source, target, owner_role))
+                conn.execute(_copy_statement(source, target, owner_role, strategy))
                 break
             except psycopg.errors.ObjectInUse:
                 if attempt == attempts - 1:

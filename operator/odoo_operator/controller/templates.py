@@ -4,9 +4,10 @@ Odoo's `-i base` for each one.
 Per PostgresServer, Odoo version and image, one template database `_odoo_template_<key>` (specs/template.py),
 built on demand: the first fresh database of a version on a server asks for it (`request`) and is itself
 initialised by its own init Job meanwhile; every later one is `CREATE DATABASE … TEMPLATE … STRATEGY
-FILE_COPY` of it (odoodatabase_create.ensure_database) made its own by `make_own` below: its objects handed
-to its role, a fresh identity (neutralize.reset_identity: database.uuid, database.secret,
-database.create_date, web.base.url) and its admin's own password, all before any Odoo process sees it.
+WAL_LOG` of it (small: no checkpoint forced per database; odoodatabase_create.ensure_database) made its own by
+`make_own` below: its objects handed to its role, a fresh identity (neutralize.reset_identity: database.uuid,
+database.secret, database.create_date, web.base.url) and its admin's own password, all before any Odoo process
+sees it.
 
 The state of a template lives in its database's marker (PostgreSQL), so it survives operator restarts:
 `Building` (its Job runs) → `Ready` (the Job completed and Odoo's modules are installed in it; the role is
