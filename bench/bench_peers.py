@@ -31,7 +31,6 @@ import argparse
 import collections
 import contextlib
 import datetime
-import json
 import os
 import signal
 import subprocess
@@ -53,7 +52,6 @@ from harness import (
     RssSampler,
     Sampler,
     Stack,
-    client_of,
     collection,
     condition,
     cpu_snapshot,
@@ -63,9 +61,8 @@ from harness import (
     log_problems,
     machine_cpu,
     odoo_database,
-    parse_rfc3339,
     proc_status,
-    resource_label,
+    read_audit,
     stop_process,
     wait_for,
 )
@@ -275,31 +272,6 @@ class Phase:
     clean_note: str = ""
 
 
-def audit_calls(path: Path, start: float, end: float, client: str) -> tuple[collections.Counter[tuple[str, str]], int]:
-    """Requests of one client (harness.client_of's name) received in [start, end], by (verb, resource),
-    and how many were answered with an error."""
-    calls: collections.Counter[tuple[str, str]] = collections.Counter()
-    errors = 0
-    seen: set[str] = set()
-    if not path.exists():
-        return calls, errors
-    with path.open() as lines:
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if event.get("auditID") in seen or client_of(event.get("userAgent", ""))[0] != client:
-                continue
-            if not start <= parse_rfc3339(event["requestReceivedTimestamp"]) <= end:
-                continue
-            seen.add(event.get("auditID", ""))
-            ref = event.get("objectRef") or {}
-            calls[(event.get("verb", ""), resource_label(ref.get("resource", ""), ref.get("subresource", "")))] += 1
-            errors += int((event.get("responseStatus") or {}).get("code") or 0) >= 400
-    return calls, errors
-
-
 def race(stack: Stack, who: str, args: argparse.Namespace, build: PeerBuild, last: bool) -> Phase:
     """Start `who`, create args.count objects, wait until all are provisioned (and, ours, Ready), measure;
     then stop it and, unless it is the `last` to run, clean its namespace, databases and roles."""
@@ -465,7 +437,8 @@ def race(stack: Stack, who: str, args: argparse.Namespace, build: PeerBuild, las
     phase.stuck = [f"{n}: {', '.join(k for k in final if k not in first[n])} missing"
                    for n in names if not all(k in first[n] for k in final)]
     time.sleep(1.5)  # the audit backend writes in batches every 0.5 s
-    calls, phase.request_errors = audit_calls(cluster.audit_log, wall_start, wall_end, client)
+    audit = read_audit(cluster.audit_log, wall_start, wall_end)
+    calls, phase.request_errors = audit.calls.get(client, collections.Counter()), audit.errors[client]
     if calls:
         phase.requests = sum(calls.values())
         phase.requests_by_call = [(verb, res, n) for (verb, res), n in calls.most_common(10)]

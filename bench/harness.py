@@ -418,6 +418,9 @@ class AuditSummary:
     operator_by_call: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
     operator_per_second: collections.Counter[int] = field(default_factory=collections.Counter)
     operator_errors: collections.Counter[tuple[str, str, int]] = field(default_factory=collections.Counter)
+    # Every client's requests by (verb, resource), and how many of them were answered with an error.
+    calls: dict[str, collections.Counter[tuple[str, str]]] = field(default_factory=dict)
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 def read_audit(path: Path, start: float, end: float) -> AuditSummary:
@@ -442,12 +445,14 @@ def read_audit(path: Path, start: float, end: float) -> AuditSummary:
             client, detail = client_of(event.get("userAgent", ""))
             summary.by_client[client] += 1
             summary.by_detail[(client, detail)] += 1
+            ref = event.get("objectRef") or {}
+            call = (event.get("verb", ""), resource_label(ref.get("resource", ""), ref.get("subresource", "")))
+            code = int((event.get("responseStatus") or {}).get("code") or 0)
+            summary.calls.setdefault(client, collections.Counter())[call] += 1
+            summary.errors[client] += code >= 400
             if client == "operator":
-                ref = event.get("objectRef") or {}
-                call = (event.get("verb", ""), resource_label(ref.get("resource", ""), ref.get("subresource", "")))
                 summary.operator_by_call[call] += 1
                 summary.operator_per_second[int(received - start)] += 1
-                code = int((event.get("responseStatus") or {}).get("code") or 0)
                 if code >= 400:
                     summary.operator_errors[(*call, code)] += 1
     return summary
