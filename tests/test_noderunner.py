@@ -15,13 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import psycopg
 import pytest
 from psycopg import sql
 
 from conftest import condition, get_json, wait_until
 from odoo_operator.devtools.localcluster import RUNNER_NODE, LocalCluster
-from odoo_operator.devtools.noderunner import log_tail
+from odoo_operator.devtools.noderunner import Runner, log_tail
 from odoo_operator.devtools.noderunner_exec import (
     ImagePullError,
     ImageSettings,
@@ -60,6 +61,17 @@ def test_variable_references_expand_like_kubernetes() -> None:
     assert expand("-d $(DB) $(MISSING) $$(DB) $(EMPTY)x", env) == "-d prod $(MISSING) $(DB) x"
     odoo_less = resolve_image("busybox:1", ImageSettings({}, "op:1", Path("/nonexistent")))
     assert container_argv({"command": ["echo", "$(DB)"]}, odoo_less, env) == ["echo", "prod"]
+
+
+def test_pod_addresses_go_round_robin_so_a_released_one_is_given_last(tmp_path: Path) -> None:
+    api = kubernetes.client.ApiClient(kubernetes.client.Configuration())
+    runner = Runner(api, "n", tmp_path, "odoobr9", "10.9.9.0/29", ImageSettings({}, "op:1", tmp_path))
+    first, second = runner.allocate_ip(), runner.allocate_ip()
+    assert (first, second) == ("10.9.9.2", "10.9.9.3")  # .1 is the bridge's
+    runner.release_ip(first)
+    assert [runner.allocate_ip() for _ in range(4)] == ["10.9.9.4", "10.9.9.5", "10.9.9.6", "10.9.9.2"]
+    with pytest.raises(RuntimeError, match="full"):
+        runner.allocate_ip()
 
 
 def test_a_series_that_is_not_prepared_cannot_be_pulled(images: ImageSettings) -> None:
@@ -106,8 +118,40 @@ def phase(cluster: LocalCluster, namespace: str, name: str) -> str:
 
 
 def wait_phase(cluster: LocalCluster, namespace: str, name: str, want: str, timeout: float = 60) -> dict[str, Any]:
-    wait_until(lambda: phase(cluster, namespace, name) == want, timeout, f"pod {name} {want}")
+    """Waits for the pod's phase; a pod that ends in another phase, or never gets there, fails the test at
+    once with what a person would look at: its status, its containers' logs and the runner's lines about it."""
+    def reached() -> bool:
+        now = phase(cluster, namespace, name)
+        if now in ("Succeeded", "Failed") and now != want:
+            raise AssertionError(f"pod {name} is {now}, not {want}\n{pod_diagnosis(cluster, namespace, name)}")
+        return now == want
+
+    try:
+        wait_until(reached, timeout, f"pod {name} {want}")
+    except AssertionError as exc:
+        if "timed out" in str(exc):
+            raise AssertionError(f"{exc}\n{pod_diagnosis(cluster, namespace, name)}") from None
+        raise
     return get_json(cluster, "pod", name, "-n", namespace)
+
+
+def pod_diagnosis(cluster: LocalCluster, namespace: str, name: str) -> str:
+    pod = get_json(cluster, "pod", name, "-n", namespace)
+    status = pod.get("status") or {}
+    lines = [f"node {pod['spec'].get('nodeName')!r}, phase {status.get('phase')!r}, "
+             f"conditions {status.get('conditions')}, containers {status.get('containerStatuses')}"]
+    for c in pod["spec"]["containers"]:
+        try:
+            lines.append(f"--- log of {c['name']}:\n" + log_of(cluster, namespace, name, c["name"])[-3000:])
+        except FileNotFoundError as exc:
+            lines.append(f"--- {exc}")
+    runner_log = cluster.workdir / "noderunner.log"
+    if runner_log.exists():
+        text = runner_log.read_text(errors="replace").splitlines()
+        about = [line for i, line in enumerate(text)  # its lines and the tracebacks that follow them
+                 if any(name in before for before in text[max(0, i - 20):i + 1])][-60:]
+        lines.append("--- the runner about it:\n" + "\n".join(about))
+    return "\n".join(lines)
 
 
 def log_of(cluster: LocalCluster, namespace: str, name: str, container: str = "main", previous: bool = False) -> str:

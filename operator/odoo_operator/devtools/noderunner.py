@@ -121,6 +121,7 @@ class Runner:
         self.network = ipaddress.ip_network(cidr)
         self.gateway = str(next(self.network.hosts()))
         self.used_ips: set[str] = {self.gateway}
+        self.last_ip = self.gateway  # addresses are handed out round-robin, as CNI's host-local IPAM does
         self.workers: dict[str, PodWorker] = {}
         interpreters = [Path(sys.executable)] + [Path(h) / "venv" / "bin" / "python" for h in images.odoo_homes.values()
                                                  if (Path(h) / "venv" / "bin" / "python").exists()]
@@ -187,11 +188,16 @@ class Runner:
 
     # ---- pods ----------------------------------------------------------------------------
     def allocate_ip(self) -> str:
+        """The next free address after the last one given: an address just released (whose old
+        neighbour entries may linger on the host) is the last to be given again."""
         with self.lock:
-            for host in self.network.hosts():
-                if str(host) not in self.used_ips:
-                    self.used_ips.add(str(host))
-                    return str(host)
+            hosts = [str(host) for host in self.network.hosts()]
+            start = hosts.index(self.last_ip) + 1
+            for host in hosts[start:] + hosts[:start]:
+                if host not in self.used_ips:
+                    self.used_ips.add(host)
+                    self.last_ip = host
+                    return host
         raise RuntimeError("pod network is full")
 
     def release_ip(self, ip: str) -> None:
