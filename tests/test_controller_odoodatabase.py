@@ -69,7 +69,7 @@ def test_a_new_database_gets_its_role_database_and_children_then_waits_for_the_i
     written = world.kube.written()
     assert written[0] == "DomainClaim/shop.odoo.test" and "Deployment/shop" not in written
     # The Secret holds the role's password: written before the role is created with it.
-    assert world.journal.index("apply Secret/shop-db") < world.journal.index(f"pg ensure_role {ROLE}")
+    assert world.journal.index("create Secret/shop-db") < world.journal.index(f"pg ensure_role {ROLE}")
     assert world.journal.index("pg create_database shop") < world.journal.index("create Job/shop-init")
     assert set(APP_CHILDREN + ["Secret/shop-admin", "Job/shop-init"]) <= set(written)
     secret = world.kube.find("Secret", "shop-db")
@@ -142,6 +142,44 @@ def test_a_ready_database_applies_nothing_again(world: World) -> None:
 
     assert outcome.phase == "Ready"
     assert world.kube.calls_of("apply") == [] and world.kube.calls_of("create") == []
+
+
+def test_the_role_secret_is_read_once_per_resync_unless_the_spec_changes_or_a_child_is_deleted(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets are not watched: the <name>-db Secret is created without a GET, then read again only when the
+    OdooDatabase changed, a child of it was deleted (by hand? then perhaps the Secret too) or a resync
+    interval has passed; a deleted Secret is then written again with a new password."""
+    body = provisioned(world)
+    secret_reads = lambda: [c for c in world.kube.calls_of("get", "Secret") if c.name == "shop-db"]  # noqa: E731
+    assert secret_reads() == [] and "create Secret/shop-db" in world.journal  # 3 passes, no GET
+    world.kube.delete("v1", "Secret", "shop-db", NAMESPACE)  # not watched: nothing tells the operator
+
+    run(world, body)
+    assert secret_reads() == [] and world.kube.find("Secret", "shop-db") is None
+
+    world.kube.delete("v1", "Service", "shop", NAMESPACE)  # a watched child deleted by hand
+    run(world, body)
+    assert len(secret_reads()) == 1 and world.kube.find("Secret", "shop-db") is not None
+    run(world, body)
+    assert len(secret_reads()) == 1  # known again
+
+    clock = [0.0]
+    monkeypatch.setattr("odoo_operator.runtime.registry.time.monotonic", lambda: clock[0])
+    world.registry.secrets.clear()
+    run(world, body)
+    assert len(secret_reads()) == 2
+    clock[0] = world.settings.resync_seconds - 1
+    run(world, body)
+    assert len(secret_reads()) == 2
+    clock[0] = world.settings.resync_seconds
+    run(world, body)
+    assert len(secret_reads()) == 3
+
+    stored = world.kube.find("OdooDatabase", "shop")
+    assert stored is not None
+    stored["metadata"]["generation"] = body["metadata"]["generation"] = 2  # the user edited the spec
+    run(world, body)
+    assert len(secret_reads()) == 4
 
 
 def test_a_failed_init_job_stalls_with_the_jobs_message(world: World) -> None:

@@ -27,12 +27,29 @@ DatabasePass = Reconciler[OdooDatabase]  # one pass over an OdooDatabase (odooda
 
 
 def ensure_db_secret(r: DatabasePass, host: str, port: int, ssl_mode: str) -> tuple[str, bool]:
-    """The Secret is the source of truth of the role's password: write it before the role. Read from the
-    API server every time: Secrets are not watched (the operator may not list them, see the chart's
-    ClusterRole), so no cached copy would notice that it was deleted or changed. Returns the password and
-    whether it is new."""
+    """The Secret is the source of truth of the role's password: write it before the role. Returns the password
+    and whether it is new.
+
+    Secrets are not watched (the operator may not list them, see the chart's ClusterRole): it is read by name,
+    at most once per resync interval while nothing else happens to its database (a new generation of the
+    OdooDatabase, or a child deleted, makes the next pass read it again). A deleted or edited Secret is so
+    repaired at the latest at the next periodic pass, as before, without a GET at each of the ~5 passes of a
+    database being made. A new database's Secret is created without a GET first (a 409 says it exists)."""
     db = r.obj
-    existing = r.kube.get("v1", "Secret", specs.app.db_secret_name(db), db.namespace)
+    name = specs.app.db_secret_name(db)
+    registry, max_age = r.ctx.registry, r.ctx.settings.resync_seconds
+    existing = registry.known_secret(db.namespace, name, db.generation, max_age)
+    if existing is None and not r.status.get("createdAt"):
+        fresh = password()
+        r.refuse_when_deleting()
+        created = r.kube.create(specs.app.build_db_secret(db, host, port, ssl_mode, fresh))
+        if created is not None:
+            registry.remember_secret(created, db.generation)
+            return fresh, True
+    if existing is None:
+        existing = r.kube.get("v1", "Secret", name, db.namespace)
+        if existing is not None:
+            registry.remember_secret(existing, db.generation)
     secret_password = decode(existing, "password")
     recreated = secret_password is None or decode(existing, "user") != db.role_name
     if recreated:
@@ -44,7 +61,7 @@ def ensure_db_secret(r: DatabasePass, host: str, port: int, ssl_mode: str) -> tu
     if {k: seen_data.get(k) for k in secret["data"]} != secret["data"] or \
             not secret["metadata"]["labels"].items() <= seen_labels.items():
         r.refuse_when_deleting()
-        r.kube.apply(secret)
+        registry.remember_secret(r.kube.apply(secret), db.generation)
     return secret_password, recreated
 
 

@@ -214,6 +214,8 @@ class Registry:
         self.pass_generations: dict[Key, int] = {}
         # OdooDatabase -> its body while its loop runs: kopf's own view, kept current by the watch (no copy)
         self.databases: dict[Key, Mapping[str, Any]] = {}
+        # Secrets read by name (never watched): (namespace, name) -> (read at, owner, owner's generation, trimmed)
+        self.secrets: dict[Key, tuple[float, Key | None, int, dict[str, Any]]] = {}
 
     def changed_token(self, key: Key, token: Any) -> bool:
         """True when `token` differs from the last one seen for `key` (and remembers it)."""
@@ -283,6 +285,8 @@ class Registry:
             else:
                 changed = False  # older than what we know
         owner = (meta.get("labels") or {}).get(DATABASE_LABEL)
+        if deleted and owner:
+            self.forget_secrets((key[1], owner))  # deleted by hand? its Secrets may be gone too: read them again
         return ((key[1], owner) if owner else None), changed
 
     def child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -316,6 +320,7 @@ class Registry:
             self.locks.pop((namespace, name), None)
             self.users_synced.pop((namespace, name), None)
             self.databases.pop((namespace, name), None)
+        self.forget_secrets((namespace, name))
         self.mappings.forget_database(namespace, name)
         with self._lock:
             owned = [key for key, obj in self.children.items()
@@ -323,6 +328,29 @@ class Registry:
             for key in owned:
                 self.children.pop(key, None)
                 self.applied.pop(key, None)
+
+    # ---- Secrets read by name ---------------------------------------------------------------------
+    def known_secret(self, namespace: str, name: str, generation: int, max_age: float) -> dict[str, Any] | None:
+        """A Secret as this process last read or wrote it, if that was less than `max_age` seconds ago and its
+        owner's spec has not changed since (a user's edit of the owner is a reason to look again)."""
+        with self._lock:
+            entry = self.secrets.get((namespace, name))
+        if entry is None or time.monotonic() - entry[0] >= max_age or entry[2] != generation:
+            return None
+        return entry[3]
+
+    def remember_secret(self, body: Mapping[str, Any], generation: int) -> None:
+        meta = body.get("metadata") or {}
+        owner = (meta.get("labels") or {}).get(DATABASE_LABEL)
+        with self._lock:
+            self.secrets[(meta.get("namespace", ""), meta.get("name", ""))] = (
+                time.monotonic(), (meta.get("namespace", ""), owner) if owner else None, generation,
+                _trim({"kind": "Secret", **body}))
+
+    def forget_secrets(self, owner: Key) -> None:
+        with self._lock:
+            for key in [k for k, entry in self.secrets.items() if entry[1] == owner]:
+                self.secrets.pop(key, None)
 
     # ---- OdooDatabases, as the watch shows them ---------------------------------------------------
     def show_database(self, key: Key, body: Mapping[str, Any] | None) -> None:
