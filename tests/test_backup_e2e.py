@@ -61,6 +61,12 @@ def test_every_database_gets_a_daily_backup_that_can_be_turned_off(cluster, name
     assert daily["spec"]["schedule"] == "@daily" and daily["spec"]["format"] == "zip"
     assert daily["spec"]["retention"] == {"keepLast": 0, "keepDaily": 7, "keepWeekly": 4, "keepMonthly": 3}
     assert daily["metadata"]["ownerReferences"][0]["name"] == "shop"
+    # Created with kopf's finalizer (for its daemon): kopf had no PATCH to make to add it.
+    managed = json.loads(cluster.kubectl("get", "odbb", "shop-daily", "-n", namespace, "-o", "json",
+                                         "--show-managed-fields").stdout)["metadata"]
+    assert managed["finalizers"] == ["odoo.dbmanager.io/finalizer"]
+    assert {(m["manager"], m["operation"]) for m in managed["managedFields"]
+            if m.get("subresource") != "status"} == {("odoo-db-operator", "Apply")}
     cron = wait_until(lambda: get_json(cluster, "cronjob", "shop-daily", "-n", namespace), 30, "the CronJob")
     assert cron["spec"]["concurrencyPolicy"] == "Forbid" and cron["spec"]["schedule"] == "@daily"
     assert cron["spec"]["successfulJobsHistoryLimit"] == 3 and cron["spec"]["failedJobsHistoryLimit"] == 3

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from odoo_operator import API_VERSION
-from odoo_operator.api.labels import BACKUP_LABEL, OWNER_UID_LABEL
+from odoo_operator.api.labels import BACKUP_LABEL, FINALIZER, OWNER_UID_LABEL
 from odoo_operator.api.model import DatabaseBackup, OdooDatabase, Retention, Storage
 from odoo_operator.config import Settings
 from odoo_operator.specs.app import (
@@ -83,7 +83,8 @@ def build_daily_backup(db: OdooDatabase) -> dict[str, Any]:
         "apiVersion": API_VERSION,
         "kind": "DatabaseBackup",
         "metadata": {"name": daily_backup_name(db), "namespace": db.namespace,
-                     "labels": _labels("backup", db.name), "ownerReferences": [owner_reference(db)]},
+                     "labels": _labels("backup", db.name), "ownerReferences": [owner_reference(db)],
+                     "finalizers": [FINALIZER]},  # kopf's, for the backup's daemon: no PATCH to add it
         "spec": {
             "databaseRef": {"name": db.name},
             "schedule": db.backup.schedule,
