@@ -134,6 +134,25 @@ def test_init_job_complete_starts_the_app_and_available_app_is_ready(world: Worl
     assert daily["spec"]["schedule"] == "@daily"
 
 
+def test_the_rollouts_steps_do_not_rewrite_the_status(world: World) -> None:
+    """Each step of the Deployment controller (spec seen, replica updated) wakes a pass; the status says the
+    same until the app is available, so those passes write nothing (one write per step and database was
+    about one status PATCH per database in a burst of creations)."""
+    world.add_server()
+    _, body = run(world, world.add(database_body()))
+    world.kube.finish_job("shop-init")
+    _, body = run(world, body)
+    outcome, body = run(world, body)
+    first = body["status"]
+    assert "1 replica(s) of the latest spec to become available" in condition(outcome, "AppAvailable").message
+    deployment = world.kube.find("Deployment", "shop")
+    assert deployment is not None
+    for step in ({"observedGeneration": deployment["metadata"]["generation"]}, {"updatedReplicas": 1}):
+        world.kube.set_status("Deployment", "shop", step)
+        outcome, body = run(world, body)
+        assert outcome.phase == "Provisioning" and body["status"] == first
+
+
 def test_a_ready_database_applies_nothing_again(world: World) -> None:
     body = provisioned(world)
     world.kube.calls.clear()

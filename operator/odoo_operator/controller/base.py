@@ -177,14 +177,17 @@ def job_failure(job: Mapping[str, Any] | None) -> str:
 
 
 def deployment_available(deployment: Mapping[str, Any], replicas: int) -> tuple[bool, str]:
+    """Whether every replica of the Deployment's latest spec is available; if not, why, in words that do not
+    change with each step of the rollout (each change would be one more status write per database: the
+    Deployment itself shows the counts)."""
     meta = deployment.get("metadata", {})
     status = deployment.get("status") or {}
-    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 1):
-        return False, "the Deployment controller has not seen the latest spec yet"
+    seen = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 1)
     updated = int(status.get("updatedReplicas") or 0)
     available = int(status.get("availableReplicas") or 0)
-    if updated < replicas or available < replicas:
-        return False, f"{available}/{replicas} replica(s) available, {updated} up to date"
+    if not seen or updated < replicas or available < replicas:
+        return False, (f"{replicas} replica(s) of the latest spec to become available "
+                       f"(see Deployment {meta.get('name')})")
     return True, ""
 
 
