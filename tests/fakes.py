@@ -361,7 +361,7 @@ class FakePostgres:
                      "set_database_marker", "copy_database", "copy_in_progress", "rename_database",
                      "reassign_owned", "terminate_connections", "drop_database", "drop_role", "database_names",
                      "template_databases", "ensure_template_role", "template_built", "installed_modules",
-                     "drop_template_role", "role_exists", "role_marker"):
+                     "drop_template_role", "role_exists", "role_marker", "server_bytes"):
             monkeypatch.setattr(pg, name, getattr(self, name))
         monkeypatch.setattr(neutralize, "reset_identity", self.reset_identity)
         monkeypatch.setattr(neutralize, "set_admin_password", self.set_admin_password)
@@ -385,6 +385,10 @@ class FakePostgres:
     def database_names(self, conn: FakeConnection) -> set[str]:
         self._log("database_names")
         return set(self.databases)
+
+    def server_bytes(self, conn: FakeConnection) -> int:
+        self._log("server_bytes")
+        return sum(database.size for database in self.databases.values())
 
     def server_info(self, conn: FakeConnection) -> tuple[str, int]:
         self._log("server_info")

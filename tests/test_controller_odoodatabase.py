@@ -277,6 +277,19 @@ def test_the_server_quota_blocks_a_new_database(world: World) -> None:
 
     outcome, _ = run(world, world.add(database_body()))
 
+    assert (outcome.ready.reason, outcome.retry_after, outcome.stalled.status) == ("NoCapacity", 60, "True")
+    assert outcome.ready.message == (  # placed in the default pool: full
+        "no server of the default pool (PostgresServers with spec.default: true) can take a new database: main "
+        "holds 1 of at most 1 databases. Add a server to the pool, raise its limits or uncordon one")
+    assert world.pg.called("create_database") == []
+
+
+def test_the_quota_of_a_server_named_in_spec_server(world: World) -> None:
+    world.add_server(maxDatabases=1)
+    world.pg.databases["other"] = FakeDatabase("someone", None)
+
+    outcome, _ = run(world, world.add(database_body(server="main")))
+
     assert (outcome.ready.reason, outcome.retry_after) == ("QuotaExceeded", 60)
     assert world.pg.called("create_database") == []
 

@@ -23,18 +23,20 @@ def check(world: World, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str,
     return fields, {c.type: c for c in conditions}
 
 
-def test_a_reachable_server_reports_its_version_and_databases(world: World) -> None:
-    body = world.add_server(maxDatabases=50)
-    world.pg.databases.update({"a": FakeDatabase("r", None), "b": FakeDatabase("r", None)})
+def test_a_reachable_server_reports_its_version_databases_and_bytes(world: World) -> None:
+    body = world.add_server(maxDatabases=50, maxStorage="1Gi", cordoned=True)
+    world.pg.databases.update({"a": FakeDatabase("r", None, size=3 << 20), "b": FakeDatabase("r", None, size=1 << 20)})
 
     fields, conditions = check(world, body)
 
     assert fields["phase"] == "Ready" and fields["reachable"] is True
     assert (fields["serverVersion"], fields["databaseCount"]) == ("15.8", 2)
+    assert (fields["bytesUsed"], fields["bytesFree"]) == (4 << 20, (1 << 30) - (4 << 20))
     assert fields["lastCheckTime"]
     ready = conditions["Ready"]
     assert (ready.status, ready.reason) == ("True", "Reachable")
-    assert ready.message == "PostgreSQL 15.8 reachable, 2 database(s) of at most 50"
+    assert ready.message == ("PostgreSQL 15.8 reachable, 2 database(s) of at most 50, 4.0 MiB of at most 1.0 GiB; "
+                             "cordoned: no new database is placed on it")
     assert conditions["Stalled"].status == "False" and conditions["Reconciling"].status == "False"
     assert world.pg.called("connect") == [("postgres", "postgres")]  # as the admin of its Secret
 
@@ -92,15 +94,29 @@ def test_an_invalid_server_spec_is_stalled(world: World) -> None:
     assert world.pg.calls == []
 
 
-def test_several_default_servers_are_stalled(world: World) -> None:
+def test_several_default_servers_are_one_pool(world: World) -> None:
     body = world.add_server()
     world.add_server("second")
 
     fields, conditions = check(world, body)
 
-    assert fields["reachable"] is True  # reachable all the same
-    assert (conditions["Stalled"].status, conditions["Stalled"].reason) == ("True", "MultipleDefaults")
-    assert "main, second" in conditions["Stalled"].message
+    assert fields["reachable"] is True and conditions["Ready"].status == "True"
+    assert conditions["Stalled"].status == "False"
+
+
+def test_the_sizes_are_measured_at_most_every_size_refresh(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pg_database_size stats every file of every database: not at each 15 s check."""
+    clock = [1000.0]
+    monkeypatch.setattr(postgresserver.time, "monotonic", lambda: clock[0])
+    body = world.add_server()
+    check(world, body)
+    clock[0] += world.settings.size_refresh_seconds - 1
+    world.pg.databases["a"] = FakeDatabase("r", None, size=5 << 20)
+    fields, _ = check(world, body)
+    assert len(world.pg.called("server_bytes")) == 1 and fields["databaseCount"] == 1 and fields["bytesUsed"] == 0
+    clock[0] += 1
+    fields, _ = check(world, body)
+    assert len(world.pg.called("server_bytes")) == 2 and fields["bytesUsed"] == 5 << 20
 
 
 # ---- spec.allowedNamespaces, as an OdooDatabase meets it --------------------------------------------
@@ -143,6 +159,7 @@ def test_a_database_dropped_behind_our_back_wakes_its_odoodatabase_once(world: W
     woken: list[tuple[str, str]] = []
     world.registry.wake = woken.append  # type: ignore[method-assign]
 
+    world.pg.calls.clear()
     check(world, server)
     assert woken == [] and world.pg.called("database_names") == [()]
     del world.pg.databases["shop"]

@@ -43,6 +43,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             ("Host", ".spec.host", "string", 0),
             ("Version", ".status.serverVersion", "string", 0),
             ("Databases", ".status.databaseCount", "integer", 0),
+            ("Cordoned", ".spec.cordoned", "boolean", 0),
+            ("Used", ".status.bytesUsed", "integer", 1),
         ],
     },
     "odoodatabases.yaml": {
@@ -549,6 +551,7 @@ def test_bad_objects_are_refused_with_a_clear_message(
 DUPLICATE_IMMUTABLE = "spec.duplicateFrom is immutable"
 RESTORE_IMMUTABLE = "spec.restoreFrom is immutable"
 SERVER_IMMUTABLE = "spec.server cannot be changed or removed once set"
+SELECTOR_IMMUTABLE = "spec.serverSelector is immutable"
 
 UPDATES = [
     # (object as created, merge patch, message; None when the update must be accepted)
@@ -593,6 +596,13 @@ UPDATES = [
     pytest.param(odb(server="main"), {"spec": {"server": "other"}}, SERVER_IMMUTABLE, id="server-changed"),
     pytest.param(odb(server="main"), {"spec": {"server": None}}, SERVER_IMMUTABLE, id="server-removed"),
     pytest.param(odb(), {"spec": {"server": "main"}}, None, id="server-set-later"),
+    pytest.param(odb(serverSelector={"matchLabels": {"tier": "gold"}}),
+                 {"spec": {"serverSelector": {"matchLabels": {"tier": "silver"}}}}, SELECTOR_IMMUTABLE,
+                 id="serverSelector-changed"),
+    pytest.param(odb(), {"spec": {"serverSelector": {"matchLabels": {"tier": "gold"}}}}, SELECTOR_IMMUTABLE,
+                 id="serverSelector-added"),
+    pytest.param(pgs(), {"spec": {"cordoned": True, "maxStorage": "500Gi"}}, None, id="pgs-cordoned-and-limited"),
+    pytest.param(pgs(), {"spec": {"maxStorage": "1 GB"}}, "spec.maxStorage", id="pgs-maxStorage-not-a-quantity"),
     pytest.param(
         odb(duplicateFrom={"name": "shop", "forTesting": True}, server="main"),
         {
@@ -740,6 +750,8 @@ STATUSES = [
             "reachable": True,
             "serverVersion": "16.4",
             "databaseCount": 7,
+            "bytesUsed": 123456789,
+            "bytesFree": 987654321,
             "lastCheckTime": NOW,
         },
         id="PostgresServer",

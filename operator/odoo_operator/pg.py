@@ -538,6 +538,15 @@ def drop_role(conn: psycopg.Connection[Any], role: str, owner: dict[str, str]) -
     conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
+def server_bytes(conn: psycopg.Connection[Any]) -> int:
+    """The disk the server's databases take (pg_database_size of each, templates included: they take disk too);
+    a database the admin may not measure (no CONNECT, not pg_read_all_stats) is left out."""
+    row = conn.execute(
+        "SELECT coalesce(sum(pg_database_size(oid)) FILTER (WHERE has_database_privilege(oid, 'CONNECT')"
+        " OR pg_has_role('pg_read_all_stats', 'MEMBER')), 0) FROM pg_database").fetchone()
+    return int(row[0]) if row else 0
+
+
 def database_size(conn: psycopg.Connection[Any], dbname: str) -> int | None:
     row = conn.execute("SELECT pg_database_size(datname) FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
     return int(row[0]) if row else None

@@ -328,6 +328,7 @@ class OdooDatabase:
     backup: BackupSettings | None = None
     users: tuple[UserSpec, ...] = ()  # spec.users, e-mails normalised (api/users.py)
     owner: Owner | None = None  # spec.owner: the admin user's login, name and e-mail
+    server_selector: Mapping[str, Any] | None = None  # spec.serverSelector: the pool it is placed in
     upgrade: UpgradeSpec = field(default_factory=UpgradeSpec)  # spec.upgrade (api/versions.py)
     image_pinned: bool = False  # spec.image set: the image is not the version table's
 
@@ -429,6 +430,7 @@ def parse_odoo_database(body: Mapping[str, Any], settings: Settings) -> OdooData
         version=version,
         image=image,
         server=check_object_name(spec["server"], "spec.server") if spec.get("server") is not None else None,
+        server_selector=parse_label_selector(spec.get("serverSelector"), "spec.serverSelector"),
         hostname=hostname,
         tags=tuple(sorted(set(tags))),
         deletion_policy=policy,
@@ -529,6 +531,9 @@ class PostgresServer:
     max_databases: int | None
     allowed_namespaces: AllowedNamespaces | None = None  # None: every namespace may use the server
     uid: str = ""  # metadata.uid: owner of its template databases' Jobs (controller/templates.py)
+    labels: Mapping[str, str] = field(default_factory=dict)  # metadata.labels: its pools (spec.serverSelector)
+    cordoned: bool = False  # spec.cordoned: no new database is placed on it
+    max_storage: int | None = None  # spec.maxStorage in bytes: placement stops when its databases reach it
 
 
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
@@ -545,20 +550,38 @@ def _parse_allowed_namespaces(value: Any) -> AllowedNamespaces | None:
         raise SpecError(f"{path}.names must be a list of namespace names")
     for index, name in enumerate(names):
         check_object_name(name, f"{path}.names[{index}]", "label")
-    selector = value.get("selector")
-    if selector is not None:
-        if not isinstance(selector, Mapping) or not isinstance(selector.get("matchLabels") or {}, Mapping) \
-                or not isinstance(selector.get("matchExpressions") or [], list):
-            raise SpecError(f"{path}.selector must be a label selector (matchLabels, matchExpressions)")
-        for index, expression in enumerate(selector.get("matchExpressions") or []):
-            where = f"{path}.selector.matchExpressions[{index}]"
-            if not isinstance(expression, Mapping) or not isinstance(expression.get("key"), str) \
-                    or expression.get("operator") not in SELECTOR_OPERATORS:
-                raise SpecError(f"{where} needs a key and an operator among {', '.join(SELECTOR_OPERATORS)}")
-            values = expression.get("values") or []
-            if (expression["operator"] in ("In", "NotIn")) != bool(values) or not isinstance(values, list):
-                raise SpecError(f"{where}: In and NotIn need values, Exists and DoesNotExist take none")
-    return AllowedNamespaces(tuple(names), selector)
+    return AllowedNamespaces(tuple(names), parse_label_selector(value.get("selector"), f"{path}.selector"))
+
+
+def parse_label_selector(selector: Any, path: str) -> Mapping[str, Any] | None:
+    """A metav1.LabelSelector (matchLabels, matchExpressions), checked; None when absent."""
+    if selector is None:
+        return None
+    if not isinstance(selector, Mapping) or not isinstance(selector.get("matchLabels") or {}, Mapping) \
+            or not isinstance(selector.get("matchExpressions") or [], list):
+        raise SpecError(f"{path} must be a label selector (matchLabels, matchExpressions)")
+    for index, expression in enumerate(selector.get("matchExpressions") or []):
+        where = f"{path}.matchExpressions[{index}]"
+        if not isinstance(expression, Mapping) or not isinstance(expression.get("key"), str) \
+                or expression.get("operator") not in SELECTOR_OPERATORS:
+            raise SpecError(f"{where} needs a key and an operator among {', '.join(SELECTOR_OPERATORS)}")
+        values = expression.get("values") or []
+        if (expression["operator"] in ("In", "NotIn")) != bool(values) or not isinstance(values, list):
+            raise SpecError(f"{where}: In and NotIn need values, Exists and DoesNotExist take none")
+    return selector
+
+
+_QUANTITY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+          "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50, "Ei": 1 << 60}
+
+
+def quantity_bytes(quantity: str | int) -> int:
+    """A Kubernetes storage quantity ("20Gi", "500M", "1073741824" or an integer) in bytes."""
+    match = _QUANTITY.match(str(quantity).strip())
+    if not match:
+        raise ValueError(f"{quantity!r} is not a storage quantity like 20Gi")
+    return int(match[1]) * _UNITS[match[2]]
 
 
 def parse_postgres_server(body: Mapping[str, Any]) -> PostgresServer:
@@ -579,4 +602,16 @@ def parse_postgres_server(body: Mapping[str, Any]) -> PostgresServer:
         max_databases=spec.get("maxDatabases"),
         allowed_namespaces=_parse_allowed_namespaces(spec.get("allowedNamespaces")),
         uid=str(body["metadata"].get("uid") or ""),
+        labels=dict(body["metadata"].get("labels") or {}),
+        cordoned=bool(spec.get("cordoned", False)),
+        max_storage=_max_storage(spec.get("maxStorage")),
     )
+
+
+def _max_storage(value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return quantity_bytes(value)
+    except ValueError as exc:
+        raise SpecError(f"spec.maxStorage: {exc}") from None

@@ -50,9 +50,9 @@ from odoo_operator.controller.base import (
 )
 from odoo_operator.controller.odoodatabase_delete import DeletionResult
 from odoo_operator.controller.postgresserver import (
-    refresh_servers,
     require_allowed,
     resolve_server_name,
+    selector_matches,
     server_address,
 )
 from odoo_operator.kube import KubeError
@@ -135,11 +135,17 @@ class Reconciler(base.Reconciler[OdooDatabase]):
         restore = odoodatabase_copy.restore_source(self) \
             if db.restore_from and not self.status.get("initializedAt") else None
         self._claim_hostname()  # before anything is created or renamed
-        server_name = resolve_server_name(db.server, self.status.get("server") or (source.server if source else None),
-                                          self.ctx.registry, lambda: refresh_servers(self.ctx))
+        server_name = resolve_server_name(None if source else db, db.server,
+                                          self.status.get("server") or (source.server if source else None), self.ctx)
         if source and source.server != server_name:
             raise NotReady("InvalidSpec", f"a duplicate lives on its source's server {source.server!r}; "
                            "remove spec.server or set it to that server", stalled=True, phase=PHASE_FAILED)
+        if source and db.server_selector is not None and not self.status.get("server"):
+            placed = self.ctx.registry.server(server_name)
+            if placed is not None and not selector_matches(db.server_selector, placed.labels):
+                raise NotReady("InvalidSpec", f"a duplicate lives on its source's server {server_name!r}, which "
+                               "spec.serverSelector does not select; remove spec.serverSelector", stalled=True,
+                               phase=PHASE_FAILED)
         require_allowed(server_name, db.namespace, self.ctx)
         address, ssl_mode = server_address(server_name, self.ctx)
         self.new_status.update({"server": server_name, "roleName": db.role_name, "version": db.version})

@@ -46,7 +46,8 @@ def honour_policy(body: Mapping[str, Any], ctx: Context) -> DeletionResult:
         # Retain (and anything not understood, so data is never dropped by mistake).
         return DeletionResult(False, f"database {database_name!r} retained (deletionPolicy {policy})")
     try:
-        server_name = resolve_server_name(deletion.server, (body.get("status") or {}).get("server"), ctx.registry)
+        server_name = resolve_server_name(None, deletion.server, (body.get("status") or {}).get("server"), ctx,
+                                          uid=deletion.uid, database_name=database_name)
         address, _ = server_address(server_name, ctx)
     except NotReady as exc:
         if not deletion.created and exc.reason == "ServerNotFound":

@@ -7,7 +7,9 @@ odoodatabase_delete.py), the loop that calls `check` (handlers.py).
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,11 +17,11 @@ import psycopg
 
 from odoo_operator import API_VERSION, pg, specs
 from odoo_operator.api.conditions import Condition, now_iso, summary
-from odoo_operator.api.model import PostgresServer, SpecError, parse_postgres_server
+from odoo_operator.api.model import OdooDatabase, PostgresServer, SpecError, parse_postgres_server
 from odoo_operator.controller import templates
 from odoo_operator.controller.base import Context, NotReady, decode
 from odoo_operator.kube import KubeError
-from odoo_operator.runtime.registry import Registry
+from odoo_operator.runtime.registry import ServerUsage
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,8 @@ def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[C
         server = parse_postgres_server(body)
         address, _ = server_address(name, ctx)
         with pg.connect(address) as conn:
-            version, count = pg.server_info(conn)
-            present = pg.database_names(conn)
+            version, usage = measure(ctx, conn, name)
+            count = usage.databases
             status["templates"] = _templates(ctx, conn, server, address)
     except SpecError as exc:
         return status | {"phase": "Failed", "reachable": False}, _stalled("InvalidSpec", str(exc))
@@ -43,18 +45,45 @@ def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[C
         return status | {"phase": "Unreachable", "reachable": False}, _not_ready(
             "Unreachable", f"cannot connect to {server.host}:{server.port}: {exc}")
     status.update({"phase": "Ready", "reachable": True, "serverVersion": version, "databaseCount": count})
+    if usage.bytes_used is not None:
+        status["bytesUsed"] = usage.bytes_used
+        if server.max_storage is not None:
+            status["bytesFree"] = max(server.max_storage - usage.bytes_used, 0)
     # Drift: a database dropped behind the operator's back wakes its OdooDatabase, which reports it
     # (DatabaseMissing) — one query per server and check, not one per database.
-    for key in ctx.registry.newly_missing(name, present):
+    for key in ctx.registry.newly_missing(name, set(usage.present)):
         ctx.registry.wake(key)
     message = f"PostgreSQL {version} reachable, {count} database(s)"
     if server.max_databases is not None:
         message += f" of at most {server.max_databases}"
-    defaults = ctx.registry.default_servers()
-    if server.default and len(defaults) > 1:
-        return status, _stalled("MultipleDefaults", f"several servers are marked default: {', '.join(defaults)}; "
-                                "keep one")
+    if usage.bytes_used is not None:
+        message += f", {human_bytes(usage.bytes_used)}" + (
+            f" of at most {human_bytes(server.max_storage)}" if server.max_storage is not None else "")
+    if server.cordoned:
+        message += "; cordoned: no new database is placed on it"
     return status, list(summary("ready", "Reachable", message))
+
+
+def measure(ctx: Context, conn: Any, name: str) -> tuple[str, ServerUsage]:
+    """The server's version and usage (one query for the count and the names; the sizes, which stat every
+    file, at most every size_refresh_seconds), recorded for placement."""
+    version, count = pg.server_info(conn)
+    present = frozenset(pg.database_names(conn))
+    before = ctx.registry.server_usage(name)
+    now = time.monotonic()
+    if before is None or before.bytes_used is None or now - before.measured_at >= ctx.settings.size_refresh_seconds:
+        usage = ServerUsage(count, present, pg.server_bytes(conn), now)
+    else:
+        usage = ServerUsage(count, present, before.bytes_used, before.measured_at)
+    ctx.registry.record_usage(name, usage)
+    return version, usage
+
+
+def human_bytes(value: int) -> str:
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value} B"
 
 
 def _templates(ctx: Context, conn: Any, server: PostgresServer, address: pg.ServerAddress) -> list[dict[str, Any]]:
@@ -126,24 +155,133 @@ def _stalled(reason: str, message: str) -> list[Condition]:
 
 # ---- PostgresServer resolution ---------------------------------------------------------------
 
-def resolve_server_name(spec_server: str | None, status_server: str | None, registry: Registry,
-                        refresh: Callable[[], None] | None = None) -> str:
-    """The server a database lives on: recorded in status once created, else spec, else the default."""
+def resolve_server_name(db: OdooDatabase | None, spec_server: str | None, status_server: str | None, ctx: Context,
+                        uid: str = "", database_name: str = "") -> str:
+    """The server a database lives on: recorded in status once placed, else spec.server, else placed in its pool
+    (`db` given: a pass that may create it) or found there (`db` None: a deletion, `uid`/`database_name` of the
+    object being deleted; ServerNotFound when no server holds it)."""
     if status_server:
         return status_server
     if spec_server:
         return spec_server
-    defaults = registry.default_servers()
-    if not defaults and refresh is not None:
-        refresh()  # just started: the PostgresServer watch may not have delivered them yet
-        defaults = registry.default_servers()
-    if len(defaults) == 1:
-        return defaults[0]
-    if not defaults:
-        raise NotReady("ServerNotFound", "no default PostgresServer exists; create one with spec.default: true "
-                       "or set spec.server", retry_after=30)
-    raise NotReady("ServerNotFound", f"several PostgresServers are marked default ({', '.join(defaults)}); "
-                   "keep one or set spec.server", stalled=True, retry_after=60)
+    if db is not None:
+        return place(db, ctx)
+    pool, _ = _pool(None, ctx)
+    found = _placed_before(ctx, pool, database_name, uid)
+    if found is None:
+        raise NotReady("ServerNotFound", f"database {database_name!r} was placed on no server of the default pool",
+                       retry_after=30)
+    return found
+
+
+def _pool(selector: Mapping[str, Any] | None, ctx: Context) -> tuple[list[PostgresServer], str]:
+    """The servers of a pool (spec.serverSelector's, or the default one) and how to name the pool."""
+    servers = ctx.registry.all_servers()
+    if not servers:
+        refresh_servers(ctx)  # just started: the PostgresServer watch may not have delivered them yet
+        servers = ctx.registry.all_servers()
+    if selector is None:
+        return [s for s in servers if s.default], "the default pool (PostgresServers with spec.default: true)"
+    return ([s for s in servers if selector_matches(selector, s.labels)],
+            f"the pool of spec.serverSelector {json.dumps(selector, sort_keys=True)}")
+
+
+def place(db: OdooDatabase, ctx: Context) -> str:
+    """The eligible server of the database's pool with the most free capacity (the smallest free share of
+    maxDatabases and maxStorage; without limits, the fewest databases), reserved for it until its database
+    exists. A database already made on a server of the pool (by a pass killed before it recorded its status)
+    stays there. NotReady: no such server (ServerNotFound), or none can take it (Stalled NoCapacity)."""
+    pool, pool_name = _pool(db.server_selector, ctx)
+    if not pool:
+        raise NotReady("ServerNotFound", f"no PostgresServer is in {pool_name}; create one, label one, or set "
+                       "spec.server", retry_after=30)
+    if len(pool) == 1 and not pool[0].cordoned and pool[0].max_databases is None and pool[0].max_storage is None:
+        ctx.registry.reserve((db.namespace, db.name), pool[0].name, db.database_name)
+        return pool[0].name  # nothing to choose or measure: the pass reports what is wrong with it, as for spec.server
+    with ctx.registry.placing:
+        problems: dict[str, Exception] = {}
+        usages = {server.name: _usage(server, ctx, problems) for server in pool}
+        if len(pool) == 1 and pool[0].name in problems:
+            raise problems[pool[0].name]  # its own reason (unreachable, credentials missing…), as for spec.server
+        earlier = _placed_before(ctx, [s for s in pool if usages[s.name] is not None], db.database_name, db.uid)
+        if earlier is not None:
+            ctx.registry.reserve((db.namespace, db.name), earlier, db.database_name)
+            return earlier
+        candidates: list[tuple[float, int, int, str]] = []
+        refused: list[str] = []
+        labels: dict[str, Mapping[str, str]] = {}
+
+        def namespace_labels() -> Mapping[str, str]:
+            if "labels" not in labels:
+                body = ctx.kube.get("v1", "Namespace", db.namespace) or {}
+                labels["labels"] = (body.get("metadata") or {}).get("labels") or {}
+            return labels["labels"]
+
+        for server in sorted(pool, key=lambda s: s.name):
+            usage, count = usages[server.name], ctx.registry.database_count(server.name)
+            if server.cordoned:
+                refused.append(f"{server.name} is cordoned")
+            elif not namespace_allowed(server, db.namespace, namespace_labels):
+                refused.append(f"{server.name} does not allow namespace {db.namespace!r}")
+            elif usage is None or count is None:
+                problem = problems.get(server.name)
+                why = problem.message if isinstance(problem, NotReady) else str(problem or "not measured")
+                refused.append(f"{server.name} is not usable ({why})")
+            elif server.max_databases is not None and count >= server.max_databases:
+                refused.append(f"{server.name} holds {count} of at most {server.max_databases} databases")
+            elif server.max_storage is not None and (usage.bytes_used or 0) >= server.max_storage:
+                refused.append(f"{server.name} uses {human_bytes(usage.bytes_used or 0)} of at most "
+                               f"{human_bytes(server.max_storage)}")
+            else:
+                shares = [1 - count / server.max_databases] if server.max_databases else []
+                if server.max_storage:
+                    shares.append(1 - (usage.bytes_used or 0) / server.max_storage)
+                candidates.append((-min(shares, default=1.0), count, usage.bytes_used or 0, server.name))
+        if not candidates:
+            listed = "; ".join(refused)
+            if problems:  # some may come back: a transient state, retried
+                raise NotReady("ServerUnavailable", f"no server of {pool_name} can take a new database now: {listed}",
+                               retry_after=ctx.settings.retry_max_seconds)
+            if all("does not allow namespace" in reason for reason in refused):
+                raise NotReady("ServerNotAllowed", f"no server of {pool_name} allows namespace {db.namespace!r} "
+                               f"(spec.allowedNamespaces): {listed}; ask the platform administrators to allow it",
+                               stalled=True, retry_after=60)
+            raise NotReady("NoCapacity", f"no server of {pool_name} can take a new database: {listed}. "
+                           "Add a server to the pool, raise its limits or uncordon one", stalled=True,
+                           retry_after=60)
+        chosen = min(candidates)[-1]
+        ctx.registry.reserve((db.namespace, db.name), chosen, db.database_name)
+        return chosen
+
+
+def _usage(server: PostgresServer, ctx: Context, problems: dict[str, Exception]) -> ServerUsage | None:
+    """The server's usage as its last check measured it, or measured now (not checked yet since the start);
+    None when it cannot be reached (why: in `problems`)."""
+    usage = ctx.registry.server_usage(server.name)
+    if usage is not None:
+        return usage
+    try:
+        address, _ = server_address(server.name, ctx)
+        with pg.connect(address) as conn:
+            return measure(ctx, conn, server.name)[1]
+    except (NotReady, pg.PostgresUnavailable) as exc:
+        problems[server.name] = exc
+        return None
+
+
+def _placed_before(ctx: Context, servers: list[PostgresServer], database_name: str, uid: str) -> str | None:
+    """The server among `servers` that holds this object's database (its marker names its uid), if any: only
+    servers whose last check saw a database of that name are asked."""
+    for server in servers:
+        usage = ctx.registry.server_usage(server.name)
+        if usage is None or database_name not in usage.present or not uid:
+            continue
+        address, _ = server_address(server.name, ctx)
+        with pg.connect(address) as conn:
+            marker = pg.database_info(conn, database_name).marker or {}
+        if marker.get("uid") == uid:
+            return server.name
+    return None
 
 
 def refresh_servers(ctx: Context) -> None:

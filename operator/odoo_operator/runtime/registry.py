@@ -27,6 +27,15 @@ Key = tuple[str, str]  # (namespace, name)
 ChildKey = tuple[str, str, str]  # (kind, namespace, name)
 
 
+@dataclass(frozen=True)
+class ServerUsage:
+    """What a PostgresServer holds, as its last check measured it (postgresserver.check)."""
+    databases: int  # pg.server_info's count
+    present: frozenset[str]  # every database name on it
+    bytes_used: int | None  # the databases' sizes (refreshed every size_refresh_seconds); None: not measured yet
+    measured_at: float  # time.monotonic() of bytes_used
+
+
 def _rv(obj: Mapping[str, Any]) -> int:
     try:
         return int(obj.get("metadata", {}).get("resourceVersion") or 0)
@@ -210,6 +219,11 @@ class Registry:
         # by their server's check (each woken once, when it goes missing)
         self.placements: dict[Key, tuple[str, str]] = {}
         self.missing: set[Key] = set()
+        # PostgresServer -> its last measured usage; OdooDatabase -> (server, database) chosen by placement whose
+        # database is not created yet (counted against the server's capacity meanwhile)
+        self.usage: dict[str, ServerUsage] = {}
+        self.reserved: dict[Key, tuple[str, str]] = {}
+        self.placing = threading.Lock()  # one placement decision at a time: each sees the others' reservations
         # object -> the generation its loop's latest pass started from (while its loop runs)
         self.pass_generations: dict[Key, int] = {}
         # OdooDatabase -> its body while its loop runs: kopf's own view, kept current by the watch (no copy)
@@ -246,6 +260,7 @@ class Registry:
             if deleted:
                 self.servers.pop(name, None)
                 self.server_errors.pop(name, None)
+                self.usage.pop(name, None)
                 return
             try:
                 self.servers[name] = parse_postgres_server(body)
@@ -254,9 +269,9 @@ class Registry:
                 self.servers.pop(name, None)
                 self.server_errors[name] = str(exc)
 
-    def default_servers(self) -> list[str]:
+    def all_servers(self) -> list[PostgresServer]:
         with self._lock:
-            return sorted(name for name, server in self.servers.items() if server.default)
+            return list(self.servers.values())
 
     def server(self, name: str) -> PostgresServer | None:
         with self._lock:
@@ -316,6 +331,7 @@ class Registry:
     def forget_database(self, namespace: str, name: str) -> None:
         with self._lock:
             self.placements.pop((namespace, name), None)
+            self.reserved.pop((namespace, name), None)
             self.missing.discard((namespace, name))
             self.locks.pop((namespace, name), None)
             self.users_synced.pop((namespace, name), None)
@@ -371,6 +387,31 @@ class Registry:
     def place(self, key: Key, server: str, database: str) -> None:
         with self._lock:
             self.placements[key] = (server, database)
+            self.reserved.pop(key, None)
+
+    def reserve(self, key: Key, server: str, database: str) -> None:
+        """A placement decided, its database not created yet: counted on the server from now on."""
+        with self._lock:
+            self.reserved[key] = (server, database)
+
+    def record_usage(self, server: str, usage: ServerUsage) -> None:
+        with self._lock:
+            self.usage[server] = usage
+
+    def server_usage(self, server: str) -> ServerUsage | None:
+        with self._lock:
+            return self.usage.get(server)
+
+    def database_count(self, server: str) -> int | None:
+        """The server's databases as last measured, plus those placed on it since that its check has not seen
+        yet (created, or only reserved); None when it was never measured."""
+        with self._lock:
+            usage = self.usage.get(server)
+            if usage is None:
+                return None
+            newer = {database for on, database in [*self.placements.values(), *self.reserved.values()]
+                     if on == server and database not in usage.present}
+            return usage.databases + len(newer)
 
     def newly_missing(self, server: str, present: set[str]) -> list[Key]:
         """The OdooDatabases placed on `server` whose database is not among `present` and was not already

@@ -4,12 +4,11 @@ the default backup PVC and the ServiceAccount the Jobs report with. No I/O here.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from odoo_operator import API_VERSION
 from odoo_operator.api.labels import BACKUP_LABEL, FINALIZER, OWNER_UID_LABEL
-from odoo_operator.api.model import DatabaseBackup, OdooDatabase, Retention, Storage
+from odoo_operator.api.model import DatabaseBackup, OdooDatabase, Retention, Storage, quantity_bytes
 from odoo_operator.config import Settings
 from odoo_operator.specs.app import (
     CONTAINER_SECURITY_CONTEXT,
@@ -151,19 +150,6 @@ def _storage_env_and_volumes(storage: Storage) -> tuple[list[dict[str, Any]], li
 def _retention_args(r: Retention) -> list[str]:
     return ["--keep-last", str(r.keep_last), "--keep-daily", str(r.keep_daily),
             "--keep-weekly", str(r.keep_weekly), "--keep-monthly", str(r.keep_monthly)]
-
-
-_QUANTITY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
-_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
-          "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50}
-
-
-def quantity_bytes(quantity: str) -> int:
-    """A Kubernetes storage quantity ("20Gi", "500M", "1073741824") in bytes."""
-    match = _QUANTITY.match(quantity.strip())
-    if not match:
-        raise ValueError(f"{quantity!r} is not a storage quantity like 20Gi")
-    return int(match[1]) * _UNITS[match[2]]
 
 
 def _pod_spec(db: OdooDatabase, storage: Storage, args: list[str], image: str, filestore_read_only: bool,
