@@ -166,11 +166,11 @@ def resolve_server_name(db: OdooDatabase | None, spec_server: str | None, status
         return spec_server
     if db is not None:
         return place(db, ctx)
-    pool, _ = _pool(None, ctx)
-    found = _placed_before(ctx, pool, database_name, uid)
+    servers = ctx.registry.all_servers()  # any pool: its selector may be gone
+    reachable = [server for server in servers if _usage(server, ctx, {}) is not None]
+    found = _placed_before(ctx, reachable, database_name, uid)
     if found is None:
-        raise NotReady("ServerNotFound", f"database {database_name!r} was placed on no server of the default pool",
-                       retry_after=30)
+        raise NotReady("ServerNotFound", f"database {database_name!r} was placed on no server", retry_after=30)
     return found
 
 
