@@ -126,8 +126,20 @@ def all_rules() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     ]
 
 
-def test_crd_directory_holds_exactly_the_four_kinds_and_the_internal_claim() -> None:
-    assert sorted(p.name for p in CRD_DIR.glob("*.yaml")) == sorted([*EXPECTED, "domainclaims.yaml"])
+def test_crd_directory_holds_exactly_the_four_kinds_the_internal_claim_and_the_plans() -> None:
+    assert sorted(p.name for p in CRD_DIR.glob("*.yaml")) == sorted([*EXPECTED, "domainclaims.yaml",
+                                                                       "odooplans.yaml"])
+
+
+def test_odoo_plan_is_cluster_scoped_limits_without_status() -> None:
+    """Written by platform administrators, read by the operator (never written): no status subresource."""
+    crd = load_crd("odooplans.yaml")
+    assert crd["spec"]["scope"] == "Cluster" and crd["spec"]["names"]["kind"] == "OdooPlan"
+    version = crd["spec"]["versions"][0]
+    assert "subresources" not in version
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert sorted(spec) == ["customDomains", "maxStoragePerDatabase", "maxTestCopies"]
+    assert spec["customDomains"]["default"] is True
 
 
 def test_domain_claim_is_cluster_scoped_immutable_and_has_no_status() -> None:

@@ -576,6 +576,14 @@ _UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
           "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40, "Pi": 1 << 50, "Ei": 1 << 60}
 
 
+def human_bytes(value: int) -> str:
+    """1.5 GiB, 12.0 MiB, 300 B: sizes in messages."""
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value} B"
+
+
 def quantity_bytes(quantity: str | int) -> int:
     """A Kubernetes storage quantity ("20Gi", "500M", "1073741824" or an integer) in bytes."""
     match = _QUANTITY.match(str(quantity).strip())
@@ -615,3 +623,32 @@ def _max_storage(value: Any) -> int | None:
         return quantity_bytes(value)
     except ValueError as exc:
         raise SpecError(f"spec.maxStorage: {exc}") from None
+
+
+# ---- OdooPlan: limits for the namespaces bound to it ---------------------------------------------
+
+@dataclass(frozen=True)
+class OdooPlan:
+    name: str
+    max_storage_per_database: int | None = None  # bytes; over it: OverQuota, no new copy, restore or backup of it
+    max_test_copies: int | None = None  # duplicates forTesting per source (the operator's max_duplicates otherwise)
+    custom_domains: bool = True  # DomainMappings and a spec.hostname outside the base domain
+
+    def describe(self) -> str:
+        return f"OdooPlan {self.name!r}"
+
+
+def parse_odoo_plan(body: Mapping[str, Any]) -> OdooPlan:
+    spec = body.get("spec") or {}
+    storage = spec.get("maxStoragePerDatabase")
+    try:
+        max_storage = quantity_bytes(storage) if storage is not None else None
+    except ValueError as exc:
+        raise SpecError(f"spec.maxStoragePerDatabase: {exc}") from None
+    copies = spec.get("maxTestCopies")
+    return OdooPlan(
+        name=str(body["metadata"]["name"]),
+        max_storage_per_database=max_storage,
+        max_test_copies=_int(copies, "spec.maxTestCopies", 0, 1000, 0) if copies is not None else None,
+        custom_domains=bool(spec.get("customDomains", True)),
+    )

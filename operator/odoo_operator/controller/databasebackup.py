@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from odoo_operator import API_VERSION, specs
-from odoo_operator.api.conditions import summary
+from odoo_operator.api.conditions import get_condition, summary
 from odoo_operator.api.model import (
     DatabaseBackup,
     SpecError,
@@ -21,7 +21,7 @@ from odoo_operator.api.model import (
     parse_database_backup,
     parse_odoo_database,
 )
-from odoo_operator.controller import base
+from odoo_operator.controller import base, plans
 from odoo_operator.controller.base import PHASE_FAILED, Context, JobRun, NotReady, Outcome
 
 
@@ -51,12 +51,18 @@ class BackupReconciler(base.Reconciler[DatabaseBackup]):
             raise NotReady("DatabaseInvalid", f"OdooDatabase {backup.database!r}: {exc}", retry_after=60) from None
         ensure_namespace_backup_support(self.ctx, backup.namespace, backup.storage.pvc_claim)
         name = database_name(db_body)  # its name in PostgreSQL now (status), whatever a pending rename says
+        over_quota = get_condition(db_status, "OverQuota") or {}
         if backup.schedule:
-            cron = self.apply(specs.backup.build_backup_cronjob(backup, db, name, self.ctx.settings))
+            paused = over_quota.get("status") == "True"
+            cron = self.apply(specs.backup.build_backup_cronjob(backup, db, name, self.ctx.settings, paused=paused))
             last = (cron.get("status") or {}).get("lastScheduleTime")
             if last:
                 self.new_status["lastScheduleTime"] = last
+            if paused:  # its CronJob is suspended meanwhile; it resumes by itself once the database is below
+                plans.refuse_when_over_quota(db_body, "a backup")
             return self._scheduled_outcome()
+        if not self.status.get("lastScheduleTime"):  # a one-off backup not started yet
+            plans.refuse_when_over_quota(db_body, "a backup")
         run = self.ensure_job(backup.name, lambda: specs.backup.build_backup_job(backup, db, name, self.ctx.settings))
         if run.created:
             self.new_status["lastScheduleTime"] = run.job.get("metadata", {}).get("creationTimestamp")

@@ -29,7 +29,7 @@ from odoo_operator.api.domains import (
 )
 from odoo_operator.api.labels import MAPPING_LABEL
 from odoo_operator.api.model import SpecError, parse_odoo_database
-from odoo_operator.controller import claims
+from odoo_operator.controller import claims, plans
 from odoo_operator.controller.base import (
     PHASE_FAILED,
     PHASE_PENDING,
@@ -131,6 +131,14 @@ class MappingReconciler:
             raise NotReady("InvalidDomain", f"{mapping.domain} is inside the platform's base domain "
                            f"{base}; only the database's own host"
                            + (f" {own}" if own else "") + " may be mapped there", stalled=True,
+                           phase=PHASE_FAILED)
+        plan = plans.plan_for(self.ctx, mapping.namespace)
+        if plan is not None and not plan.custom_domains and mapping.domain != own:
+            self._unroute(mapping.name, mapping.namespace)
+            claims.release(self.ctx, mapping.domain, mapping.uid)
+            self.status["claim"] = None
+            raise NotReady("PlanLimit", f"{mapping.domain} is a domain of its own, which {plan.describe()} of "
+                           f"namespace {mapping.namespace} does not allow (spec.customDomains: false)", stalled=True,
                            phase=PHASE_FAILED)
         self.status["claim"] = self._claim(mapping)
         if db is None or db_body is None:

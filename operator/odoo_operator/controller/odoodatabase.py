@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from odoo_operator import API_VERSION, failpoints, pg, specs
-from odoo_operator.api.conditions import Condition, format_time, now, now_iso, parse_time, summary
+from odoo_operator.api.conditions import Condition, format_time, get_condition, now, now_iso, parse_time, summary
 from odoo_operator.api.labels import DATABASE_LABEL
-from odoo_operator.api.model import TAG_LABEL_PREFIX, OdooDatabase, SpecError, parse_odoo_database
+from odoo_operator.api.model import TAG_LABEL_PREFIX, OdooDatabase, OdooPlan, SpecError, parse_odoo_database
 from odoo_operator.config import Settings
 from odoo_operator.controller import (
     base,
@@ -32,6 +32,7 @@ from odoo_operator.controller import (
     odoodatabase_sessions,
     odoodatabase_upgrade,
     odoodatabase_users,
+    plans,
 )
 from odoo_operator.controller.base import (
     PHASE_EXPIRED,
@@ -95,6 +96,7 @@ class Reconciler(base.Reconciler[OdooDatabase]):
     def __init__(self, body: Mapping[str, Any], ctx: Context, live: Mapping[str, Any] | None = None) -> None:
         super().__init__(body, ctx, live)
         self.expiring: Condition | None = None
+        self.plan: OdooPlan | None = None  # the namespace's OdooPlan (plans.py)
         self.wake_in: float | None = None  # the next expiry milestone
         self.admin: pg.ServerAddress  # the server's admin login
         self.tenant: pg.ServerAddress  # the database's own role: work inside its database runs as it
@@ -134,6 +136,7 @@ class Reconciler(base.Reconciler[OdooDatabase]):
         source = odoodatabase_copy.duplicate_source(self) if db.duplicate_from else None
         restore = odoodatabase_copy.restore_source(self) \
             if db.restore_from and not self.status.get("initializedAt") else None
+        self.plan = plans.plan_for(self.ctx, db.namespace)
         self._claim_hostname()  # before anything is created or renamed
         server_name = resolve_server_name(None if source else db, db.server,
                                           self.status.get("server") or (source.server if source else None), self.ctx)
@@ -192,6 +195,12 @@ class Reconciler(base.Reconciler[OdooDatabase]):
         details = [Condition.true("DatabaseReady", "Created", f"database {db.database_name!r} on {server_name}")]
         if self.expiring is not None:
             details.append(self.expiring)
+        quota = plans.storage_condition(self.plan, self.new_status.get("sizeBytes", self.status.get("sizeBytes")))
+        if quota is not None:
+            details.append(quota)
+            before = get_condition(self.status, "OverQuota") or {}
+            if quota.status == "True" and before.get("status") != "True":
+                self.events.append(("Warning", "OverQuota", quota.message))
         if not initialized:
             if source is not None:
                 initialized = odoodatabase_copy.finish_duplicate(self, self.admin, self.tenant, source)
@@ -284,6 +293,12 @@ class Reconciler(base.Reconciler[OdooDatabase]):
             raise NotReady("InvalidHostname", f"{why}: names there belong to the platform, which gives a database "
                            f"only its own ({own}, from spec.databaseName); this database has no route meanwhile. "
                            "Remove spec.hostname or set it to a domain of your own", stalled=True, phase=PHASE_FAILED)
+        if db.hostname != own and self.plan is not None and not self.plan.custom_domains:
+            why = f"spec.hostname {db.hostname!r} is a domain of its own, which {self.plan.describe()} does not allow"
+            self._unroute(why)
+            raise NotReady("PlanLimit", f"{why} (spec.customDomains: false); this database has no route meanwhile. "
+                           "Remove spec.hostname, or ask for a plan with custom domains", stalled=True,
+                           phase=PHASE_FAILED)
         holder = claims.Holder("OdooDatabase", db.namespace, db.name, db.uid)
         try:
             claims.acquire(self.ctx, db.hostname, holder, lambda body: database_host(body, self.ctx.settings),

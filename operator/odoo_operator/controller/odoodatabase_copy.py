@@ -22,6 +22,7 @@ from odoo_operator.api.model import (
     parse_database_backup,
     role_name,
 )
+from odoo_operator.controller import plans
 from odoo_operator.controller.base import PHASE_FAILED, PHASE_PENDING, NotReady
 from odoo_operator.controller.odoodatabase_create import DatabasePass, mark_initialized
 
@@ -45,13 +46,20 @@ def duplicate_source(r: DatabasePass) -> DuplicateSource:
     if not source_status.get("initializedAt") or not source_status.get("databaseName"):
         raise NotReady("SourceNotReady", f"OdooDatabase {name!r} is not initialised yet; the copy waits for it",
                        retry_after=15, warning=False)
+    plans.refuse_when_over_quota(source, "a new duplicate")
+    plan = plans.plan_for(r.ctx, db.namespace)
+    limit, kind = r.ctx.settings.max_duplicates, "duplicates"
+    testing_only = db.duplicate_from.for_testing and plan is not None and plan.max_test_copies is not None
+    if testing_only:
+        assert plan is not None and plan.max_test_copies is not None
+        limit, kind = plan.max_test_copies, f"copies for testing ({plan.describe()})"
     duplicates = sorted(
-        (o for o in siblings if duplicate_source_name(o) == name and not o["metadata"].get("deletionTimestamp")),
+        (o for o in siblings if duplicate_source_name(o) == name and not o["metadata"].get("deletionTimestamp")
+         and (not testing_only or ((o.get("spec") or {}).get("duplicateFrom") or {}).get("forTesting"))),
         key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]))
     rank = next((i for i, o in enumerate(duplicates) if o["metadata"]["uid"] == db.uid), len(duplicates))
-    limit = r.ctx.settings.max_duplicates
     if rank >= limit:
-        raise NotReady("DuplicateLimit", f"{name!r} already has {limit} duplicates, the most allowed; delete one "
+        raise NotReady("DuplicateLimit", f"{name!r} already has {limit} {kind}, the most allowed; delete one "
                        "of them (no database was created)", stalled=True, phase=PHASE_FAILED, retry_after=60)
     return DuplicateSource(db.duplicate_from, source_status.get("server"), source_status["databaseName"],
                            source_status.get("roleName") or role_name(db.namespace, name),
@@ -111,6 +119,9 @@ def restore_source(r: DatabasePass) -> RestoreSource:
         raise NotReady("ArtifactNotFound", f"DatabaseBackup {name!r} has no {what}; see its status.artifacts",
                        stalled=bool(wanted), retry_after=30, phase=PHASE_FAILED if wanted else PHASE_PENDING)
     parsed = parse_database_backup(backup, r.ctx.settings)
+    backed_up = r.ctx.registry.database(db.namespace, parsed.database) or r.kube.get(
+        API_VERSION, "OdooDatabase", parsed.database, db.namespace)
+    plans.refuse_when_over_quota(backed_up, "a restore of the backups")
     return RestoreSource(spec, parsed.storage, label=f"{name}/{artifact['id']}", verified=True,
                          artifact=artifact["id"], source_database=parsed.database)
 

@@ -17,7 +17,7 @@ import psycopg
 
 from odoo_operator import API_VERSION, pg, specs
 from odoo_operator.api.conditions import Condition, now_iso, summary
-from odoo_operator.api.model import OdooDatabase, PostgresServer, SpecError, parse_postgres_server
+from odoo_operator.api.model import OdooDatabase, PostgresServer, SpecError, human_bytes, parse_postgres_server
 from odoo_operator.controller import templates
 from odoo_operator.controller.base import Context, NotReady, decode
 from odoo_operator.kube import KubeError
@@ -77,13 +77,6 @@ def measure(ctx: Context, conn: Any, name: str) -> tuple[str, ServerUsage]:
         usage = ServerUsage(count, present, before.bytes_used, before.measured_at)
     ctx.registry.record_usage(name, usage)
     return version, usage
-
-
-def human_bytes(value: int) -> str:
-    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if value >= size:
-            return f"{value / size:.1f} {unit}"
-    return f"{value} B"
 
 
 def _templates(ctx: Context, conn: Any, server: PostgresServer, address: pg.ServerAddress) -> list[dict[str, Any]]:

@@ -224,6 +224,8 @@ class Registry:
         self.usage: dict[str, ServerUsage] = {}
         self.reserved: dict[Key, tuple[str, str]] = {}
         self.placing = threading.Lock()  # one placement decision at a time: each sees the others' reservations
+        # Objects read by name and kept a short while (a namespace's plan): key -> (time.monotonic(), value)
+        self.recent: dict[Any, tuple[float, Any]] = {}
         # object -> the generation its loop's latest pass started from (while its loop runs)
         self.pass_generations: dict[Key, int] = {}
         # OdooDatabase -> its body while its loop runs: kopf's own view, kept current by the watch (no copy)
@@ -367,6 +369,19 @@ class Registry:
         with self._lock:
             for key in [k for k, entry in self.secrets.items() if entry[1] == owner]:
                 self.secrets.pop(key, None)
+
+    # ---- short-lived reads ---------------------------------------------------------------------------
+    def recently(self, key: Any, max_age: float) -> tuple[bool, Any]:
+        """(found, value) of what was remembered under `key` less than `max_age` seconds ago."""
+        with self._lock:
+            entry = self.recent.get(key)
+        if entry is None or time.monotonic() - entry[0] >= max_age:
+            return False, None
+        return True, entry[1]
+
+    def remember(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self.recent[key] = (time.monotonic(), value)
 
     # ---- OdooDatabases, as the watch shows them ---------------------------------------------------
     def show_database(self, key: Key, body: Mapping[str, Any] | None) -> None:

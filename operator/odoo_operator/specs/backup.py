@@ -216,8 +216,8 @@ def build_backup_job(backup: DatabaseBackup, db: OdooDatabase, database_name: st
                 _pod_spec(db, backup.storage, args, settings.operator_image, True))
 
 
-def build_backup_cronjob(backup: DatabaseBackup, db: OdooDatabase, database_name: str, settings: Settings
-                         ) -> dict[str, Any]:
+def build_backup_cronjob(backup: DatabaseBackup, db: OdooDatabase, database_name: str, settings: Settings,
+                         paused: bool = False) -> dict[str, Any]:
     job = build_backup_job(backup, db, database_name, settings)
     labels = job["metadata"]["labels"]
     return {
@@ -227,7 +227,7 @@ def build_backup_cronjob(backup: DatabaseBackup, db: OdooDatabase, database_name
                      "ownerReferences": [_backup_owner(backup)]},
         "spec": {
             "schedule": backup.schedule,
-            "suspend": backup.suspend,
+            "suspend": backup.suspend or paused,  # paused: the database is over its plan's storage limit
             "concurrencyPolicy": "Forbid",
             "startingDeadlineSeconds": 3600,
             "successfulJobsHistoryLimit": 3,
