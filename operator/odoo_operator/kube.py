@@ -21,7 +21,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
     ("v1", "Event"): ("events", True),
     ("v1", "ServiceAccount"): ("serviceaccounts", True),
-    ("v1", "Namespace"): ("namespaces", False),  # read only: a PostgresServer's allowedNamespaces selector
+    ("v1", "Namespace"): ("namespaces", False),  # read only: allowedNamespaces selectors, a namespace's plan
     ("rbac.authorization.k8s.io/v1", "Role"): ("roles", True),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rolebindings", True),
     ("apps/v1", "Deployment"): ("deployments", True),
@@ -33,6 +33,7 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     (API_VERSION, "DatabaseBackup"): ("databasebackups", True),
     (API_VERSION, "DomainMapping"): ("domainmappings", True),
     (API_VERSION, "DomainClaim"): ("domainclaims", False),
+    (API_VERSION, "OdooPlan"): ("odooplans", False),  # read only, by name (controller/plans.py)
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): ("httproutes", True),
     ("discovery.k8s.io/v1", "EndpointSlice"): ("endpointslices", True),
     # Read only: the termination message (output tail) of a failed upgrade or template Job's container.
