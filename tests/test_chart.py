@@ -128,7 +128,7 @@ def test_default_rendering() -> None:
                             "Deployment", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
                             "ClusterRole", "ClusterRole", "ClusterRole", "NetworkPolicy",
                             # tenantPolicies: routes (4), lifetime (1), backupIdentity (5)
-                            *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 10]), kinds
+                            *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 11]), kinds
     assert not OPTIONAL_KINDS & set(kinds)
 
     deployment = one(objs, "Deployment")
@@ -294,7 +294,8 @@ def test_invalid_values_are_refused(sets: tuple[str, ...], message: str) -> None
 
 # ---- one source: policies, CRDs, generated manifests ---------------------------------------------
 @pytest.mark.parametrize("manifest", ["admission-policy.yaml", "rbac-user-roles.yaml", "admission-policy-routes.yaml",
-                                      "admission-policy-lifetime.yaml", "admission-policy-backup-identity.yaml"])
+                                      "admission-policy-lifetime.yaml", "admission-policy-backup-identity.yaml",
+                                      "admission-policy-plans.yaml"])
 def test_policy_templates_equal_the_manifests(manifest: str) -> None:
     """manifests/ and the chart ship the same policy objects; the chart only adds its labels."""
     rendered = {(o["kind"], o["metadata"]["name"]): o for o in render()}
