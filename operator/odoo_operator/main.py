@@ -11,6 +11,7 @@ import kopf
 from odoo_operator import GROUP, VERSION, handlers, loop
 from odoo_operator.api.labels import MANAGED_BY, MANAGED_BY_LABEL
 from odoo_operator.config import Settings
+from odoo_operator.runtime import memory
 
 MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
 # Watched (cluster-wide) to wake the owner's loop when one of them changes. Not Secrets: kopf filters
@@ -25,6 +26,8 @@ CHILD_KINDS = {
     "CronJob": ("batch/v1", "cronjobs"),
     "Ingress": ("networking.k8s.io/v1", "ingresses"),
 }
+
+memory.enable_dumps()  # diagnostics: off unless ODOO_OPERATOR_MEMORY_DUMP names a directory
 
 
 @kopf.on.startup()

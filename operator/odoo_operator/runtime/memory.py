@@ -9,10 +9,17 @@ Without glibc (e.g. musl) both are no-ops.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import ctypes
 import ctypes.util
 import gc
+import json
+import os
+import signal
+import threading
+import tracemalloc
 from typing import Any
 
 M_ARENA_MAX = -8  # mallopt(3)
@@ -35,3 +42,48 @@ def trim() -> None:
     gc.collect()
     if _libc is not None:
         _libc.malloc_trim(0)
+
+
+# ---- diagnostics: where the memory goes (off unless ODOO_OPERATOR_MEMORY_DUMP names a directory) --------
+
+DUMP_ENV = "ODOO_OPERATOR_MEMORY_DUMP"
+_dumps = 0
+
+
+def enable_dumps(directory: str | None = None, frames: int = 16) -> bool:
+    """With ODOO_OPERATOR_MEMORY_DUMP=<dir> (or `directory`): tracemalloc from now on, and SIGUSR2 writes
+    <dir>/dump-<n>.json (RSS, threads, asyncio tasks by coroutine, live objects by type) and
+    <dir>/dump-<n>.tracemalloc (a tracemalloc snapshot). Call from the main thread. False when off."""
+    directory = directory or os.environ.get(DUMP_ENV)
+    if not directory:
+        return False
+    os.makedirs(directory, exist_ok=True)
+    if not tracemalloc.is_tracing():
+        tracemalloc.start(frames)
+    signal.signal(signal.SIGUSR2, lambda signum, frame: dump(directory))
+    return True
+
+
+def dump(directory: str) -> str:
+    """Collect, trim, then write the figures and the snapshot; returns the JSON file's path."""
+    global _dumps
+    _dumps += 1
+    trim()
+    types: collections.Counter[str] = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+    tasks: collections.Counter[str] = collections.Counter()
+    with contextlib.suppress(RuntimeError):
+        for task in asyncio.all_tasks(asyncio.get_running_loop()):
+            coro = task.get_coro()
+            tasks[getattr(coro, "__qualname__", type(coro).__qualname__)] += 1
+    base = os.path.join(directory, f"dump-{_dumps}")
+    rss_kb = 0
+    with contextlib.suppress(OSError), open("/proc/self/status") as status:
+        rss_kb = next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0)
+    figures = {"rss_kb": rss_kb, "threads": threading.active_count(), "tasks": sum(tasks.values()),
+               "tasks_by_coroutine": dict(tasks.most_common()), "objects": dict(types.most_common(200)),
+               "traced": tracemalloc.get_traced_memory() if tracemalloc.is_tracing() else None}
+    if tracemalloc.is_tracing():
+        tracemalloc.take_snapshot().dump(base + ".tracemalloc")
+    with open(base + ".json", "w") as handle:
+        json.dump(figures, handle, indent=1)
+    return base + ".json"
