@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import contextvars
 import copy
+import json
 import logging
 import threading
 import time
@@ -145,53 +146,31 @@ async def object_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf
     """Reconcile, publish, then sleep until woken (a watch event on the object or its children),
     a retry (exponential back-off for transient failures) or the periodic resync.
 
-    trust_own_status: we are the only writer of its status, so our last write is the truth (else read live)."""
+    trust_own_status: we are the only writer of its status, so our last write is the truth (else read live).
+
+    What it keeps while it sleeps (thousands sleep at once): kopf's live body (not a copy), the status it
+    last published as compact JSON, and one task waiting for kopf's stop flag; the pass's copy of the body and
+    its Outcome are gone with the pass, and the sleep itself is a timer, not a task."""
     rt = runtime()
-    metrics.watch_event_loop(asyncio.get_running_loop())
+    event_loop = asyncio.get_running_loop()
+    metrics.watch_event_loop(event_loop)
     _start_trimming()
-    waker = Waker(asyncio.get_running_loop())
+    waker = Waker(event_loop)
     rt.ctx.registry.register(key, waker)
-    stop = asyncio.ensure_future(stopped.wait())
-    failures = 0
-    published: dict[str, Any] | None = None
-    published_rv = 0  # the resourceVersion our last status write produced (or the one it was based on)
+    stop = asyncio.ensure_future(_wait_stopped(stopped))
+    stop.add_done_callback(lambda _: waker.event.set())
+    state = LoopState()
     try:
         while not stopped:
             waker.event.clear()
-            snapshot = copy_body(body)
-            if snapshot["metadata"].get("deletionTimestamp"):
+            delay = await _pass(body, logger, key, reconcile, kind, trust_own_status, transition, observe, state)
+            if delay is None:
                 return
-            rt.ctx.registry.pass_started(key, int(snapshot["metadata"].get("generation") or 0))
-            if published is not None and (trust_own_status or resource_version(snapshot) < published_rv):
-                # Ours is the truth, or the watch has not yet brought our own last write: without this the
-                # pass would see its previous status, write it again and post its Events twice.
-                snapshot["status"] = published
-            started = time.monotonic()
+            timer = event_loop.call_later(delay, waker.event.set)
             try:
-                outcome = await _in_thread(rt.executor, reconcile, snapshot, rt.ctx, body)
-                published, published_rv = await _in_thread(rt.publisher, publish, snapshot, outcome, rt.ctx, kind,
-                                                            transition, observe)
-            except Exception as exc:  # never let one object's surprise stop its loop
-                logger.exception(f"reconcile failed, retrying: {exc}")
-                metrics.record_reconcile(kind, "error", type(exc).__name__, time.monotonic() - started)
-                published = None
-                failures += 1
-                outcome = None
-            if outcome is not None:
-                metrics.record_reconcile(kind, *reconcile_result(outcome), time.monotonic() - started)
-            if outcome is not None and outcome.ready.status == "False" and outcome.stalled.status == "False" \
-                    and outcome.reconciling.reason in TRANSIENT_REASONS:
-                failures += 1
-            elif outcome is not None:
-                failures = 0
-            delay = rt.ctx.settings.resync_seconds
-            if outcome is not None and outcome.retry_after is not None:
-                delay = outcome.retry_after
-            if failures:
-                delay = min(2.0 ** (failures - 1), rt.ctx.settings.retry_max_seconds)
-            wake = asyncio.ensure_future(waker.event.wait())
-            await asyncio.wait({wake, stop}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            wake.cancel()
+                await waker.event.wait()
+            finally:
+                timer.cancel()
     finally:
         stop.cancel()
         rt.ctx.registry.unregister(key, waker)
@@ -200,6 +179,71 @@ async def object_loop(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf
             # Gone, or going: its series go too. A delete handler still at work may report it again
             # (phase Deleting); the delete handler / the DELETED event forget it for good.
             metrics.forget(kind, body.metadata.namespace or "", body.metadata.name or "", gone=False)
+
+
+@dataclass
+class LoopState:
+    """What one object's loop carries from a pass to the next."""
+    failures: int = 0
+    published: str | None = None  # the status our last pass published, as JSON (a fraction of the dicts' size)
+    published_rv: int = 0  # the resourceVersion our last status write produced (or the one it was based on)
+
+
+def _stop_event(stopped: kopf.DaemonStopped) -> asyncio.Event | None:
+    """kopf's own asyncio.Event behind `stopped` (kopf 1.45: its setter's async_event), or None."""
+    event = getattr(getattr(stopped, "_setter", None), "async_event", None)
+    return event if isinstance(event, asyncio.Event) else None
+
+
+async def _wait_stopped(stopped: kopf.DaemonStopped) -> None:
+    """Until kopf stops the daemon. One task: `await stopped.wait()` would start a second one inside kopf."""
+    event = _stop_event(stopped)
+    if event is not None:
+        await event.wait()
+    else:
+        await stopped.wait()
+
+
+async def _pass(body: kopf.Body, logger: kopf.Logger, key: tuple[str, str], reconcile: Callable[..., Outcome],
+                kind: str, trust_own_status: bool, transition: Transition | None, observe: Observe | None,
+                state: LoopState) -> float | None:
+    """One reconcile and publish; returns the seconds to sleep before the next (None: the object is being
+    deleted, the loop ends). Its copy of the body and the Outcome are freed when it returns."""
+    rt = runtime()
+    snapshot = copy_body(body)
+    if snapshot["metadata"].get("deletionTimestamp"):
+        return None
+    rt.ctx.registry.pass_started(key, int(snapshot["metadata"].get("generation") or 0))
+    if state.published is not None and (trust_own_status or resource_version(snapshot) < state.published_rv):
+        # Ours is the truth, or the watch has not yet brought our own last write: without this the
+        # pass would see its previous status, write it again and post its Events twice.
+        snapshot["status"] = json.loads(state.published)
+    started = time.monotonic()
+    outcome: Outcome | None
+    try:
+        outcome = await _in_thread(rt.executor, reconcile, snapshot, rt.ctx, body)
+        published, state.published_rv = await _in_thread(rt.publisher, publish, snapshot, outcome, rt.ctx, kind,
+                                                         transition, observe)
+        state.published = json.dumps(published, separators=(",", ":"))
+    except Exception as exc:  # never let one object's surprise stop its loop
+        logger.exception(f"reconcile failed, retrying: {exc}")
+        metrics.record_reconcile(kind, "error", type(exc).__name__, time.monotonic() - started)
+        state.published = None
+        state.failures += 1
+        outcome = None
+    if outcome is not None:
+        metrics.record_reconcile(kind, *reconcile_result(outcome), time.monotonic() - started)
+    if outcome is not None and outcome.ready.status == "False" and outcome.stalled.status == "False" \
+            and outcome.reconciling.reason in TRANSIENT_REASONS:
+        state.failures += 1
+    elif outcome is not None:
+        state.failures = 0
+    delay = rt.ctx.settings.resync_seconds
+    if outcome is not None and outcome.retry_after is not None:
+        delay = outcome.retry_after
+    if state.failures:
+        delay = min(2.0 ** (state.failures - 1), rt.ctx.settings.retry_max_seconds)
+    return delay
 
 
 def resource_version(body: Mapping[str, Any]) -> int:
