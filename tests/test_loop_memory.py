@@ -141,3 +141,18 @@ def test_a_memory_dump_writes_figures(tmp_path: Any) -> None:
     path = memory.dump(str(tmp_path))
     figures = json.loads(open(path).read())
     assert figures["rss_kb"] > 0 and figures["threads"] >= 1 and "dict" in figures["objects"]
+
+
+def test_deep_size_counts_each_object_once() -> None:
+    shared = {"labels": {"a": "b" * 100}}
+    alone = memory.deep_size(shared)
+    seen: set[int] = set()
+    assert memory.deep_size(shared, seen) == alone > 100
+    assert memory.deep_size({"one": shared, "two": shared}, seen) < alone
+
+
+def test_memory_probes_size_the_registry_and_kopf(world: World) -> None:
+    world.registry.record_child("ConfigMap", {"metadata": {"name": "c", "namespace": "default"}}, deleted=False)
+    sizes = loop._registry_sizes()
+    assert sizes["children entries"] == 1 and sizes["children bytes"] > 0
+    assert isinstance(loop._kopf_sizes(), dict)

@@ -9,9 +9,11 @@ show come in as arguments from handlers.py. kopf registrations live in main.py.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import copy
+import gc
 import json
 import logging
 import threading
@@ -97,9 +99,48 @@ def startup(settings: kopf.OperatorSettings) -> None:
         publisher=ThreadPoolExecutor(max_workers=4, thread_name_prefix="publish"),
         handlers=settings.execution.executor,
     )
+    memory.PROBES["registry"] = _registry_sizes
+    memory.PROBES["kopf"] = _kopf_sizes
     if not operator_settings.leader_election:
         metrics.set_leader(True)  # with election, leader.py says so once the Lease is ours
     metrics.start_server(operator_settings.metrics_port, operator_settings.metrics_address)
+
+
+def _registry_sizes() -> dict[str, int]:
+    """Diagnostics (memory dumps): bytes held by each of the Registry's tables, and their lengths."""
+    registry = runtime().ctx.registry
+    seen: set[int] = set()
+    sizes: dict[str, int] = {}
+    for name, value in vars(registry).items():
+        if isinstance(value, (dict, set)) and name != "databases":  # those are kopf's bodies (see kopf)
+            sizes[f"{name} bytes"] = memory.deep_size(value, seen)
+            sizes[f"{name} entries"] = len(value)
+    for name in ("claims", "mappings"):
+        sizes[f"{name} bytes"] = memory.deep_size(getattr(registry, name), seen)
+    return sizes
+
+
+def _kopf_sizes() -> dict[str, int]:
+    """Diagnostics (memory dumps): kopf's per-object memories and the live bodies it keeps for daemons."""
+    from kopf._core.reactor.inventory import ResourceMemories  # kopf 1.45's layout; a dump only
+
+    sizes: collections.Counter[str] = collections.Counter()
+    seen: set[int] = set()
+    for holder in gc.get_objects():
+        if not isinstance(holder, ResourceMemories):
+            continue
+        for item in holder._items.values():
+            sizes["memories"] += 1
+            live = item.daemons_memory.live_fresh_body
+            raw = getattr(live, "_src", None)
+            if isinstance(raw, Mapping):
+                sizes["live bodies"] += 1
+                sizes["live bodies bytes"] += memory.deep_size(raw, seen)
+                sizes["of which managedFields bytes"] += memory.deep_size(
+                    (raw.get("metadata") or {}).get("managedFields"), set())
+                sizes["of which status bytes"] += memory.deep_size(raw.get("status"), set())
+            sizes["memories bytes (without bodies)"] += memory.deep_size(item, seen)
+    return dict(sizes)
 
 
 def cleanup() -> None:

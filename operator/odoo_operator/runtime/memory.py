@@ -18,8 +18,10 @@ import gc
 import json
 import os
 import signal
+import sys
 import threading
 import tracemalloc
+from collections.abc import Callable, Mapping
 from typing import Any
 
 M_ARENA_MAX = -8  # mallopt(3)
@@ -48,6 +50,29 @@ def trim() -> None:
 
 DUMP_ENV = "ODOO_OPERATOR_MEMORY_DUMP"
 _dumps = 0
+# name -> a function returning {what: figure}, added to each dump (e.g. the loops' and kopf's structures).
+PROBES: dict[str, Callable[[], Mapping[str, Any]]] = {}
+
+
+def deep_size(obj: Any, seen: set[int] | None = None) -> int:
+    """Bytes of `obj` and everything it holds (dicts, sequences, sets, objects' attributes), each object
+    counted once across calls that share `seen`."""
+    seen = set() if seen is None else seen
+    total, stack = 0, [obj]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or isinstance(item, type):
+            continue
+        seen.add(id(item))
+        total += sys.getsizeof(item)
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
+        elif hasattr(item, "__dict__") and not callable(item):
+            stack.append(vars(item))
+    return total
 
 
 def enable_dumps(directory: str | None = None, frames: int = 16) -> bool:
@@ -79,9 +104,15 @@ def dump(directory: str) -> str:
     rss_kb = 0
     with contextlib.suppress(OSError), open("/proc/self/status") as status:
         rss_kb = next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0)
-    figures = {"rss_kb": rss_kb, "threads": threading.active_count(), "tasks": sum(tasks.values()),
+    figures: dict[str, Any] = {"rss_kb": rss_kb, "threads": threading.active_count(), "tasks": sum(tasks.values()),
                "tasks_by_coroutine": dict(tasks.most_common()), "objects": dict(types.most_common(200)),
-               "traced": tracemalloc.get_traced_memory() if tracemalloc.is_tracing() else None}
+               "traced": tracemalloc.get_traced_memory() if tracemalloc.is_tracing() else None,
+               "probes": {}}
+    for name, probe in PROBES.items():
+        try:
+            figures["probes"][name] = dict(probe())
+        except Exception as exc:  # a diagnostic never fails the dump
+            figures["probes"][name] = {"error": repr(exc)}
     if tracemalloc.is_tracing():
         tracemalloc.take_snapshot().dump(base + ".tracemalloc")
     with open(base + ".json", "w") as handle:
