@@ -21,7 +21,7 @@ import pytest
 from kopf._cogs.aiokits.aioenums import FlagSetter
 from tests.fakes import World, database_body
 
-from odoo_operator import loop
+from odoo_operator import handlers, loop
 from odoo_operator.api.conditions import Condition
 from odoo_operator.controller.base import Outcome
 from odoo_operator.runtime import memory
@@ -156,3 +156,19 @@ def test_memory_probes_size_the_registry_and_kopf(world: World) -> None:
     sizes = loop._registry_sizes()
     assert sizes["children entries"] == 1 and sizes["children bytes"] > 0
     assert isinstance(loop._kopf_sizes(), dict)
+
+
+def test_kopfs_kept_bodies_lose_their_managed_fields() -> None:
+    """kopf's live body of a daemon'd object (its raw watch event) is kept without metadata.managedFields;
+    the metadata is replaced, never changed in place (a thread may be copying it)."""
+    raw = database_body("shop")
+    raw["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+    raw["metadata"]["finalizers"] = ["odoo.dbmanager.io/finalizer"]
+    before = raw["metadata"]
+    body = kopf.Body(raw)
+    handlers.forget_managed_fields(body)
+    assert "managedFields" not in raw["metadata"] and "managedFields" in before
+    assert body.metadata.name == "shop" and list(body.metadata.get("finalizers")) == ["odoo.dbmanager.io/finalizer"]
+    assert body.meta.uid == before["uid"]
+    handlers.forget_managed_fields(body)  # nothing to drop: nothing changes
+    assert raw["metadata"] == {k: v for k, v in before.items() if k != "managedFields"}

@@ -80,6 +80,19 @@ def _initialized(body: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return f"Odoo's base module installed; admin password in Secret {specs.app.admin_secret_name(db)}"
 
 
+def forget_managed_fields(body: kopf.Body) -> None:
+    """kopf keeps the last body of every object with a daemon (OdooDatabase, DatabaseBackup) for as long as it
+    exists: without metadata.managedFields (a third of it; nothing here or in kopf reads them). Runs in the
+    event loop: the metadata is replaced by a copy without them (never changed in place), so a thread copying
+    the body meanwhile sees the one or the other whole."""
+    raw = getattr(body, "_src", None)  # kopf 1.45: the raw dict of the watch event behind the view
+    if not isinstance(raw, dict):
+        return
+    meta = raw.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        raw["metadata"] = {key: value for key, value in meta.items() if key != "managedFields"}
+
+
 def on_database_event(body: kopf.Body, type: str | None) -> None:
     """Wake the object's loop when its spec or tags changed, or a logout is asked (our own status writes don't,
     nor a generation a pass already started from, e.g. kopf adding its finalizer during the first pass)."""

@@ -51,6 +51,11 @@ def odoo_database_event(body: kopf.Body, type: str | None, **_: Any) -> None:
     handlers.wake_mappings_of_database(body, type)  # the mappings leading to it (one handler: one thread hop)
 
 
+@kopf.on.event(GROUP, VERSION, "odoodatabases", id="slim")
+async def odoo_database_slim(body: kopf.Body, **_: Any) -> None:
+    handlers.forget_managed_fields(body)  # in the event loop, not a thread: see there
+
+
 @kopf.on.delete(GROUP, VERSION, "odoodatabases")
 def odoo_database_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     handlers.delete_database(body, logger)
@@ -59,6 +64,11 @@ def odoo_database_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None
 @kopf.daemon(GROUP, VERSION, "databasebackups", cancellation_timeout=60)
 async def database_backup(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any) -> None:
     await handlers.backup_loop(body, stopped, logger)
+
+
+@kopf.on.event(GROUP, VERSION, "databasebackups", id="slim")
+async def database_backup_slim(body: kopf.Body, **_: Any) -> None:
+    handlers.forget_managed_fields(body)
 
 
 @kopf.on.event(GROUP, VERSION, "databasebackups")
