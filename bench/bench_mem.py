@@ -77,6 +77,7 @@ def measure(stack: Stack, pid: int, metrics_port: int, count: int, dumps: Path |
             row["dump"] = str(path)
             row["tasks_by_coroutine"] = figures.get("tasks_by_coroutine")
             row["traced"] = figures.get("traced")
+            row["probes"] = figures.get("probes")
     log(f"count={count} rss={row['rss_kb'] / 1024:.1f}MB threads={row['threads']} tasks={row['tasks']:.0f} "
         f"load={row['load']}")
     return row
@@ -86,9 +87,10 @@ def run(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     env = {k: v for k, v in os.environ.items() if k.startswith("ODOO_OPERATOR_")}
     metrics_port = free_port()
     env["ODOO_OPERATOR_METRICS_PORT"] = str(metrics_port)
-    dumps = workdir / "dumps" if args.dump else None
+    dumps = workdir / "dumps" if args.dump or args.probe else None
     if dumps is not None:
         env["ODOO_OPERATOR_MEMORY_DUMP"] = str(dumps)
+        env["ODOO_OPERATOR_MEMORY_TRACE"] = "16" if args.dump else "0"
     cluster = AuditedCluster(workdir)
     cluster.audit = False
     cluster.apiserver_args = ("--service-cluster-ip-range=10.0.0.0/16",)
@@ -166,6 +168,10 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], started: Any) -
                     "marginal per database", "threads", "asyncio tasks", "tasks per database beyond idle",
                     "load average"], out)
     for row in rows:
+        for name, probe in (row.get("probes") or {}).items():
+            shown = ", ".join(f"{k} {v / 1024:.0f} KiB" if k.endswith("bytes") else f"{k} {v}"
+                              for k, v in probe.items() if isinstance(v, (int, float)) and v)
+            lines += ["", f"Probe {name} at {row['count']}: {shown}"]
         if row.get("tasks_by_coroutine"):
             lines += ["", f"Tasks by coroutine at {row['count']}: "
                       + ", ".join(f"{k} {v}" for k, v in list(row["tasks_by_coroutine"].items())[:12])]
@@ -198,6 +204,8 @@ def main() -> int:
     parser.add_argument("--stages", default="200,600", help="counts, in order (default 200,600)")
     parser.add_argument("--suspended", action="store_true", help="create them with spec.app.suspended")
     parser.add_argument("--dump", action="store_true", help="tracemalloc + SIGUSR2 dumps in the operator")
+    parser.add_argument("--probe", action="store_true",
+                        help="SIGUSR2 dumps (objects, tasks, probes) after each reading, without tracemalloc")
     parser.add_argument("--settle", type=float, default=70.0, help="idle seconds before each reading (default 70)")
     parser.add_argument("--stage-timeout", type=float, default=900.0, help="per stage, until all Ready")
     parser.add_argument("--parallel", type=int, default=16)

@@ -49,6 +49,7 @@ def trim() -> None:
 # ---- diagnostics: where the memory goes (off unless ODOO_OPERATOR_MEMORY_DUMP names a directory) --------
 
 DUMP_ENV = "ODOO_OPERATOR_MEMORY_DUMP"
+TRACE_ENV = "ODOO_OPERATOR_MEMORY_TRACE"  # tracemalloc's frames (0: no tracemalloc, dumps only)
 _dumps = 0
 # name -> a function returning {what: figure}, added to each dump (e.g. the loops' and kopf's structures).
 PROBES: dict[str, Callable[[], Mapping[str, Any]]] = {}
@@ -76,14 +77,16 @@ def deep_size(obj: Any, seen: set[int] | None = None) -> int:
 
 
 def enable_dumps(directory: str | None = None, frames: int = 16) -> bool:
-    """With ODOO_OPERATOR_MEMORY_DUMP=<dir> (or `directory`): tracemalloc from now on, and SIGUSR2 writes
-    <dir>/dump-<n>.json (RSS, threads, asyncio tasks by coroutine, live objects by type) and
-    <dir>/dump-<n>.tracemalloc (a tracemalloc snapshot). Call from the main thread. False when off."""
+    """With ODOO_OPERATOR_MEMORY_DUMP=<dir> (or `directory`): SIGUSR2 writes <dir>/dump-<n>.json (RSS,
+    threads, asyncio tasks by coroutine, live objects by type, PROBES) and, unless
+    ODOO_OPERATOR_MEMORY_TRACE=0, <dir>/dump-<n>.tracemalloc (tracemalloc runs from now on, `frames` deep).
+    Call from the main thread. False when off."""
     directory = directory or os.environ.get(DUMP_ENV)
     if not directory:
         return False
     os.makedirs(directory, exist_ok=True)
-    if not tracemalloc.is_tracing():
+    frames = int(os.environ.get(TRACE_ENV) or frames)
+    if frames > 0 and not tracemalloc.is_tracing():
         tracemalloc.start(frames)
     signal.signal(signal.SIGUSR2, lambda signum, frame: dump(directory))
     return True
