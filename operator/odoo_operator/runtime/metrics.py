@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -138,9 +139,10 @@ def upgrade_finishes(status: Mapping[str, Any]) -> list[Finish]:
     return found
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectState:
-    """What the operator last published for one object, reduced to what the metrics need."""
+    """What the operator last published for one object, reduced to what the metrics need (one per object, for
+    as long as it exists: slots, and its words shared with every other object's)."""
     kind: str
     namespace: str
     name: str
@@ -182,15 +184,15 @@ class ObjectStore(Collector):
                 backup: DatabaseBackup | None = None) -> None:
         meta = body.get("metadata") or {}
         uid = str(meta.get("uid") or "")
-        conditions = {str(c.get("type")): str(c.get("status")) for c in status.get("conditions") or []
-                      if c.get("type") in CONDITIONS}
+        conditions = {sys.intern(str(c.get("type"))): sys.intern(str(c.get("status")))
+                      for c in status.get("conditions") or [] if c.get("type") in CONDITIONS}
         test_copy = kind == "OdooDatabase" and bool(((body.get("spec") or {}).get("duplicateFrom") or {})
                                                     .get("forTesting"))
         raw = status.get("upgrade")
         upgrade: Mapping[str, Any] = raw if isinstance(raw, Mapping) and not test_copy else {}
         state = ObjectState(
-            kind=kind, namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""), uid=uid,
-            phase=str(status.get("phase") or "Unknown"), conditions=conditions,
+            kind=kind, namespace=sys.intern(str(meta.get("namespace") or "")), name=str(meta.get("name") or ""),
+            uid=uid, phase=sys.intern(str(status.get("phase") or "Unknown")), conditions=conditions,
             size_bytes=float(status["sizeBytes"]) if isinstance(status.get("sizeBytes"), int | float) else None,
             last_backup=parse_timestamp(status.get("lastBackup")),
             expires_at=parse_timestamp(status.get("expiresAt")),
@@ -199,8 +201,8 @@ class ObjectStore(Collector):
             suspended=backup.suspend if backup else False,
             last_success=parse_timestamp(status.get("lastSuccessfulTime")),
             created=parse_timestamp(meta.get("creationTimestamp")),
-            version=str(status.get("version") or ""),
-            available_upgrade=str(status.get("availableUpgrade") or ""),
+            version=sys.intern(str(status.get("version") or "")),
+            available_upgrade=sys.intern(str(status.get("availableUpgrade") or "")),
             upgrade_deadline=parse_timestamp(status.get("upgradeDeadline")),
             upgrade_state=str(upgrade.get("state") or ""),
         )
