@@ -42,6 +42,7 @@ def cleanup(**_: Any) -> None:
 
 @kopf.daemon(GROUP, VERSION, "odoodatabases", cancellation_timeout=60)
 async def odoo_database(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any) -> None:
+    del _  # kopf's other kwargs: not kept for the daemon's whole life
     await handlers.database_loop(body, stopped, logger)
 
 
@@ -63,6 +64,7 @@ def odoo_database_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None
 
 @kopf.daemon(GROUP, VERSION, "databasebackups", cancellation_timeout=60)
 async def database_backup(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any) -> None:
+    del _  # kopf's other kwargs: not kept for the daemon's whole life
     await handlers.backup_loop(body, stopped, logger)
 
 
@@ -89,6 +91,7 @@ def postgres_server_check(body: kopf.Body, **_: Any) -> None:
 
 @kopf.daemon(GROUP, VERSION, "domainmappings", cancellation_timeout=60)
 async def domain_mapping(body: kopf.Body, stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any) -> None:
+    del _  # kopf's other kwargs: not kept for the daemon's whole life
     await handlers.mapping_loop(body, stopped, logger)
 
 
