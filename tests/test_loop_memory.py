@@ -166,9 +166,26 @@ def test_kopfs_kept_bodies_lose_their_managed_fields() -> None:
     raw["metadata"]["finalizers"] = ["odoo.dbmanager.io/finalizer"]
     before = raw["metadata"]
     body = kopf.Body(raw)
-    handlers.forget_managed_fields(body)
+    handlers.slim_body(body)
     assert "managedFields" not in raw["metadata"] and "managedFields" in before
     assert body.metadata.name == "shop" and list(body.metadata.get("finalizers")) == ["odoo.dbmanager.io/finalizer"]
     assert body.meta.uid == before["uid"]
-    handlers.forget_managed_fields(body)  # nothing to drop: nothing changes
+    handlers.slim_body(body)  # nothing to drop: nothing changes
     assert raw["metadata"] == {k: v for k, v in before.items() if k != "managedFields"}
+
+
+def test_kopfs_kept_bodies_share_their_words() -> None:
+    """Equal keys and short strings of two bodies are one object; the values are unchanged."""
+    import copy as copy_
+
+    status = {"phase": "Ready", "conditions": [{"type": "Ready", "status": "True", "reason": "Ready",
+                                                 "message": "Odoo 17.0 is serving http://shop.example.com" * 2}]}
+    first, second = database_body("one", status=status), database_body("two", status=copy_.deepcopy(status))
+    second = json.loads(json.dumps(second))  # its own string objects, as a watch event's
+    expected = copy_.deepcopy(second)
+    for raw in (first, second):
+        handlers.slim_body(kopf.Body(raw))
+    assert second == expected
+    one, two = first["status"]["conditions"][0], second["status"]["conditions"][0]
+    assert one["reason"] is two["reason"] and next(iter(one)) is next(iter(two))
+    assert second["status"]["phase"] is first["status"]["phase"]

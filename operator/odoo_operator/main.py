@@ -54,7 +54,7 @@ def odoo_database_event(body: kopf.Body, type: str | None, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, "odoodatabases", id="slim")
 async def odoo_database_slim(body: kopf.Body, **_: Any) -> None:
-    handlers.forget_managed_fields(body)  # in the event loop, not a thread: see there
+    handlers.slim_body(body)  # in the event loop, not a thread: see there
 
 
 @kopf.on.delete(GROUP, VERSION, "odoodatabases")
@@ -70,7 +70,7 @@ async def database_backup(body: kopf.Body, stopped: kopf.DaemonStopped, logger: 
 
 @kopf.on.event(GROUP, VERSION, "databasebackups", id="slim")
 async def database_backup_slim(body: kopf.Body, **_: Any) -> None:
-    handlers.forget_managed_fields(body)
+    handlers.slim_body(body)
 
 
 @kopf.on.event(GROUP, VERSION, "databasebackups")
