@@ -10,7 +10,6 @@ runtime/registry.py.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,7 +31,7 @@ from odoo_operator.controller import (
 )
 from odoo_operator.controller.base import Context, NotReady
 from odoo_operator.controller.domainmapping import mapping_key
-from odoo_operator.runtime import metrics
+from odoo_operator.runtime import memory, metrics
 
 # ---- OdooDatabase --------------------------------------------------------------------------
 
@@ -94,22 +93,8 @@ def slim_body(body: kopf.Body) -> None:
     for field in ("metadata", "spec", "status"):
         value = raw.get(field)
         if isinstance(value, dict):
-            raw[field] = _shared_words(
+            raw[field] = memory.shared_words(
                 {k: v for k, v in value.items() if k != "managedFields"} if field == "metadata" else value)
-
-
-SHARED_WORD_MAX = 32  # longer strings (messages, uids, hosts) are unique to their object
-
-
-def _shared_words(value: Any) -> Any:
-    """A copy of a JSON value whose keys and short strings are interned (one object for all equal ones)."""
-    if isinstance(value, dict):
-        return {sys.intern(key): _shared_words(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_shared_words(item) for item in value]
-    if isinstance(value, str) and len(value) <= SHARED_WORD_MAX:
-        return sys.intern(value)
-    return value
 
 
 def on_database_event(body: kopf.Body, type: str | None) -> None:

@@ -33,6 +33,22 @@ if _libc is not None and not (hasattr(_libc, "mallopt") and hasattr(_libc, "mall
     _libc = None
 
 
+SHARED_WORD_MAX = 32  # longer strings (messages, uids, hosts) are mostly unique to their object
+
+
+def shared_words(value: Any) -> Any:
+    """A copy of a JSON value whose keys and short strings are interned: one string object for all equal
+    ones across every kept body (a watch event's JSON has its own copy of each), e.g. condition types and
+    reasons, phases, label keys and values, versions."""
+    if isinstance(value, dict):
+        return {sys.intern(key): shared_words(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shared_words(item) for item in value]
+    if isinstance(value, str) and len(value) <= SHARED_WORD_MAX:
+        return sys.intern(value)
+    return value
+
+
 def limit_arenas(arenas: int = 2) -> None:
     """At most `arenas` malloc arenas for the threads created from now on."""
     if _libc is not None:
