@@ -189,3 +189,26 @@ def test_kopfs_kept_bodies_share_their_words() -> None:
     one, two = first["status"]["conditions"][0], second["status"]["conditions"][0]
     assert one["reason"] is two["reason"] and next(iter(one)) is next(iter(two))
     assert second["status"]["phase"] is first["status"]["phase"]
+
+
+def test_children_are_kept_with_shared_words(world: World) -> None:
+    """The Registry keeps the same of a child handed slim (labels, status), with its words shared."""
+    from odoo_operator.runtime.registry import _trim
+
+    def child(name: str) -> dict[str, Any]:
+        return json.loads(json.dumps({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "default", "uid": f"uid-{name}", "resourceVersion": "7",
+                         "generation": 2, "labels": {"app.kubernetes.io/managed-by": "odoo-db-operator",
+                                                     "odoo.dbmanager.io/database": name},
+                         "managedFields": [{"manager": "odoo-db-operator"}]},
+            "spec": {"replicas": 1}, "status": {"observedGeneration": 2, "availableReplicas": 1}}))
+
+    one, two = child("one"), child("two")
+    slim_one, slim_two = handlers.slim_child(kopf.Body(one)), handlers.slim_child(kopf.Body(two))
+    assert _trim({"kind": "Deployment", **slim_two}) == _trim({"kind": "Deployment", **two})
+    assert "managedFields" not in slim_two["metadata"] and "managedFields" in two["metadata"]
+    key_one, key_two = next(iter(slim_one["metadata"]["labels"])), next(iter(slim_two["metadata"]["labels"]))
+    assert key_one is key_two
+    owner, changed = world.registry.observe_child("Deployment", slim_two, deleted=False)
+    assert owner == ("default", "two") and not changed

@@ -184,7 +184,7 @@ def on_backup_event(body: kopf.Body, type: str | None) -> None:
              (status.get("lastFailure") or {}).get("time"), body.metadata.get("deletionTimestamp"))
     key = backup_key(body.metadata.namespace or "", body.metadata.name or "")
     registry = loop.runtime().ctx.registry
-    owner = registry.record_child("DatabaseBackup", body, deleted=type == "DELETED")
+    owner = registry.record_child("DatabaseBackup", slim_child(body), deleted=type == "DELETED")
     last_backup = (key[0], f"last-backup/{key[1]}")
     if type == "DELETED":  # nothing is kept per backup once it is gone; its database looks again
         metrics.forget("DatabaseBackup", body.metadata.namespace or "", body.metadata.name or "", body.metadata.uid)
@@ -200,11 +200,24 @@ def on_backup_event(body: kopf.Body, type: str | None) -> None:
 
 # ---- children and servers ---------------------------------------------------------------------
 
+def slim_child(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the Registry is handed of a child's watch event (it keeps parts of it, e.g. labels and status, for
+    as long as the child exists): the event's own fields, but its metadata (without managedFields) and status
+    as copies whose keys and short words are shared with every other child's."""
+    slim = {key: body[key] for key in body}
+    meta = slim.get("metadata")
+    if isinstance(meta, Mapping):
+        slim["metadata"] = memory.shared_words({k: v for k, v in meta.items() if k != "managedFields"})
+    if isinstance(slim.get("status"), Mapping):
+        slim["status"] = memory.shared_words(dict(slim["status"]))
+    return slim
+
+
 def on_child_event(kind: str, body: kopf.Body, type: str | None) -> None:
     """Wake the loops a child belongs to, when something they read of it changed (not for every progress
     write of the controllers and the kubelet: a PVC being bound, a Job's Pod counts)."""
     rt = loop.runtime()
-    owner, changed = rt.ctx.registry.observe_child(kind, body, deleted=type == "DELETED")
+    owner, changed = rt.ctx.registry.observe_child(kind, slim_child(body), deleted=type == "DELETED")
     if not changed:
         return
     labels = body.metadata.labels or {}
