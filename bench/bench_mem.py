@@ -78,6 +78,8 @@ def measure(stack: Stack, pid: int, metrics_port: int, count: int, dumps: Path |
             row["tasks_by_coroutine"] = figures.get("tasks_by_coroutine")
             row["traced"] = figures.get("traced")
             row["probes"] = figures.get("probes")
+            if row["tasks"] != row["tasks"]:  # NaN: no loop has registered its event loop with the metrics yet
+                row["tasks"] = float(figures.get("tasks") or 0)
     log(f"count={count} rss={row['rss_kb'] / 1024:.1f}MB threads={row['threads']} tasks={row['tasks']:.0f} "
         f"load={row['load']}")
     return row
