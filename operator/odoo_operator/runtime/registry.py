@@ -22,6 +22,7 @@ from typing import Any
 from odoo_operator.api.conditions import parse_time
 from odoo_operator.api.labels import DATABASE_LABEL
 from odoo_operator.api.model import PostgresServer, SpecError, parse_postgres_server
+from odoo_operator.runtime.memory import shared_words
 
 Key = tuple[str, str]  # (namespace, name)
 ChildKey = tuple[str, str, str]  # (kind, namespace, name)
@@ -95,8 +96,9 @@ def _trim(obj: Mapping[str, Any]) -> dict[str, Any]:
         fields = _READ_STATUS.get(str(obj.get("kind")))
         status = obj["status"] or {}
         kept["status"] = status if fields is None else {k: status[k] for k in fields if k in status}
+    kept = shared_words(kept)  # one string object for equal labels, reasons, kinds… across every kept child
     if obj.get("kind") == "Secret" and "data" in obj:
-        kept["data"] = obj["data"]
+        kept["data"] = obj["data"]  # never interned: a secret leaves no copy behind in the interpreter's table
     return kept
 
 
