@@ -27,6 +27,7 @@ import kopf
 
 from odoo_operator import API_VERSION, kube
 from odoo_operator.api.conditions import get_condition, merge_conditions
+from odoo_operator.api.labels import FINALIZER
 from odoo_operator.config import Settings
 from odoo_operator.controller.base import Context, Outcome
 from odoo_operator.runtime import memory, metrics
@@ -82,7 +83,7 @@ def startup(settings: kopf.OperatorSettings) -> None:
     global _runtime
     memory.limit_arenas()  # before the thread pools below start their threads
     operator_settings = Settings.from_env()
-    settings.persistence.finalizer = "odoo.dbmanager.io/finalizer"
+    settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="odoo.dbmanager.io")
     settings.persistence.diffbase_storage = NoDiffBase()
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # "Handler succeeded" for every child event
