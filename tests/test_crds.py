@@ -562,7 +562,7 @@ def test_bad_objects_are_refused_with_a_clear_message(
 
 DUPLICATE_IMMUTABLE = "spec.duplicateFrom is immutable"
 RESTORE_IMMUTABLE = "spec.restoreFrom is immutable"
-SERVER_IMMUTABLE = "spec.server cannot be changed or removed once set"
+SERVER_KEPT = "spec.server cannot be removed once set"
 SELECTOR_IMMUTABLE = "spec.serverSelector is immutable"
 
 UPDATES = [
@@ -605,8 +605,8 @@ UPDATES = [
         RESTORE_IMMUTABLE,
         id="restoreFrom-file-changed",
     ),
-    pytest.param(odb(server="main"), {"spec": {"server": "other"}}, SERVER_IMMUTABLE, id="server-changed"),
-    pytest.param(odb(server="main"), {"spec": {"server": None}}, SERVER_IMMUTABLE, id="server-removed"),
+    pytest.param(odb(server="main"), {"spec": {"server": "other"}}, None, id="server-changed-moves"),
+    pytest.param(odb(server="main"), {"spec": {"server": None}}, SERVER_KEPT, id="server-removed"),
     pytest.param(odb(), {"spec": {"server": "main"}}, None, id="server-set-later"),
     pytest.param(odb(serverSelector={"matchLabels": {"tier": "gold"}}),
                  {"spec": {"serverSelector": {"matchLabels": {"tier": "silver"}}}}, SELECTOR_IMMUTABLE,

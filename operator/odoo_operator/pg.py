@@ -550,3 +550,93 @@ def server_bytes(conn: psycopg.Connection[Any]) -> int:
 def database_size(conn: psycopg.Connection[Any], dbname: str) -> int | None:
     row = conn.execute("SELECT pg_database_size(datname) FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
     return int(row[0]) if row else None
+
+
+# ---- moving a database to another server (controller/odoodatabase_move.py) ----------------------------
+
+class MoveCopyFailed(Exception):
+    """pg_dump | pg_restore of a move failed; the message ends with the tools' last words (never a password)."""
+
+
+def _libpq_env(server: ServerAddress, dbname: str) -> dict[str, str]:
+    """How pg_dump / pg_restore reach a server: libpq's variables only, so no password is ever in an argv
+    (visible to every user of the host in /proc) or a log."""
+    import os
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    return keep | {"PGHOST": server.host, "PGPORT": str(server.port), "PGUSER": server.user,
+                   "PGPASSWORD": server.password, "PGDATABASE": dbname, "PGSSLMODE": server.sslmode,
+                   "PGCONNECT_TIMEOUT": str(server.connect_timeout), "PGAPPNAME": APPLICATION_NAME + "-move"}
+
+
+def stream_copy(source: ServerAddress, target: ServerAddress, dbname: str) -> float:
+    """`pg_dump -Fc -Z0 | pg_restore --single-transaction --exit-on-error`, each as the database's own role
+    (`source` and `target` are tenant addresses: nothing the tenant owns runs with the admin's rights):
+    the whole database in one stream, never on disk. Restored in one transaction, so an interrupted copy
+    leaves the target as empty as it was. Returns the seconds it took; MoveCopyFailed on failure."""
+    import subprocess
+    import tempfile
+    assert source.tenant and target.tenant, "a move copies as the tenant's role, never as the admin"
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as dump_err, tempfile.TemporaryFile() as restore_err:
+        dump = subprocess.Popen(["pg_dump", "--format=custom", "--compress=0", "--no-owner", "--no-privileges",
+                                 "--no-password"], env=_libpq_env(source, dbname), stdout=subprocess.PIPE,
+                                stderr=dump_err, stdin=subprocess.DEVNULL)
+        assert dump.stdout is not None
+        try:
+            restore = subprocess.Popen(["pg_restore", "--no-owner", "--no-privileges", "--single-transaction",
+                                        "--exit-on-error", "--no-password", f"--dbname={dbname}"],
+                                       env=_libpq_env(target, dbname), stdin=dump.stdout, stdout=subprocess.DEVNULL,
+                                       stderr=restore_err)
+        finally:
+            dump.stdout.close()  # pg_restore holds it: pg_dump gets SIGPIPE if pg_restore exits early
+        restore_code = restore.wait()
+        dump_code = dump.wait()
+        if dump_code != 0 or restore_code != 0:
+            tails = []
+            for tool, code, handle in (("pg_dump", dump_code, dump_err), ("pg_restore", restore_code, restore_err)):
+                if code != 0:
+                    handle.seek(0)
+                    text = handle.read()[-2000:].decode(errors="replace").strip().splitlines()
+                    tails.append(f"{tool} exited {code}: {' | '.join(text[-4:]) or '(no message)'}")
+            raise MoveCopyFailed("; ".join(tails))
+    return time.monotonic() - started
+
+
+def content_summary(server: ServerAddress, dbname: str) -> dict[str, Any]:
+    """What a move verifies on both ends, as the database's own role: every table's exact row count and
+    every sequence's value ({"table schema.name": count, "sequence schema.name": [last_value, is_called]})."""
+    summary: dict[str, Any] = {}
+    with connect(server, dbname) as conn, long_statement(conn):
+        tables = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+            " ON n.oid OPERATOR(pg_catalog.=) c.relnamespace WHERE c.relkind IN ('r', 'p')"
+            " AND NOT c.relispartition AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+            " AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'").fetchall()
+        for schema, name in tables:
+            row = conn.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(name))).fetchone()
+            summary[f"table {schema}.{name}"] = int(row[0]) if row else 0
+        sequences = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+            " ON n.oid OPERATOR(pg_catalog.=) c.relnamespace WHERE c.relkind = 'S'"
+            " AND n.nspname NOT IN ('pg_catalog', 'information_schema')").fetchall()
+        for schema, name in sequences:
+            row = conn.execute(sql.SQL("SELECT last_value, is_called FROM {}.{}").format(
+                sql.Identifier(schema), sql.Identifier(name))).fetchone()
+            summary[f"sequence {schema}.{name}"] = [int(row[0]), bool(row[1])] if row else None
+    return summary
+
+
+def drop_role_if_unused(conn: psycopg.Connection[Any], role: str, owner: dict[str, str]) -> bool:
+    """DROP ROLE of a database's role on a server it left, if ours; False (kept) while it still owns
+    something there."""
+    row = conn.execute(
+        "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (role,)
+    ).fetchone()
+    if row is None or not _same_owner(_parse_marker(row[0]), owner):
+        return False
+    try:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    except psycopg.errors.DependentObjectsStillExist:
+        return False
+    return True

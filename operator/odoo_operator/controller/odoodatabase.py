@@ -29,6 +29,7 @@ from odoo_operator.controller import (
     odoodatabase_copy,
     odoodatabase_create,
     odoodatabase_delete,
+    odoodatabase_move,
     odoodatabase_sessions,
     odoodatabase_upgrade,
     odoodatabase_users,
@@ -149,6 +150,8 @@ class Reconciler(base.Reconciler[OdooDatabase]):
                 raise NotReady("InvalidSpec", f"a duplicate lives on its source's server {server_name!r}, which "
                                "spec.serverSelector does not select; remove spec.serverSelector", stalled=True,
                                phase=PHASE_FAILED)
+        # A move (spec.server changed): the app stopped, the database copied, the pass goes on with the target.
+        server_name, move_problem = odoodatabase_move.ensure_server(self, server_name)
         require_allowed(server_name, db.namespace, self.ctx)
         address, ssl_mode = server_address(server_name, self.ctx)
         self.new_status.update({"server": server_name, "roleName": db.role_name, "version": db.version})
@@ -228,11 +231,14 @@ class Reconciler(base.Reconciler[OdooDatabase]):
             self._ensure_daily_backup()
         available, why = deployment_available(deployment, replicas)
         odoodatabase_upgrade.app_back(self, available or suspended)
+        odoodatabase_move.finish(self, server_name, available or suspended)
         # The users inside it (spec.users, spec.owner): a detail that never makes the database un-Ready.
         self._ensure_users(details, app_running=not suspended and available and replicas > 0)
         odoodatabase_sessions.ensure_logout(self, self.tenant)  # kubectl odoo logout (an annotation asks)
         if serving.problem is not None:  # a failed upgrade, rolled back: the app is back, a human is needed
             raise serving.problem
+        if move_problem is not None:  # a move refused or failed: the database is served where it is
+            raise move_problem
         if suspended:
             details.append(Condition.true("AppAvailable", "Suspended", "the app is scaled to 0 (spec.app.suspended)"))
             return self._ready(PHASE_SUSPENDED, "Suspended", "suspended: data kept, app scaled to 0", details)

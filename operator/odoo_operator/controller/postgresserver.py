@@ -305,3 +305,43 @@ def server_address(server_name: str, ctx: Context) -> tuple[pg.ServerAddress, st
     address = pg.ServerAddress(server.host, server.port, cached[0], cached[1], server.ssl_mode,
                                ctx.settings.pg_connect_timeout)
     return address, server.ssl_mode
+
+
+def check_move_target(db: OdooDatabase, server_name: str, size_bytes: int, ctx: Context) -> None:
+    """A move's target checked by placement's rules before anything stops: it exists, allows the namespace, is
+    not cordoned and has room for one more database (maxDatabases) of this size (maxStorage). NotReady
+    Stalled MoveRefused otherwise (ServerUnavailable, retried, when it cannot be measured now)."""
+    server = ctx.registry.server(server_name)
+    if server is None:
+        refresh_servers(ctx)
+        server = ctx.registry.server(server_name)
+    refused = "cannot move the database to PostgresServer {!r}: {}; it keeps being served where it is"
+    if server is None:
+        raise NotReady("MoveRefused", refused.format(server_name, "it does not exist"), stalled=True, retry_after=30)
+    if server.cordoned:
+        raise NotReady("MoveRefused", refused.format(server_name, "it is cordoned (spec.cordoned)"), stalled=True,
+                       retry_after=60)
+
+    def labels() -> Mapping[str, str]:
+        body = ctx.kube.get("v1", "Namespace", db.namespace) or {}
+        return (body.get("metadata") or {}).get("labels") or {}
+
+    if not namespace_allowed(server, db.namespace, labels):
+        raise NotReady("MoveRefused", refused.format(server_name, f"it does not allow namespace {db.namespace!r} "
+                       "(its spec.allowedNamespaces)"), stalled=True, retry_after=60)
+    problems: dict[str, Exception] = {}
+    usage = _usage(server, ctx, problems)
+    count = ctx.registry.database_count(server_name)
+    if usage is None or count is None:
+        problem = problems.get(server_name)
+        why = problem.message if isinstance(problem, NotReady) else str(problem or "not measured")
+        raise NotReady("ServerUnavailable", f"cannot move the database to {server_name!r} now: {why}; retrying",
+                       retry_after=ctx.settings.retry_max_seconds)
+    if server.max_databases is not None and count >= server.max_databases:
+        raise NotReady("MoveRefused", refused.format(server_name, f"it holds {count} of at most "
+                       f"{server.max_databases} databases"), stalled=True, retry_after=60)
+    used = usage.bytes_used or 0
+    if server.max_storage is not None and used + size_bytes > server.max_storage:
+        raise NotReady("MoveRefused", refused.format(server_name, f"it uses {human_bytes(used)} of at most "
+                       f"{human_bytes(server.max_storage)} and the database takes {human_bytes(size_bytes)}"),
+                       stalled=True, retry_after=60)
