@@ -306,3 +306,28 @@ def test_setting_spec_server_back_cancels_a_move(world: World, servers: Servers,
     assert "move" not in (world.pg.databases["shop"].marker or {}) and replicas(world) == 1
     assert body["status"]["server"] == SERVER and body["status"]["move"]["phase"] == "Cancelled"
     assert [e for e in outcome.events if e[1] == "MoveCancelled"]
+
+
+# ---- kubectl odoo drain: where each database goes ----------------------------------------------------
+
+def test_drain_sends_each_database_to_the_freest_server_of_its_pool() -> None:
+    from odoo_operator.kubectl.move import choose
+
+    def pgs(name: str, count: int, **spec: Any) -> dict[str, Any]:
+        return {"metadata": {"name": name, "labels": spec.pop("labels", {})}, "spec": spec,
+                "status": {"reachable": True, "databaseCount": count}}
+
+    servers = [pgs("old", 3, default=True), pgs("a", 4, default=True, maxDatabases=5),
+               pgs("b", 1, default=True, maxDatabases=5), pgs("c", 0, default=True, cordoned=True),
+               pgs("gold", 0, labels={"tier": "gold"})]
+    plain = {"spec": {}}
+    planned: dict[str, int] = {}
+    picks = []
+    for _ in range(5):
+        pick = choose(plain, servers, "old", planned)
+        picks.append(pick)
+        if pick:
+            planned[pick] = planned.get(pick, 0) + 1
+    assert picks == ["b", "b", "b", "a", "b"]  # b until it is as full as a, never the cordoned c or the gold pool
+    assert choose(plain, servers, "old", planned) is None  # the pool is full
+    assert choose({"spec": {"serverSelector": {"matchLabels": {"tier": "gold"}}}}, servers, "old", {}) == "gold"

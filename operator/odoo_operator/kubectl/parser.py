@@ -11,7 +11,7 @@ from typing import Any
 
 from odoo_operator.api.labels import TAG_LABEL_PREFIX
 from odoo_operator.api.users import DEFAULT_ROLE, ROLES
-from odoo_operator.kubectl import commands, upgrade, users
+from odoo_operator.kubectl import commands, move, upgrade, users
 from odoo_operator.kubectl.upload import UPLOADS
 
 EPILOG = """examples:
@@ -26,6 +26,7 @@ EPILOG = """examples:
   kubectl odoo invite shop jane@example.com --role admin && kubectl odoo users shop
   kubectl odoo logout shop --user jane@example.com
   kubectl odoo upgrade shop --test && kubectl odoo upgrade shop && kubectl odoo upgrade shop --now
+  kubectl odoo move shop pg-2 --wait && kubectl odoo drain pg-1
 
 Connection options (--kubeconfig, --context, -n, --as) go after `odoo`: kubectl does not pass its own
 flags to plugins. Docs: docs/kubectl-odoo.md."""
@@ -119,6 +120,24 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("new_name", metavar="new-database-name", help="the new PostgreSQL database name")
     wait_options(ren, "the rename is done")
     ren.set_defaults(func=commands.cmd_rename)
+
+    mv = command("move", "move a database to another PostgresServer (spec.server)",
+                 "Move DATABASE to the PostgresServer SERVER by setting spec.server. The operator checks the target "
+                 "(exists, allows the namespace, not cordoned, room left: otherwise Stalled MoveRefused and the "
+                 "database keeps being served), stops the app, copies the database (pg_dump | pg_restore as its own "
+                 "role), verifies it, serves it from SERVER and drops the source last. status.move reports it.")
+    mv.add_argument("database", help="OdooDatabase name")
+    mv.add_argument("server", help="PostgresServer name")
+    wait_options(mv, "the move is done", "30m")
+    mv.set_defaults(func=move.cmd_move)
+
+    dr = command("drain", "cordon a PostgresServer and move each of its databases off it",
+                 "Set spec.cordoned on SERVER (no new database is placed on it), then move each OdooDatabase on it "
+                 "to the server of its pool (spec.serverSelector, else the default servers) with the most free "
+                 "capacity, as the servers' status reports it. Exit status 1 when some database has nowhere to go.")
+    dr.add_argument("server", help="PostgresServer name")
+    wait_options(dr, "every move is done", "2h")
+    dr.set_defaults(func=move.cmd_drain)
 
     bk = command("backup", "take one backup now (a one-shot DatabaseBackup)",
                  "Create a one-shot DatabaseBackup <database>-manual-<UTC time> (no schedule: one Job now). "
