@@ -331,3 +331,25 @@ def test_drain_sends_each_database_to_the_freest_server_of_its_pool() -> None:
     assert picks == ["b", "b", "b", "a", "b"]  # b until it is as full as a, never the cordoned c or the gold pool
     assert choose(plain, servers, "old", planned) is None  # the pool is full
     assert choose({"spec": {"serverSelector": {"matchLabels": {"tier": "gold"}}}}, servers, "old", {}) == "gold"
+
+
+def test_a_database_deleted_during_a_move_leaves_nothing_on_either_server(
+        world: World, servers: Servers, monkeypatch: pytest.MonkeyPatch) -> None:
+    ready_with_data(world, servers)
+    body = move_to(world, TARGET)
+
+    def hit(name: str, detail: str | None = None) -> None:
+        if name == "move-after-copy":
+            raise Killed(name)
+
+    monkeypatch.setattr(failpoints, "hit", hit)
+    with pytest.raises(Killed):
+        run(world, body)
+    monkeypatch.setattr(failpoints, "hit", lambda name, detail=None: None)
+    body = stored(world)
+    body["status"]["move"] = {"from": SERVER, "to": TARGET, "phase": "Copying"}
+    body["spec"]["deletionPolicy"] = "Delete"
+    assert "shop" in servers.by_host[f"{TARGET}.db.example"].databases
+    odoodatabase.delete(body, world.ctx)
+    assert "shop" not in world.pg.databases and "shop" not in servers.by_host[f"{TARGET}.db.example"].databases
+    assert ROLE not in servers.by_host[f"{TARGET}.db.example"].roles and ROLE not in world.pg.roles

@@ -74,6 +74,7 @@ def honour_policy(body: Mapping[str, Any], ctx: Context) -> DeletionResult:
             pg.drop_database(conn, pre_upgrade_database_name(deletion.uid))
         failpoints.hit("delete-after-drop", deletion.namespace)
         pg.drop_role(conn, role, owner)
+    _drop_other_end_of_move(body, ctx, server_name, database_name, owner, role, deletion.uid)
     if dropped:
         return DeletionResult(True, f"database {database_name!r} and its role dropped from {server_name}")
     return DeletionResult(False, f"database {database_name!r} did not exist on {server_name}")
@@ -165,3 +166,22 @@ def _stop_app(db: OdooDatabase, ctx: Context) -> None:
     if running:
         raise NotReady("StoppingApp", "stopping the app (scaled to 0) before the final backup", retry_after=3,
                        warning=False, phase=PHASE_DELETING)
+
+
+def _drop_other_end_of_move(body: Mapping[str, Any], ctx: Context, server_name: str, database_name: str,
+                            owner: dict[str, str], role: str, uid: str) -> None:
+    """Deleted while a move ran (or before its source was dropped): the database of this object on the move's
+    other server (its marker names the object's uid) goes too, and its role there."""
+    move = (body.get("status") or {}).get("move") or {}
+    for other in {move.get("from"), move.get("to")} - {None, server_name}:
+        try:
+            address, _ = server_address(str(other), ctx)
+        except NotReady as exc:
+            if exc.reason == "ServerNotFound":
+                continue
+            raise
+        with pg.connect(address) as conn:
+            info = pg.database_info(conn, database_name)
+            if info.exists and info.owned_by(owner, role) and uid and (info.marker or {}).get("uid") == uid:
+                pg.drop_database(conn, database_name)
+            pg.drop_role(conn, role, owner)

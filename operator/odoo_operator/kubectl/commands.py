@@ -266,6 +266,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     lines += upgrade.status_lines(obj)
     if (spec.get("app") or {}).get("suspended"):
         lines.append(("App", "suspended (scaled to 0)"))
+    move = status.get("move") or {}
+    if move.get("to"):
+        down = f", down {move['downtimeSeconds']} s" if move.get("downtimeSeconds") is not None else ""
+        lines.append(("Move", f"{move.get('from')} -> {move.get('to')}: {move.get('phase')}{down}"))
     if spec.get("subscription"):
         lines.append(("Subscription", f"{spec['subscription'].get('code')} (deleting is refused while set)"))
     last_logout = status.get("lastLogout") or {}
