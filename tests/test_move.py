@@ -191,9 +191,12 @@ def test_the_move_waits_for_the_apps_pods_to_stop(world: World, servers: Servers
     outcome, body = run(world, body)
     assert outcome.phase == "Moving" and replicas(world) == 0 and not servers.copies
     assert body["status"]["server"] == SERVER and body["status"]["move"]["phase"] == "Stopping"
+    down_since = body["status"]["move"]["downSince"]
+    assert (world.pg.databases["shop"].marker or {})["move"]["downSince"] == down_since  # counted from the stop
     world.kube.delete("v1", "Pod", "shop-1", NAMESPACE)
-    run(world, stored(world))
+    _, body = run(world, stored(world))
     assert_moved(world, servers)
+    assert body["status"]["move"]["downSince"] == down_since
 
 
 @pytest.mark.parametrize("why, spec", [

@@ -92,9 +92,11 @@ def test_a_database_moves_with_its_data_and_the_source_is_dropped(
     check_moved(cluster, second_postgres, namespace, "mover", target)
     move = get_json(cluster, "odb", "mover", "-n", namespace)["status"]["move"]
     assert move["from"] == source and move["downtimeSeconds"] >= 0
+    print(f"\nmove of a small database: down {move['downtimeSeconds']} s, start to switch {move['durationSeconds']} s")
     moved_events = [e for e in events(cluster, namespace, "mover") if e[1] == "Moved"]
     assert moved_events and "down" in moved_events[0][2]
     assert "nothing to do" in ok(kodoo(cluster, "move", "mover", target, "-n", namespace))
+    assert f"{source} -> {target}: Done, down" in ok(kodoo(cluster, "status", "mover", "-n", namespace))
 
 
 @pytest.mark.parametrize("limit", [{"cordoned": True}, {"maxDatabases": 0}], ids=["cordoned", "full"])
@@ -114,6 +116,24 @@ def test_a_move_to_a_cordoned_or_full_server_is_refused_and_the_database_keeps_s
     assert obj["status"]["server"] == source and rows_in(cluster, "stay", namespace) == 100
     assert get_json(cluster, "deployment", "stay", "-n", namespace)["spec"]["replicas"] == 1
     assert "stay" not in databases_on(second_postgres)
+
+
+def test_drain_cordons_a_server_and_moves_its_databases_to_its_pool(
+        cluster: LocalCluster, operator: Any, namespace: str, second_postgres: Postgres,
+        pair: tuple[str, str, str]) -> None:
+    pool, source, target = pair
+    selector = {"matchLabels": {"test.odoo.dbmanager.io/pool": pool}}
+    for name in ("drained1", "drained2"):
+        cluster.kubectl("apply", "-f", "-", input=odoo_database(name, namespace, server=source,
+                                                                 serverSelector=selector))
+    for name in ("drained1", "drained2"):
+        wait_ready(cluster, name, namespace, timeout=180)
+        write_rows(cluster, name, namespace)
+    out = ok(kodoo(cluster, "drain", source, "--wait", "--timeout=5m", timeout=330))
+    assert f"{source} drained: 2 database(s) moved" in out, out
+    assert get_json(cluster, "pgs", source)["spec"]["cordoned"] is True
+    for name in ("drained1", "drained2"):
+        check_moved(cluster, second_postgres, namespace, name, target)
 
 
 KILL_POINTS = ["move-after-stop", "move-after-create", "move-after-copy", "move-after-verify", "move-after-switch",

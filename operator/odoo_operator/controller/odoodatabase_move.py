@@ -100,6 +100,10 @@ def ensure_server(r: DatabasePass, current: str) -> tuple[str, NotReady | None]:
               "downSince": progress.get("downSince")}
     r.new_status["move"] = record
     if progress["step"] == "stopping":
+        if not progress.get("downSince"):  # recorded before the wait for the Pods: the downtime counts it
+            progress["downSince"] = record["downSince"] = now_iso()
+            marker["move"] = progress
+            _write(source_admin, db.database_name, marker)
         _stop_app(r, source_admin, marker, record)
         progress |= {"step": "copying", "downSince": record["downSince"]}
         marker["move"] = progress
@@ -173,7 +177,6 @@ def _stop_app(r: DatabasePass, source_admin: pg.ServerAddress, marker: dict[str,
             "odoo.dbmanager.io/credentials") or "")
         endpoint = specs.app.DatabaseEndpoint(source_admin.host, source_admin.port, source_admin.sslmode)
         r.apply(specs.app.build_deployment(serving, 0, credentials, endpoint))
-    record["downSince"] = record.get("downSince") or now_iso()
     pods = r.kube.list("v1", "Pod", db.namespace, label_selector=",".join(
         f"{k}={v}" for k, v in specs.app.selector_labels(db).items()))
     if pods:
