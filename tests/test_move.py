@@ -356,3 +356,29 @@ def test_a_database_deleted_during_a_move_leaves_nothing_on_either_server(
     odoodatabase.delete(body, world.ctx)
     assert "shop" not in world.pg.databases and "shop" not in servers.by_host[f"{TARGET}.db.example"].databases
     assert ROLE not in servers.by_host[f"{TARGET}.db.example"].roles and ROLE not in world.pg.roles
+
+
+def test_a_duplicate_once_made_moves_like_any_database(world: World, servers: Servers) -> None:
+    from test_controller_odoodatabase import source_body
+
+    world.add_server()
+    source_body(world)
+    body = world.add(__import__("fakes").database_body("copy", duplicateFrom={"name": "shop"}))
+    _, body = run(world, body)
+    world.kube.make_available("copy")
+    outcome, body = run(world, body)
+    assert outcome.phase == "Ready", outcome.ready
+    servers.content[(f"{SERVER}.db.example", "copy")] = copy.deepcopy(CONTENT)
+    world.add_server(TARGET, default=False)
+    stored_copy = world.kube.find("OdooDatabase", "copy")
+    assert stored_copy is not None
+    stored_copy["spec"]["server"] = TARGET
+    stored_copy["metadata"]["generation"] += 1
+    _, body = run(world, copy.deepcopy(stored_copy))
+    target = servers.by_host[f"{TARGET}.db.example"]
+    assert "copy" in target.databases and "copy" not in world.pg.databases and "shop" in world.pg.databases
+    assert servers.content[(f"{TARGET}.db.example", "copy")] == CONTENT
+    world.kube.make_available("copy")
+    outcome, body = run(world, body)
+    assert outcome.phase == "Ready" and body["status"]["server"] == TARGET, outcome.ready
+    assert body["status"]["move"]["phase"] == "Done"

@@ -60,9 +60,6 @@ def ensure_server(r: DatabasePass, current: str) -> tuple[str, NotReady | None]:
     if not r.status.get("createdAt") or not r.status.get("initializedAt"):
         return current, NotReady("MoveWaiting", f"spec.server asks for {wanted!r}: the database is moved once it "
                                  f"is initialised on {current!r}", retry_after=30)
-    if db.duplicate_from:
-        return current, NotReady("MoveRefused", f"a duplicate lives on its source's server {current!r}; set "
-                                 "spec.server back to it", stalled=True, retry_after=60)
     source_admin, _ = server_address(current, r.ctx)
     with pg.connect(source_admin) as conn:
         source = pg.database_info(conn, db.database_name)
