@@ -66,6 +66,7 @@ bench: ## benchmarks (not part of `make test`); results in BENCHMARKS.md
 	$(PY) bench/bench_domains.py --domains 100 --output BENCHMARKS.md
 	$(PY) bench/bench_odoo.py --count 20 --output BENCHMARKS.md
 	$(PY) bench/bench_upgrade.py --output BENCHMARKS.md
+	$(PY) bench/bench_move.py --output BENCHMARKS.md
 	$(PY) bench/bench_peers.py --count 200 --output BENCHMARKS.md
 
 manifests: ## regenerate charts/odoo-db-operator/crds and manifests/install from crds/ and the chart

@@ -7,8 +7,6 @@ SIGKILLed at each step of the move loses nothing. The steps one by one: tests/te
 from __future__ import annotations
 
 import json
-import os
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +16,6 @@ import pytest
 from conftest import OperatorProcess, condition, get_json, odoo_database, pg_query, wait_until
 from odoo_operator.api.model import role_name
 from odoo_operator.devtools.localcluster import LocalCluster, Postgres
-from test_duplicate import connect_as_owner
 from test_kubectl import kodoo, ok
 from test_lifecycle import events, secret_data, wait_ready, wait_reason
 from test_placement_e2e import database_count, databases_on, server
@@ -166,28 +163,3 @@ def test_a_move_survives_a_sigkill_at_each_step(
         operator.kill()
         operator.start()
     check_moved(cluster, second_postgres, namespace, name, target)
-
-
-@pytest.mark.skipif(not os.environ.get("ODOO_TEST_MOVE_ROWS"), reason="a benchmark: ODOO_TEST_MOVE_ROWS=4500000 "
-                    "(about 1 GB) moves a large database and prints its downtime and total time")
-def test_the_move_of_a_large_database(cluster: LocalCluster, operator: Any, namespace: str,
-                                      second_postgres: Postgres, pair: tuple[str, str, str]) -> None:
-    _, source, target = pair
-    cluster.kubectl("apply", "-f", "-", input=odoo_database("big", namespace, server=source))
-    wait_ready(cluster, "big", namespace, timeout=180)
-    with connect_as_owner(cluster, "big", namespace) as conn:
-        conn.execute("CREATE TABLE mail_message (id serial PRIMARY KEY, body text, author int)")
-        conn.execute("INSERT INTO mail_message (body, author) SELECT repeat(md5(g::text), 4), g %% 1000"
-                     " FROM generate_series(1, %s) g", (int(os.environ["ODOO_TEST_MOVE_ROWS"]),))
-        conn.execute("CREATE INDEX ON mail_message (author)")
-        size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-    started = time.monotonic()
-    cluster.kubectl("patch", "odb", "big", "-n", namespace, "--type=merge", "-p",
-                    json.dumps({"spec": {"server": target}}))
-    obj = moved(cluster, "big", namespace, timeout=1800)
-    total = time.monotonic() - started
-    move = obj["status"]["move"]
-    print(f"\nmove of {size / 1e6:.0f} MB: down {move['downtimeSeconds']} s, start to switch "
-          f"{move['durationSeconds']} s, patch to Done {total:.1f} s")
-    with connect_as_owner(cluster, "big", namespace) as conn:
-        assert conn.execute("SELECT count(*) FROM mail_message").fetchone()[0] == int(os.environ["ODOO_TEST_MOVE_ROWS"])
