@@ -158,9 +158,9 @@ def report(result: Result, args: Any) -> str:
          f"{result.switch_s / psql:.2f}×"],
         ["`spec.server` patched → `status.move.phase` Done (wall clock)", f"{result.total_s:.1f}",
          f"{result.total_s / psql:.2f}×"],
-        [f"floor: `pg_dump -Fc | pg_restore --single-transaction` (median of {args.repeat})", f"{restore:.1f}",
+        [f"floor: `pg_dump -Fc \\| pg_restore --single-transaction` (median of {args.repeat})", f"{restore:.1f}",
          f"{restore / psql:.2f}×"],
-        [f"floor: `pg_dump | psql --single-transaction` (median of {args.repeat})", f"{psql:.1f}", "1.00×"],
+        [f"floor: `pg_dump \\| psql --single-transaction` (median of {args.repeat})", f"{psql:.1f}", "1.00×"],
     ])
     lines += ["", f"Database: {result.size_bytes / 1e6:.0f} MB (pg_database_size) in {result.tables} tables, filled "
               f"in {result.fill_s:.0f} s; every table's row count equal on the target: "
