@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from odoo_operator.devtools.dev import apply_default_server
-from odoo_operator.devtools.localcluster import REPO_ROOT, LocalCluster, free_port
+from odoo_operator.devtools.localcluster import REPO_ROOT, LocalCluster, Postgres, free_port
 
 SYSTEM_NAMESPACE = "odoo-system"
 MOTO_VERSION = "5.2.5"
@@ -302,3 +302,13 @@ def s3_endpoint(tmp_path_factory) -> Iterator[str]:
     proc.terminate()
     proc.wait(10)
     log.close()
+
+
+@pytest.fixture(scope="module")
+def second_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """A second real PostgreSQL server (placement and moves between servers), for one test module."""
+    postgres = Postgres(tmp_path_factory.mktemp("second-pg") / "pg")
+    postgres.init()
+    postgres.start()
+    yield postgres
+    postgres.stop()

@@ -24,15 +24,6 @@ from test_reliability import rows_in, write_rows
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def second_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    postgres = Postgres(tmp_path_factory.mktemp("move-pg") / "pg")
-    postgres.init()
-    postgres.start()
-    yield postgres
-    postgres.stop()
-
-
 @pytest.fixture
 def pair(cluster: LocalCluster, namespace: str, second_postgres: Postgres) -> Iterator[tuple[str, str, str]]:
     """Two PostgresServers of a pool of their own: (pool, source on the session's server, target on the second)."""

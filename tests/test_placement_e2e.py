@@ -22,15 +22,6 @@ pytestmark = pytest.mark.e2e
 SYSTEM = "odoo-system"
 
 
-@pytest.fixture(scope="module")
-def second_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    postgres = Postgres(tmp_path_factory.mktemp("second-pg") / "pg")
-    postgres.init()
-    postgres.start()
-    yield postgres
-    postgres.stop()
-
-
 def server(cluster: LocalCluster, name: str, pg: Postgres, pool: str, **spec: Any) -> None:
     """A PostgresServer of the pool `pool` (a label, not the default pool: other tests' databases stay away)."""
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{name}-admin", "namespace": SYSTEM},
