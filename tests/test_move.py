@@ -334,6 +334,8 @@ def test_drain_sends_each_database_to_the_freest_server_of_its_pool() -> None:
     assert picks == ["b", "b", "b", "a", "b"]  # b until it is as full as a, never the cordoned c or the gold pool
     assert choose(plain, servers, "old", planned) is None  # the pool is full
     assert choose({"spec": {"serverSelector": {"matchLabels": {"tier": "gold"}}}}, servers, "old", {}) == "gold"
+    expressions = {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gold"]}]}
+    assert choose({"spec": {"serverSelector": expressions}}, servers, "old", {}) == "gold"  # as placement reads it
 
 
 def test_a_database_deleted_during_a_move_leaves_nothing_on_either_server(

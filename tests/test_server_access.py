@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from conftest import condition, get_json, odoo_database, wait_until
-from odoo_operator.api.model import SpecError, parse_postgres_server
-from odoo_operator.controller.postgresserver import namespace_allowed, selector_matches
+from odoo_operator.api.model import SpecError, parse_postgres_server, selector_matches
+from odoo_operator.controller.postgresserver import namespace_allowed
 from odoo_operator.devtools.dev import SYSTEM_NAMESPACE
 from odoo_operator.devtools.localcluster import LocalCluster
 from test_lifecycle import databases, wait_ready, wait_reason

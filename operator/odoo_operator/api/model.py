@@ -514,7 +514,7 @@ def parse_restore_from(raw: Any, settings: Settings) -> RestoreFrom:
 @dataclass(frozen=True)
 class AllowedNamespaces:
     """spec.allowedNamespaces of a PostgresServer: a namespace is allowed when it is listed in names or
-    its labels match selector (a metav1.LabelSelector; postgresserver.selector_matches)."""
+    its labels match selector (a metav1.LabelSelector; selector_matches)."""
     names: tuple[str, ...] = ()
     selector: Mapping[str, Any] | None = None
 
@@ -551,6 +551,25 @@ def _parse_allowed_namespaces(value: Any) -> AllowedNamespaces | None:
     for index, name in enumerate(names):
         check_object_name(name, f"{path}.names[{index}]", "label")
     return AllowedNamespaces(tuple(names), parse_label_selector(value.get("selector"), f"{path}.selector"))
+
+
+def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """A metav1.LabelSelector against labels, as the API server evaluates it ({}: everything)."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
 
 
 def parse_label_selector(selector: Any, path: str) -> Mapping[str, Any] | None:

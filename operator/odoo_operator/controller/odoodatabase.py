@@ -21,7 +21,14 @@ from typing import Any
 from odoo_operator import API_VERSION, failpoints, pg, specs
 from odoo_operator.api.conditions import Condition, format_time, get_condition, now, now_iso, parse_time, summary
 from odoo_operator.api.labels import DATABASE_LABEL
-from odoo_operator.api.model import TAG_LABEL_PREFIX, OdooDatabase, OdooPlan, SpecError, parse_odoo_database
+from odoo_operator.api.model import (
+    TAG_LABEL_PREFIX,
+    OdooDatabase,
+    OdooPlan,
+    SpecError,
+    parse_odoo_database,
+    selector_matches,
+)
 from odoo_operator.config import Settings
 from odoo_operator.controller import (
     base,
@@ -54,7 +61,6 @@ from odoo_operator.controller.odoodatabase_delete import DeletionResult
 from odoo_operator.controller.postgresserver import (
     require_allowed,
     resolve_server_name,
-    selector_matches,
     server_address,
 )
 from odoo_operator.kube import KubeError

@@ -17,7 +17,14 @@ import psycopg
 
 from odoo_operator import API_VERSION, pg, specs
 from odoo_operator.api.conditions import Condition, now_iso, summary
-from odoo_operator.api.model import OdooDatabase, PostgresServer, SpecError, human_bytes, parse_postgres_server
+from odoo_operator.api.model import (
+    OdooDatabase,
+    PostgresServer,
+    SpecError,
+    human_bytes,
+    parse_postgres_server,
+    selector_matches,
+)
 from odoo_operator.controller import templates
 from odoo_operator.controller.base import Context, NotReady, decode
 from odoo_operator.kube import KubeError
@@ -87,25 +94,6 @@ def _templates(ctx: Context, conn: Any, server: PostgresServer, address: pg.Serv
     except (KubeError, psycopg.Error) as exc:
         log.warning("templates of PostgresServer %s: %s", server.name, exc)
         return []
-
-
-def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    """A metav1.LabelSelector against labels, as the API server evaluates it ({}: everything)."""
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expression in selector.get("matchExpressions") or []:
-        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
-        present = key in labels
-        if operator == "In" and not (present and labels[key] in values):
-            return False
-        if operator == "NotIn" and present and labels[key] in values:
-            return False
-        if operator == "Exists" and not present:
-            return False
-        if operator == "DoesNotExist" and present:
-            return False
-    return True
 
 
 def namespace_allowed(server: PostgresServer, namespace: str,

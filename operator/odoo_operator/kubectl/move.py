@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from odoo_operator import API_VERSION
+from odoo_operator.api.model import selector_matches
 from odoo_operator.kubectl.connection import Connection, patch_database
 from odoo_operator.kubectl.support import PLUGIN, PluginError, parse_timeout, wait_for
 
@@ -61,10 +62,6 @@ def cmd_move(args: argparse.Namespace) -> int:
     return 0
 
 
-def _selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
-
-
 def choose(database: Mapping[str, Any], servers: list[dict[str, Any]], leaving: str,
            planned: dict[str, int]) -> str | None:
     """The server of the database's pool (spec.serverSelector's matchLabels, else the default servers) with
@@ -75,7 +72,7 @@ def choose(database: Mapping[str, Any], servers: list[dict[str, Any]], leaving: 
     for server in servers:
         name, spec, status = server["metadata"]["name"], server.get("spec") or {}, server.get("status") or {}
         labels = server["metadata"].get("labels") or {}
-        in_pool = _selector_matches(selector, labels) if selector is not None else bool(spec.get("default"))
+        in_pool = selector_matches(selector, labels) if selector is not None else bool(spec.get("default"))
         if name == leaving or not in_pool or spec.get("cordoned") or not status.get("reachable"):
             continue
         count = int(status.get("databaseCount") or 0) + planned.get(name, 0)
