@@ -331,6 +331,62 @@ def test_a_renamed_database_keeps_its_attachments(cluster: LocalCluster, real_ns
         assert got == content
 
 
+def test_a_database_moved_to_another_server_is_served_by_odoo_with_its_attachments(
+        cluster: LocalCluster, real_ns: str, shop: str, ingress_proxy: Any,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A move (spec.server changed) of a real Odoo database to a second PostgreSQL server that the Pods reach on
+    the pod network: Odoo serves it from there, its admin logs in, its attachments are served."""
+    from odoo_operator.devtools.dev import apply_default_server
+    from odoo_operator.devtools.localcluster import Postgres
+
+    if not ATTACHMENTS:
+        ATTACHMENTS.update(add_attachments(cluster, real_ns, shop, ingress_proxy.port))
+    second = Postgres(tmp_path_factory.mktemp("moved-to") / "pg", client_cidrs=[cluster.pod_cidr],
+                      listen_addresses=f"127.0.0.1,{cluster.pod_gateway_ip}")
+    second.init()
+    second.start()
+    target = f"moved-{uuid.uuid4().hex[:6]}"
+    try:
+        assert cluster.postgres is not None
+        apply_default_server(cluster, name=target, host=cluster.pod_gateway_ip, default=False)
+        cluster.kubectl("patch", "pgs", target, "--type=merge", "-p", json.dumps({"spec": {"port": second.port}}))
+        apply_yaml(cluster, odb("mover", real_ns, "pods", duplicateFrom={"name": shop}))
+        wait_ready(cluster, real_ns, "mover")
+        # The second server's admin is postgres with its own password: a Secret of its own.
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"{target}-admin",
+                                                                     "namespace": "odoo-system"},
+                  "data": {"username": base64.b64encode(second.user.encode()).decode(),
+                           "password": base64.b64encode(second.password.encode()).decode()}}
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
+        cluster.kubectl("patch", "pgs", target, "--type=merge", "-p", json.dumps(
+            {"spec": {"adminSecretRef": {"namespace": "odoo-system", "name": f"{target}-admin"}}}))
+        cluster.kubectl("patch", "odb", "mover", "-n", real_ns, "--type=merge", "-p",
+                        json.dumps({"spec": {"server": target}}))
+
+        def moved() -> bool:
+            move = (get_json(cluster, "odb", "mover", "-n", real_ns).get("status") or {}).get("move") or {}
+            return move.get("phase") == "Done"
+
+        wait_until(moved, 600, "the move", interval=1)
+        wait_ready(cluster, real_ns, "mover")
+        db = database_name(cluster, real_ns, "mover")
+        with psycopg.connect(second.dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
+        assert not pg_query(cluster.postgres.dsn, "SELECT 1 FROM pg_database WHERE datname = %s", db)
+        host = host_of(cluster, real_ns, "mover")
+        password = secret_value(cluster, real_ns, f"{shop}-admin", "password")  # a duplicate keeps its source's
+        answer = wait_until(lambda: authenticate(ingress_proxy.port, host, db, "admin", password)[0].get("result"),
+                            180, "the admin logged in on the moved database")
+        assert answer["uid"] == 2
+        for attachment_id, content in ATTACHMENTS.items():
+            got = wait_until(lambda a=attachment_id: served(ingress_proxy.port, host, a), 180, "the attachment served")
+            assert got == content
+    finally:
+        cluster.kubectl("delete", "odb", "mover", "-n", real_ns, "--timeout=180s", check=False, timeout=240)
+        cluster.kubectl("delete", "pgs", target, "--wait=false", check=False)
+        second.stop()
+
+
 # ---- neutralization: the operator's copy for testing against Odoo's own `odoo neutralize` ----------
 
 NEUTRALIZE_MODULES = "mail,calendar,google_calendar,microsoft_calendar,payment_stripe,website,delivery,iap,sms"
