@@ -102,7 +102,9 @@ def test_the_operator_needs_no_more_than_the_chart_grants(cluster: LocalCluster,
 
     cluster.kubectl("delete", "odb", name, "-n", namespace, "--timeout=90s")
     wait_until(lambda: name not in databases(pg_dsn), 30, f"database {name} to be dropped")
-    log = rbac_operator.log()
-    # KubeError "403 Forbidden"; kopf's "Not enough permissions to watch/list/patch ...".
+    # KubeError "403 Forbidden"; kopf's "Not enough permissions to watch/list/patch ...". An Event refused in
+    # a namespace being deleted (another test's, reason NamespaceTerminating) is a 403 too, not an RBAC gap.
+    log = "\n".join(line for line in rbac_operator.log().splitlines()
+                     if "NamespaceTerminating" not in line and "because it is being terminated" not in line)
     assert "Forbidden" not in log and " 403" not in log and "permission" not in log.lower(), log[-4000:]
     assert rbac_operator.running()

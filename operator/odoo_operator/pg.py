@@ -330,9 +330,11 @@ def database_marker(conn: psycopg.Connection[Any], dbname: str) -> tuple[bool, d
 
 
 def terminate_connections(conn: psycopg.Connection[Any], dbname: str) -> int:
-    """Disconnect every session of a database (as Odoo does before duplicating or renaming)."""
+    """Disconnect every session of a database (as Odoo does before duplicating or renaming), waiting up
+    to a second for each to be gone (PostgreSQL 14+): a session signalled but not yet exited would make
+    the next attempt fail again and be counted twice."""
     rows = conn.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        "SELECT pg_terminate_backend(pid, 1000) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
         (dbname,),
     ).fetchall()
     return len(rows)
