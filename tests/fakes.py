@@ -36,7 +36,7 @@ Key = tuple[str, str, str, str]  # (apiVersion, kind, namespace or "", name)
 
 # Kinds whose watch feeds Registry.record_child (main.CHILD_KINDS, HTTPRoute with a Gateway, and the
 # DatabaseBackups of handlers.on_backup_event); children are watched only with the managed-by label.
-WATCHED_CHILDREN = frozenset({"ConfigMap", "Service", "PersistentVolumeClaim", "Deployment", "Job", "CronJob",
+WATCHED_CHILDREN = frozenset({"Service", "PersistentVolumeClaim", "Deployment", "Job", "CronJob",
                               "Ingress", "HTTPRoute"})
 MANAGED = ("app.kubernetes.io/managed-by", "odoo-db-operator")
 NAMESPACE = "team-a"

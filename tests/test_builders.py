@@ -9,6 +9,7 @@ from odoo_operator import specs
 from odoo_operator.api.conditions import Condition, merge_conditions
 from odoo_operator.api.model import parse_odoo_database
 from odoo_operator.config import Settings
+from odoo_operator.specs import template as template_spec
 
 SETTINGS = Settings(base_domain="apps.example.com", images={"17.0": "odoo:17.0"})
 ENDPOINT = specs.app.DatabaseEndpoint("pg.example", 5433, "require")
@@ -26,15 +27,14 @@ def test_every_child_is_owned_and_labelled():
         specs.app.build_admin_secret(db, "pw"),
         specs.app.build_filestore_pvc(db, SETTINGS),
         specs.app.build_sessions_pvc(db, SETTINGS),
-        specs.app.build_config_map(db, ENDPOINT),
-        specs.app.build_init_job(db),
-        specs.app.build_neutralize_job(db),
+        specs.app.build_init_job(db, ENDPOINT),
+        specs.app.build_neutralize_job(db, ENDPOINT),
         specs.app.build_deployment(db, 1, "h", ENDPOINT),
         specs.app.build_service(db),
         specs.routes.build_database_ingress(db, SETTINGS),
     ]
     names = [c["metadata"]["name"] for c in children]
-    assert names == ["shop-db", "shop-admin", "shop-filestore", "shop-sessions", "shop-odoo-conf", "shop-init",
+    assert names == ["shop-db", "shop-admin", "shop-filestore", "shop-sessions", "shop-init",
                      "shop-neutralize", "shop", "shop", "shop"]
     for child in children:
         ref = child["metadata"]["ownerReferences"][0]
@@ -56,7 +56,7 @@ def conf_options(conf: str) -> dict[str, str]:
 
 def odoo_containers(db):
     """Every container that runs the database's Odoo image, by the object it belongs to."""
-    objects = [specs.app.build_init_job(db), specs.app.build_neutralize_job(db),
+    objects = [specs.app.build_init_job(db, ENDPOINT), specs.app.build_neutralize_job(db, ENDPOINT),
                specs.app.build_deployment(db, 1, "h", ENDPOINT)]
     return {obj["metadata"]["name"]: obj["spec"]["template"]["spec"]["containers"][0] for obj in objects}
 
@@ -106,12 +106,34 @@ def test_odoo_conf_holds_the_connection_but_never_the_password():
     assert options["db_host"] == "pg.example" and options["db_port"] == "5433"
     assert options["db_user"] == db.role_name and options["db_sslmode"] == "require"
     assert "db_password" not in options and "password" not in conf.lower()
-    config_map = specs.app.build_config_map(db, ENDPOINT)
-    assert config_map["data"]["odoo.conf"] == conf
+
+
+
+def test_every_odoo_pod_reads_the_odoo_conf_of_its_own_template():
+    """No ConfigMap: odoo.conf is an annotation of each pod template, projected at /etc/odoo by the downward
+    API — the app, its Jobs and a template's Job; a Pod never reads a configuration written for another."""
+    db = make_db()
+    conf = specs.app.render_odoo_conf(db, ENDPOINT)
+    pods = [specs.app.build_deployment(db, 1, "h", ENDPOINT), specs.app.build_init_job(db, ENDPOINT),
+            specs.app.build_neutralize_job(db, ENDPOINT)]
+    pods.append(template_spec.build_objects("k", "ops", "pg", "u", "odoo:16.0", ENDPOINT, "pw")[1])
+    for obj in pods:
+        template = obj["spec"]["template"]
+        volume = {v["name"]: v for v in template["spec"]["volumes"]}["config"]
+        assert "configMap" not in volume
+        (item,) = volume["downwardAPI"]["items"]
+        assert item == {"path": "odoo.conf", "fieldRef": {
+            "fieldPath": f"metadata.annotations['{specs.app.ODOO_CONF_ANNOTATION}']"}}
+        assert {"name": "config", "mountPath": "/etc/odoo", "readOnly": True} in \
+            template["spec"]["containers"][0]["volumeMounts"]
+        written = template["metadata"]["annotations"][specs.app.ODOO_CONF_ANNOTATION]
+        assert written == (conf if obj["metadata"]["name"] != "odoo-template-k" else
+                           template_spec.render_odoo_conf("k", ENDPOINT))
+        assert "password" not in written.lower()
 
 
 def test_odoo_conf_keeps_the_images_extra_addons():
-    """The ConfigMap replaces the official image's odoo.conf, whose addons_path is /mnt/extra-addons:
+    """This odoo.conf replaces the official image's, whose addons_path is /mnt/extra-addons:
     without it, modules of images built FROM odoo (and their neutralize.sql) would be invisible."""
     assert conf_options(specs.app.render_odoo_conf(make_db(), ENDPOINT))["addons_path"] == "/mnt/extra-addons"
 
@@ -128,7 +150,7 @@ def test_a_change_of_server_address_or_ssl_mode_rolls_the_pods():
 
     def config_annotation(endpoint):
         deployment = specs.app.build_deployment(db, 1, "h", endpoint)
-        return deployment["spec"]["template"]["metadata"]["annotations"]["odoo.dbmanager.io/config"]
+        return deployment["spec"]["template"]["metadata"]["annotations"][specs.app.ODOO_CONF_ANNOTATION]
 
     base = config_annotation(ENDPOINT)
     for other in (specs.app.DatabaseEndpoint("pg2.example", 5433, "require"),
@@ -156,7 +178,7 @@ def test_odoo_conf_disables_the_database_manager_and_keeps_user_keys():
 
 
 def test_init_job_installs_base_without_demo_and_sets_admin_password_from_secret():
-    job = specs.app.build_init_job(make_db())
+    job = specs.app.build_init_job(make_db(), ENDPOINT)
     container = job["spec"]["template"]["spec"]["containers"][0]
     script = container["command"][-1]
     assert "-i base" in script and "--without-demo=all" in script and "--stop-after-init" in script
@@ -168,12 +190,12 @@ def test_init_job_installs_base_without_demo_and_sets_admin_password_from_secret
 
 def test_neutralize_job_runs_odoos_own_neutralize_on_the_database_with_the_init_jobs_volumes():
     db = make_db(databaseName="shop_test")
-    job = specs.app.build_neutralize_job(db)
+    job = specs.app.build_neutralize_job(db, ENDPOINT)
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "odoo:17.0"
     assert container["command"] == ["odoo", "neutralize", "-c", "/etc/odoo/odoo.conf", "-d", "shop_test"]
     assert "args" not in container
-    init = specs.app.build_init_job(db)["spec"]["template"]["spec"]
+    init = specs.app.build_init_job(db, ENDPOINT)["spec"]["template"]["spec"]
     assert job["spec"]["template"]["spec"]["volumes"] == init["volumes"]
     assert container["volumeMounts"] == init["containers"][0]["volumeMounts"]
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
@@ -195,7 +217,7 @@ def test_sessions_live_on_a_shared_volume_of_the_app_only():
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     assert mounts["sessions"] == "/var/lib/odoo/sessions"  # odoo.tools.config.session_dir
     assert conf_options(specs.app.render_odoo_conf(db, ENDPOINT))["data_dir"] == "/var/lib/odoo"
-    for job in (specs.app.build_init_job(db), specs.app.build_neutralize_job(db)):
+    for job in (specs.app.build_init_job(db, ENDPOINT), specs.app.build_neutralize_job(db, ENDPOINT)):
         assert "sessions" not in {v["name"] for v in job["spec"]["template"]["spec"]["volumes"]}
 
 
@@ -234,7 +256,7 @@ def test_the_longest_name_gives_valid_job_cronjob_and_label_names():
     db = parse_odoo_database({"metadata": {"name": "n" * 63, "namespace": "ns", "uid": "u"},
                               "spec": {"version": "17.0", "databaseName": "shop",
                                        "duplicateFrom": {"name": "src"}}}, SETTINGS)
-    jobs = [specs.app.build_init_job(db), specs.app.build_neutralize_job(db),
+    jobs = [specs.app.build_init_job(db, ENDPOINT), specs.app.build_neutralize_job(db, ENDPOINT),
             specs.app.build_filestore_copy_job(db, "i"),
             specs.backup.build_restore_job(db, db.backup.storage, SETTINGS, source_database="s", artifact="a"),
             specs.backup.build_final_backup_job(db, "shop", db.backup.storage, db.backup.retention, SETTINGS)]

@@ -124,7 +124,7 @@ def test_default_rendering() -> None:
     objs = render()
     kinds = sorted(o["kind"] for o in objs)
     assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service",
-                            "Role", "RoleBinding",  # deleting template Secrets/ConfigMaps in the release namespace
+                            "Role", "RoleBinding",  # deleting template Secrets in the release namespace
                             "Deployment", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
                             "ClusterRole", "ClusterRole", "ClusterRole", "NetworkPolicy",
                             # tenantPolicies: routes (4), lifetime (1), backupIdentity (5)
@@ -341,6 +341,8 @@ def test_cluster_role_covers_every_kind_the_operator_touches() -> None:
     objs = render()
     rules = one(objs, "ClusterRole", RELEASE)["rules"]
     for (api_version, kind), (plural, _) in RESOURCES.items():
+        if kind == "ConfigMap":
+            continue  # only the kubectl plugin's support bundle reads them, as its user
         group = api_version.rpartition("/")[0]
         verbs = ["create"] if kind == "Event" else ["get"]
         for verb in verbs:
@@ -495,7 +497,6 @@ OPERATOR_MAY = [
     ("create", "", "secrets", True),
     ("patch", "", "secrets", True),
     ("get", "", "namespaces", False),  # labels, for PostgresServer spec.allowedNamespaces.selector
-    ("patch", "", "configmaps", True),
     ("create", "", "persistentvolumeclaims", True),
     ("create", "", "events", True),
     ("create", "events.k8s.io", "events", True),
@@ -520,6 +521,9 @@ OPERATOR_MAY_NOT = [
     ("list", "", "secrets", False),
     ("watch", "", "secrets", False),
     ("list", "", "namespaces", False),
+    ("watch", "", "configmaps", False),  # no ConfigMaps at all: odoo.conf is in each pod's template
+    ("get", "", "configmaps", True),
+    ("patch", "", "configmaps", True),
     ("update", "", "secrets", True),
     ("deletecollection", "", "secrets", True),
     ("delete", "apps", "deployments", True),
@@ -567,11 +571,11 @@ def test_operator_rbac_is_least_privilege(cluster: LocalCluster, chart_namespace
     checks = [(verb, group, resource, tenant if namespaced else None)
               for verb, group, resource, namespaced in OPERATOR_MAY + OPERATOR_MAY_NOT]
     checks.append(("update", "coordination.k8s.io", "leases", chart_namespace))  # its own Lease
-    # Its template Jobs' Secrets and ConfigMaps, in its own namespace only.
+    # Its template Jobs' Secrets, in its own namespace only.
     checks += [("delete", "", "secrets", chart_namespace), ("delete", "", "configmaps", chart_namespace),
                ("delete", "", "secrets", tenant), ("delete", "", "configmaps", tenant)]
     answers = access_reviews(cluster, user, checks)
-    expected = [True] * len(OPERATOR_MAY) + [False] * len(OPERATOR_MAY_NOT) + [True, True, True, False, False]
+    expected = [True] * len(OPERATOR_MAY) + [False] * len(OPERATOR_MAY_NOT) + [True, True, False, False, False]
     wrong = [(check, answer) for check, answer, want in zip(checks, answers, expected, strict=True) if answer != want]
     assert not wrong, f"unexpected answers (check, allowed): {wrong}"
 
@@ -627,7 +631,7 @@ def test_templates_are_on_with_their_jobs_in_the_release_namespace_and_a_role_th
     assert (env["ODOO_OPERATOR_TEMPLATES"], env["ODOO_OPERATOR_TEMPLATE_NAMESPACE"]) == ("true", "platform")
     role = next(o for o in objs if o["kind"] == "Role" and o["metadata"]["name"].endswith("-templates"))
     assert role["metadata"]["namespace"] == "platform"
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["delete"]}]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["delete"]}]
     # Cluster-wide, the operator still may not delete Secrets.
     for cluster_role in (o for o in objs if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("operator")):
         for rule in cluster_role["rules"]:

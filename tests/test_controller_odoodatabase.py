@@ -19,8 +19,8 @@ from odoo_operator.controller import users as users_sync
 from odoo_operator.controller.base import NotReady, Outcome
 
 ROLE = role_name(NAMESPACE, "shop")
-APP_CHILDREN = ["PersistentVolumeClaim/shop-filestore", "PersistentVolumeClaim/shop-sessions",
-                "ConfigMap/shop-odoo-conf", "Service/shop", "Ingress/shop"]
+APP_CHILDREN = ["PersistentVolumeClaim/shop-filestore", "PersistentVolumeClaim/shop-sessions", "Service/shop",
+                "Ingress/shop"]
 
 
 @pytest.fixture

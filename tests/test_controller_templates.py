@@ -63,7 +63,7 @@ def test_the_first_fresh_database_inits_itself_and_asks_for_the_template(world: 
     assert (marker["state"], marker["version"], marker["image"], marker["server"]) == \
         ("Building", "17.0", "odoo:17.0", SERVER)
     assert world.pg.databases[TEMPLATE].owner == TEMPLATE and world.pg.roles[TEMPLATE]["login"]
-    # Secret (the role's password) before the role, then the database, then ConfigMap and Job.
+    # Secret (the role's password) before the role, then the database, then the Job.
     assert ours(world, "Secret") == [OBJECT] and ours(world, "Job") == [OBJECT]
     job = world.kube.find("Job", OBJECT, SYSTEM)
     assert job is not None and job["metadata"]["ownerReferences"][0]["kind"] == "PostgresServer"
@@ -83,8 +83,7 @@ def test_the_first_fresh_database_inits_itself_and_asks_for_the_template(world: 
 def test_a_built_template_is_ready_and_the_next_database_is_a_copy_of_it(world: World) -> None:
     build_template(world)
     assert world.pg.roles[TEMPLATE]["login"] is False  # NOLOGIN once built
-    assert ours(world, "Job") == ours(world, "Secret") == \
-        ours(world, "ConfigMap") == []
+    assert ours(world, "Job") == ours(world, "Secret") == ours(world, "ConfigMap") == []
 
     body = run(world, world.add(database_body("shop")))
 

@@ -40,7 +40,9 @@ def assert_neutralized_by_odoo_before_the_app(cluster, name, namespace, dbname):
     container = pod["containers"][0]
     assert container["command"] == ["odoo", "neutralize", "-c", "/etc/odoo/odoo.conf", "-d", dbname]
     assert [e["name"] for e in container["env"]] == ["PGPASSWORD"]
-    assert {v["name"]: v.get("configMap", {}).get("name") for v in pod["volumes"]}["config"] == f"{name}-odoo-conf"
+    config = {v["name"]: v for v in pod["volumes"]}["config"]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"]
+    assert config == "metadata.annotations['odoo.dbmanager.io/odoo.conf']"  # its own template's odoo.conf
+    assert f"dbfilter = ^{dbname}$" in job["spec"]["template"]["metadata"]["annotations"]["odoo.dbmanager.io/odoo.conf"]
     deployment = get_json(cluster, "deployment", name, "-n", namespace)
     assert container["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]  # its own image
     assert deployment["metadata"]["creationTimestamp"] >= job_finished_at(job)

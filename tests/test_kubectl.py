@@ -461,19 +461,23 @@ def plant_secrets(cluster: LocalCluster, namespace: str, name: str, secret: str,
            {"name": "PGHOST", "value": "db.example"},
            {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": f"{name}-db", "key": "password"}}}]
     container = {"name": "odoo", "image": "odoo:17.0", "env": env}
+    # odoo.conf in the pod template (as the operator writes it), with a secret a user put in spec.app.config.
+    conf = {"odoo.dbmanager.io/odoo.conf": f"[options]\nlimit_time_real = 1200\nsmtp_password = {secret}\n"}
     # `kubectl apply` keeps the whole object (secret included) in the last-applied-configuration annotation.
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": labels,
                      "annotations": {"example.com/api-token": secret, "example.com/owner": "team-shop"}},
         "spec": {"replicas": 0, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}}}))
+                 "template": {"metadata": {"labels": labels, "annotations": conf},
+                              "spec": {"containers": [container]}}}}))
     pod = yaml.safe_dump({"apiVersion": "v1", "kind": "Pod",
-                          "metadata": {"name": f"{name}-pod", "namespace": namespace, "labels": labels},
+                          "metadata": {"name": f"{name}-pod", "namespace": namespace, "labels": labels,
+                                       "annotations": conf},
                           "spec": {"containers": [container], "automountServiceAccountToken": False}})
     wait_until(lambda: cluster.kubectl("apply", "-f", "-", input=pod, check=False).returncode == 0, 30,
                "the Pod to be admitted (the namespace's ServiceAccount)")
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump({
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump({  # where operators before 2026-12 kept odoo.conf
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-odoo-conf", "namespace": namespace,
                                                                "labels": labels},
         "data": {"odoo.conf": f"[options]\nlimit_time_real = 1200\nsmtp_password = {secret}\n"}}))
@@ -538,6 +542,9 @@ def test_support_bundle_has_the_details_and_never_a_secret(cluster: LocalCluster
     assert env["ODOO_ARGS"]["value"] == "--db_password=<redacted> -i base"
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "sup-db", "key": "password"}
     assert "limit_time_real = 1200" in files["objects/configmaps.yaml"]
+    conf = deployment["spec"]["template"]["metadata"]["annotations"]["odoo.dbmanager.io/odoo.conf"]
+    assert "limit_time_real = 1200" in conf and "smtp_password = <redacted>" in conf
+    assert "limit_time_real = 1200" in files["objects/pods.yaml"]
     assert [d["spec"]["domain"] for d in yaml.safe_load(files["domainmappings.yaml"])["items"]] == [
         "www.sup-example.com"]
     versions = yaml.safe_load(files["versions.yaml"])

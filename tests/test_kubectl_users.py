@@ -157,8 +157,9 @@ def test_logout_request_is_checked_and_its_job_mounts_the_sessions() -> None:
     from odoo_operator.api.model import parse_odoo_database
     from odoo_operator.api.users import SpecError
     from odoo_operator.config import Settings
-    from odoo_operator.specs import sessions
+    from odoo_operator.specs import app, sessions
 
+    ENDPOINT = app.DatabaseEndpoint("pg", 5432, "disable")
     moment = datetime.datetime(2030, 1, 1, 12, 0, 0, 123456, tzinfo=datetime.UTC)
     value = sessions.logout_value(moment, "jane@example.com")
     assert value == "2030-01-01T12:00:00.123456Z jane@example.com"
@@ -175,7 +176,7 @@ def test_logout_request_is_checked_and_its_job_mounts_the_sessions() -> None:
     body = {"apiVersion": "odoo.dbmanager.io/v1alpha1", "kind": "OdooDatabase",
             "metadata": {"name": "shop", "namespace": "ns", "uid": "u-1"}, "spec": {"version": "16.0"}}
     db = parse_odoo_database(body, Settings.from_env())
-    job = sessions.build_logout_job(db, request)
+    job = sessions.build_logout_job(db, ENDPOINT, request)
     assert job["metadata"]["name"] == sessions.logout_job_name(db, request)
     assert job["metadata"]["name"].startswith("shop-logout-")
     assert job["metadata"]["annotations"][sessions.LOGOUT_ANNOTATION] == value
@@ -189,4 +190,4 @@ def test_logout_request_is_checked_and_its_job_mounts_the_sessions() -> None:
     # Another request, another Job; the same request, the same Job.
     other = sessions.parse_logout(sessions.logout_value(moment, None))
     assert sessions.logout_job_name(db, other) != job["metadata"]["name"]
-    assert sessions.build_logout_job(db, request) == job
+    assert sessions.build_logout_job(db, ENDPOINT, request) == job

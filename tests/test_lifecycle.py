@@ -95,8 +95,7 @@ def test_create_gives_a_ready_database_with_everything_it_owns(cluster, operator
     # Owned objects, applied by one field manager, with owner references.
     for kind, name in [("secret", "shop-db"), ("secret", "shop-admin"), ("pvc", "shop-filestore"),
                        ("pvc", "shop-sessions"), ("deployment", "shop"), ("service", "shop"), ("ingress", "shop"),
-                       ("job", "shop-init"),
-                       ("configmap", "shop-odoo-conf")]:
+                       ("job", "shop-init")]:
         child = get_json(cluster, kind, name, "-n", namespace)
         assert child, f"{kind}/{name} missing"
         assert child["metadata"]["ownerReferences"][0]["uid"] == obj["metadata"]["uid"]
@@ -109,7 +108,9 @@ def test_create_gives_a_ready_database_with_everything_it_owns(cluster, operator
     assert container["command"] == ["odoo", "-c", "/etc/odoo/odoo.conf"]
     assert [e["name"] for e in container["env"]] == ["PGPASSWORD"]
     assert {"name": "sessions", "mountPath": "/var/lib/odoo/sessions"} in container["volumeMounts"]
-    conf = get_json(cluster, "configmap", "shop-odoo-conf", "-n", namespace)["data"]["odoo.conf"]
+    # odoo.conf is the pod template's own (an annotation the downward API projects at /etc/odoo): no ConfigMap.
+    assert not get_json(cluster, "configmap", "shop-odoo-conf", "-n", namespace)
+    conf = deployment["spec"]["template"]["metadata"]["annotations"]["odoo.dbmanager.io/odoo.conf"]
     options = dict(line.split(" = ", 1) for line in conf.splitlines() if " = " in line)
     assert (options["db_host"], options["db_port"], options["db_user"]) == (creds["host"], creds["port"], creds["user"])
     assert options["db_sslmode"] == creds["sslmode"] and creds["password"] not in conf
@@ -369,7 +370,7 @@ def test_kubectl_yaml_round_trip_of_a_full_spec(cluster, operator, namespace):
     assert obj["status"]["url"] == "http://erp.example.com"
     deployment = get_json(cluster, "deployment", "full", "-n", namespace)
     assert deployment["spec"]["replicas"] == 2
-    conf = get_json(cluster, "configmap", "full-odoo-conf", "-n", namespace)["data"]["odoo.conf"]
+    conf = deployment["spec"]["template"]["metadata"]["annotations"]["odoo.dbmanager.io/odoo.conf"]
     assert "limit_time_cpu = 120" in conf and "workers = 2" in conf
     assert yaml.safe_load(cluster.kubectl("get", "odb", "full", "-n", namespace, "-o", "yaml").stdout)["spec"][
         "app"]["replicas"] == 2

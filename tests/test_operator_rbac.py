@@ -64,9 +64,9 @@ def test_the_operator_needs_no_more_than_the_chart_grants(cluster: LocalCluster,
     wait_ready(cluster, name, namespace, timeout=150)
     assert name in databases(pg_dsn)
 
-    # The first database asked for its version's template: Secret, ConfigMap and Job in the release namespace.
+    # The first database asked for its version's template: Secret and Job in the release namespace.
     # kwok "completes" the Job without any Odoo, so the template is found without Odoo's modules and reported
-    # Failed — and its Secret and ConfigMap are deleted (the chart grants that there only); the Job stays for
+    # Failed — and its Secret is deleted (the chart grants that there only); the Job stays for
     # inspection until the retry.
     def template_failed() -> dict[str, Any] | None:
         found = (get_json(cluster, "pgs", "local").get("status") or {}).get("templates") or []

@@ -18,7 +18,6 @@ MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
 # labels client-side, so watching them means reading every Secret of the cluster; the operator reads
 # its own by name instead (controller.odoodatabase_create.ensure_db_secret) and may not list Secrets at all.
 CHILD_KINDS = {
-    "ConfigMap": ("v1", "configmaps"),
     "Service": ("v1", "services"),
     "PersistentVolumeClaim": ("v1", "persistentvolumeclaims"),
     "Deployment": ("apps/v1", "deployments"),

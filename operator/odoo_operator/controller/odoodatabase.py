@@ -31,7 +31,6 @@ from odoo_operator.api.model import (
 )
 from odoo_operator.config import Settings
 from odoo_operator.controller import (
-    base,
     claims,
     odoodatabase_copy,
     odoodatabase_create,
@@ -97,7 +96,7 @@ def delete(body: Mapping[str, Any], ctx: Context) -> DeletionResult:
     return result
 
 
-class Reconciler(base.Reconciler[OdooDatabase]):
+class Reconciler(odoodatabase_create.DatabasePass):
     noun = "database"
 
     def __init__(self, body: Mapping[str, Any], ctx: Context, live: Mapping[str, Any] | None = None) -> None:
@@ -105,9 +104,6 @@ class Reconciler(base.Reconciler[OdooDatabase]):
         self.expiring: Condition | None = None
         self.plan: OdooPlan | None = None  # the namespace's OdooPlan (plans.py)
         self.wake_in: float | None = None  # the next expiry milestone
-        self.admin: pg.ServerAddress  # the server's admin login
-        self.tenant: pg.ServerAddress  # the database's own role: work inside its database runs as it
-        self.endpoint: specs.app.DatabaseEndpoint  # what odoo.conf says of the server
 
     @property
     def db(self) -> OdooDatabase:
@@ -190,7 +186,6 @@ class Reconciler(base.Reconciler[OdooDatabase]):
         # The app's children that do not need the database's content.
         self.apply(specs.app.build_filestore_pvc(db, self.ctx.settings))
         self.apply(specs.app.build_sessions_pvc(db, self.ctx.settings))
-        self.apply(specs.app.build_config_map(db, self.endpoint))
         self.apply(specs.app.build_service(db))
         route = specs.routes.build_database_route(db, self.ctx.settings)
         self.apply(route)

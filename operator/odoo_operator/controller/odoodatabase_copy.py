@@ -208,7 +208,7 @@ def _neutralized(r: DatabasePass, admin: pg.ServerAddress) -> bool:
         with pg.connect(admin) as conn:
             version = (pg.database_info(conn, db.database_name).marker or {}).get("version") or db.version
         image = db.image if version == db.version else r.ctx.settings.images.get(version, db.image)
-        return specs.app.build_neutralize_job(specs.upgrade.serving(db, version, image))
+        return specs.app.build_neutralize_job(specs.upgrade.serving(db, version, image), r.endpoint)
 
     run = r.ensure_job(specs.app.neutralize_job_name(db), build, failpoint="neutralize-job-created")
     if run.state == "Failed":

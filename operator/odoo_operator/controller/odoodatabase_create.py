@@ -23,7 +23,12 @@ from odoo_operator.kube import KubeError
 
 log = logging.getLogger(__name__)
 
-DatabasePass = Reconciler[OdooDatabase]  # one pass over an OdooDatabase (odoodatabase.Reconciler)
+class DatabasePass(Reconciler[OdooDatabase]):
+    """One pass over an OdooDatabase (odoodatabase.Reconciler): what its steps here read of it, set by its
+    converge() once the server is resolved."""
+    admin: pg.ServerAddress  # the server's admin login
+    tenant: pg.ServerAddress  # the database's own role: work inside its database runs as it
+    endpoint: specs.app.DatabaseEndpoint  # where odoo.conf (in each pod's template) sends Odoo
 
 
 def ensure_db_secret(r: DatabasePass, host: str, port: int, ssl_mode: str) -> tuple[str, bool]:
@@ -234,7 +239,7 @@ def run_init_job(r: DatabasePass, admin: pg.ServerAddress) -> bool:
         pg.create_odoo_extensions(admin, db.database_name, db.role_name)
 
     name = specs.app.init_job_name(db)
-    run = r.ensure_job(name, lambda: specs.app.build_init_job(db), prepare=extensions,
+    run = r.ensure_job(name, lambda: specs.app.build_init_job(db, r.endpoint), prepare=extensions,
                        failpoint="create-init-job-created")
     if run.state == "Failed":
         raise NotReady("InitFailed", f"Job {name} failed to initialise the database ({run.failure}); fix "

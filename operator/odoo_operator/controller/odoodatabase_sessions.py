@@ -56,7 +56,7 @@ def ensure_logout(r: DatabasePass, tenant: pg.ServerAddress) -> None:
         r.events.append(("Warning", "LogoutRefused", str(exc)))
         return
     name = sessions.logout_job_name(db, request)
-    run = r.ensure_job(name, lambda: sessions.build_logout_job(db, request))
+    run = r.ensure_job(name, lambda: sessions.build_logout_job(db, r.endpoint, request))
     if run.created:
         r.events.append(("Normal", "LoggingOut", f"Job {name} ends {request.describe()}"))
     if run.state == "Running":

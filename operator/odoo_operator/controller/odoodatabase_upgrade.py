@@ -303,7 +303,7 @@ def _stop_app(r: DatabasePass, old: OdooDatabase, record: dict[str, Any]) -> Non
     db = r.obj
     if r.ctx.registry.child("Deployment", db.namespace, db.name) is not None or r.kube.get(
             "apps/v1", "Deployment", db.name, db.namespace) is not None:
-        r.apply(specs.app.build_deployment(old, 0, _credentials(r), cast(Any, r).endpoint))
+        r.apply(specs.app.build_deployment(old, 0, _credentials(r), r.endpoint))
     record["downSince"] = record.get("downSince") or now_iso()
     pods = r.kube.list("v1", "Pod", db.namespace, label_selector=",".join(
         f"{k}={v}" for k, v in specs.app.selector_labels(db).items()))
@@ -341,7 +341,8 @@ def _upgrading(r: DatabasePass, marker: dict[str, Any], old: OdooDatabase, recor
     method, image = method_for(r, to)
     snapshot = not _is_test_copy(db)
     name = specs.upgrade.upgrade_job_name(db, to, str(progress["startedAt"]))
-    run = r.ensure_job(name, lambda: specs.upgrade.build_upgrade_job(old, name, to, method, image, snapshot=snapshot),
+    run = r.ensure_job(name, lambda: specs.upgrade.build_upgrade_job(old, r.endpoint, name, to, method, image,
+                                                                     snapshot=snapshot),
                        failpoint="upgrade-job-created")
     if run.state == "Running":
         raise NotReady(PHASE_UPGRADING, f"Job {run.name} is upgrading the database from Odoo {old.version} to {to}; "

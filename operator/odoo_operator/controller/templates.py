@@ -11,7 +11,7 @@ sees it.
 
 The state of a template lives in its database's marker (PostgreSQL), so it survives operator restarts:
 `Building` (its Job runs) → `Ready` (the Job completed and Odoo's modules are installed in it; the role is
-made NOLOGIN and the Job, Secret and ConfigMap removed) or `Failed` (the Job's message kept; built again from
+made NOLOGIN and the Job and Secret removed) or `Failed` (the Job's message kept; built again from
 scratch after TEMPLATE_RETRY). The PostgresServer's check (`advance`, every 15 s) moves them on and reports
 them in status.templates; a template whose image is no longer the version table's is dropped and built
 again with the new image. Templates are never served (CONNECT only for their owner, no Ingress, no app),
@@ -88,10 +88,8 @@ def request(ctx: Context, conn: Any, server: PostgresServer, admin: pg.ServerAdd
 
 
 def _start_job(ctx: Context, objects: list[dict[str, Any]]) -> None:
-    """The ConfigMap applied, the Job created (a Job is never changed: its template is immutable)."""
-    secret, config, job = objects
-    ctx.kube.apply(config)
-    ctx.kube.create(job)
+    """The Job created (a Job is never changed: its template is immutable); its Secret is applied already."""
+    ctx.kube.create(objects[1])
 
 
 def advance(ctx: Context, conn: Any, server: PostgresServer, admin: pg.ServerAddress,
@@ -168,7 +166,7 @@ def _building(ctx: Context, conn: Any, server: PostgresServer, admin: pg.ServerA
     else:
         failure = f"Job {object_name} failed: {job_failure(job)}"
     # The marker (readable by every role of the server) keeps the Job's verdict, never its output; the Job
-    # stays for inspection until the retry, its Secret and ConfigMap go now.
+    # stays for inspection until the retry, its Secret goes now.
     marker = marker | {"state": FAILED, "failedAt": now_iso(), "message": failure[:300],
                        "retryAt": format_time(now() + TEMPLATE_RETRY)}
     pg.set_database_marker(conn, name, marker)
@@ -195,7 +193,7 @@ def _missing_modules(admin: pg.ServerAddress, name: str) -> list[str]:
 
 def _delete_objects(ctx: Context, key: str, keep_job: bool = False) -> None:
     ns, object_name = namespace(ctx), spec.object_name(key)
-    kinds = (("v1", "ConfigMap"), ("v1", "Secret")) + (() if keep_job else (("batch/v1", "Job"),))
+    kinds = (("v1", "Secret"),) + (() if keep_job else (("batch/v1", "Job"),))
     for api_version, kind in kinds:
         ctx.kube.delete(api_version, kind, object_name, ns)
 

@@ -109,10 +109,6 @@ def sessions_pvc_name(db: OdooDatabase) -> str:
     return f"{db.name}-sessions"
 
 
-def config_map_name(db: OdooDatabase) -> str:
-    return f"{db.name}-odoo-conf"
-
-
 def init_job_name(db: OdooDatabase) -> str:
     return child_name(db.name, "init")
 
@@ -220,17 +216,14 @@ def render_odoo_conf(db: OdooDatabase, endpoint: DatabaseEndpoint) -> str:
     return "\n".join(lines) + "\n"
 
 
-def config_hash(db: OdooDatabase, endpoint: DatabaseEndpoint) -> str:
-    return hashlib.sha256(render_odoo_conf(db, endpoint).encode()).hexdigest()[:16]
+# odoo.conf travels in the pod template (an annotation, projected into /etc/odoo by the downward API): no
+# ConfigMap per database to write and watch, and a Pod always reads the configuration of its own template
+# (a move or an upgrade switches server and config with the rollout, never under a running Pod).
+ODOO_CONF_ANNOTATION = "odoo.dbmanager.io/odoo.conf"
 
 
-def build_config_map(db: OdooDatabase, endpoint: DatabaseEndpoint) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _metadata(db, config_map_name(db), "config"),
-        "data": {"odoo.conf": render_odoo_conf(db, endpoint)},
-    }
+def pod_annotations(db: OdooDatabase, endpoint: DatabaseEndpoint) -> dict[str, str]:
+    return {ODOO_CONF_ANNOTATION: render_odoo_conf(db, endpoint)}
 
 
 def _secret_env(env: str, secret: str, key: str) -> dict[str, Any]:
@@ -243,10 +236,12 @@ def _db_env(db: OdooDatabase) -> list[dict[str, Any]]:
 
 
 def _volumes(db: OdooDatabase, sessions: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The data dir, the filestore, odoo.conf (from the pod's annotation: pod_annotations) and the sessions."""
+    conf = {"path": "odoo.conf", "fieldRef": {"fieldPath": f"metadata.annotations['{ODOO_CONF_ANNOTATION}']"}}
     volumes: list[dict[str, Any]] = [
         {"name": "data", "emptyDir": {}},
         {"name": "filestore", "persistentVolumeClaim": {"claimName": filestore_pvc_name(db)}},
-        {"name": "config", "configMap": {"name": config_map_name(db)}},
+        {"name": "config", "downwardAPI": {"items": [conf]}},
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "data", "mountPath": ODOO_DATA_DIR},
@@ -269,7 +264,7 @@ CONTAINER_SECURITY_CONTEXT = {
 POD_SECURITY_CONTEXT = {"runAsUser": 101, "runAsGroup": 101, "fsGroup": 101, "runAsNonRoot": True}
 
 
-def _odoo_job(db: OdooDatabase, name: str, component: str, command: list[str],
+def _odoo_job(db: OdooDatabase, endpoint: DatabaseEndpoint, name: str, component: str, command: list[str],
               env: list[dict[str, Any]]) -> dict[str, Any]:
     """A Job running the database's own Odoo image, with its odoo.conf, data dir and filestore."""
     volumes, mounts = _volumes(db)
@@ -280,7 +275,7 @@ def _odoo_job(db: OdooDatabase, name: str, component: str, command: list[str],
         "spec": {
             "backoffLimit": 2,
             "template": {
-                "metadata": {"labels": labels(db, component)},
+                "metadata": {"labels": labels(db, component), "annotations": pod_annotations(db, endpoint)},
                 "spec": {
                     "restartPolicy": "Never",
                     "securityContext": POD_SECURITY_CONTEXT,
@@ -299,19 +294,19 @@ def _odoo_job(db: OdooDatabase, name: str, component: str, command: list[str],
     }
 
 
-def build_init_job(db: OdooDatabase) -> dict[str, Any]:
+def build_init_job(db: OdooDatabase, endpoint: DatabaseEndpoint) -> dict[str, Any]:
     env = _db_env(db) + [
         _secret_env("PGDATABASE", db_secret_name(db), "database"),
         _secret_env("ODOO_ADMIN_PASSWORD", admin_secret_name(db), "password"),
     ]
-    return _odoo_job(db, init_job_name(db), "init", ["/bin/bash", "-c", INIT_SCRIPT], env)
+    return _odoo_job(db, endpoint, init_job_name(db), "init", ["/bin/bash", "-c", INIT_SCRIPT], env)
 
 
-def build_neutralize_job(db: OdooDatabase) -> dict[str, Any]:
+def build_neutralize_job(db: OdooDatabase, endpoint: DatabaseEndpoint) -> dict[str, Any]:
     """Odoo's own neutralization of a copy for testing: the data/neutralize.sql of every installed
     module (custom ones included), in one transaction, exit status 1 if anything failed."""
     command = ["odoo", "neutralize", "-c", ODOO_CONF, "-d", db.database_name]
-    return _odoo_job(db, neutralize_job_name(db), "neutralize", command, _db_env(db))
+    return _odoo_job(db, endpoint, neutralize_job_name(db), "neutralize", command, _db_env(db))
 
 
 # Entry by entry: a volume's root belongs to root (fsGroup makes it writable), so the app's user cannot set
@@ -403,10 +398,7 @@ def build_deployment(db: OdooDatabase, replicas: int, credentials_hash: str,
             "template": {
                 "metadata": {
                     "labels": labels(db, "app"),
-                    "annotations": {
-                        "odoo.dbmanager.io/credentials": credentials_hash,
-                        "odoo.dbmanager.io/config": config_hash(db, endpoint),
-                    },
+                    "annotations": {"odoo.dbmanager.io/credentials": credentials_hash, **pod_annotations(db, endpoint)},
                 },
                 "spec": {
                     "securityContext": POD_SECURITY_CONTEXT,

@@ -123,14 +123,14 @@ def logout_job_name(db: OdooDatabase, request: LogoutRequest) -> str:
     return app.child_name(db.name, f"logout-{request.digest[:10]}")
 
 
-def build_logout_job(db: OdooDatabase, request: LogoutRequest) -> dict[str, Any]:
+def build_logout_job(db: OdooDatabase, endpoint: app.DatabaseEndpoint, request: LogoutRequest) -> dict[str, Any]:
     """The database's image, its odoo.conf and credentials (app._odoo_job), plus its sessions volume."""
     env = app._db_env(db) + [
         app._secret_env("PGDATABASE", app.db_secret_name(db), "database"),
         {"name": "LOGOUT_LOGIN", "value": request.target},
         {"name": "LOGOUT_REQUEST", "value": request.digest},
     ]
-    job = app._odoo_job(db, logout_job_name(db, request), "logout", ["/bin/bash", "-c", LOGOUT_SCRIPT], env)
+    job = app._odoo_job(db, endpoint, logout_job_name(db, request), "logout", ["/bin/bash", "-c", LOGOUT_SCRIPT], env)
     job["metadata"].setdefault("annotations", {})[LOGOUT_ANNOTATION] = request.value
     spec = job["spec"]
     spec["backoffLimit"] = 1

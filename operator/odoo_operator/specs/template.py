@@ -25,6 +25,7 @@ from odoo_operator.pg import TEMPLATE_PREFIX
 from odoo_operator.specs.app import (
     CONTAINER_SECURITY_CONTEXT,
     ODOO_CONF,
+    ODOO_CONF_ANNOTATION,
     ODOO_DATA_DIR,
     ODOO_EXTRA_ADDONS,
     POD_SECURITY_CONTEXT,
@@ -58,7 +59,7 @@ def database_name(key: str) -> str:
 
 
 def object_name(key: str) -> str:
-    """The Job, Secret and ConfigMap of a template, in the template namespace."""
+    """The Job and Secret of a template, in the template namespace."""
     return f"odoo-template-{key}"
 
 
@@ -98,12 +99,12 @@ def render_odoo_conf(key: str, endpoint: DatabaseEndpoint) -> str:
 
 def build_objects(key: str, namespace: str, server: str, server_uid: str, image: str, endpoint: DatabaseEndpoint,
                   password: str) -> list[dict[str, Any]]:
-    """The Secret (the role's password, for libpq as PGPASSWORD), the ConfigMap (odoo.conf) and the Job."""
+    """The Secret (the role's password, for libpq as PGPASSWORD) and the Job (odoo.conf in its pods'
+    template, as a database's: specs.app.pod_annotations)."""
     metadata = _metadata(key, namespace, server, server_uid)
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque",
               "data": {"password": base64.b64encode(password.encode()).decode()}}
-    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata,
-              "data": {"odoo.conf": render_odoo_conf(key, endpoint)}}
+    conf = {"path": "odoo.conf", "fieldRef": {"fieldPath": f"metadata.annotations['{ODOO_CONF_ANNOTATION}']"}}
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -112,7 +113,8 @@ def build_objects(key: str, namespace: str, server: str, server_uid: str, image:
             "backoffLimit": 0,  # a failed build is reported and built again later, from scratch
             "activeDeadlineSeconds": JOB_DEADLINE_SECONDS,
             "template": {
-                "metadata": {"labels": labels(key)},
+                "metadata": {"labels": labels(key),
+                             "annotations": {ODOO_CONF_ANNOTATION: render_odoo_conf(key, endpoint)}},
                 "spec": {
                     "restartPolicy": "Never",
                     "securityContext": POD_SECURITY_CONTEXT,
@@ -134,11 +136,11 @@ def build_objects(key: str, namespace: str, server: str, server_uid: str, image:
                     }],
                     "volumes": [
                         {"name": "data", "emptyDir": {}},
-                        {"name": "config", "configMap": {"name": object_name(key)}},
+                        {"name": "config", "downwardAPI": {"items": [conf]}},
                     ],
                 },
             },
         },
     }
     assert ODOO_CONF == "/etc/odoo/odoo.conf"  # the script's -c
-    return [secret, config, job]
+    return [secret, job]

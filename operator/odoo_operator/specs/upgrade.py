@@ -19,6 +19,7 @@ from odoo_operator.specs.app import (
     ODOO_CONF,
     ODOO_DATA_DIR,
     POD_SECURITY_CONTEXT,
+    DatabaseEndpoint,
     _db_env,
     _metadata,
     _volumes,
@@ -27,6 +28,7 @@ from odoo_operator.specs.app import (
     filestore_pvc_name,
     labels,
     owner_reference,
+    pod_annotations,
 )
 
 TEST_COPY_LABEL = "odoo.dbmanager.io/upgrade-test-of"
@@ -91,8 +93,8 @@ def default_command(db: OdooDatabase) -> list[str]:
     return ["odoo", "-c", ODOO_CONF, "-d", db.database_name, "-u", "all", "--stop-after-init", "--no-http"]
 
 
-def build_upgrade_job(db: OdooDatabase, name: str, to: str, method: UpgradeMethod, target_image: str, *,
-                      snapshot: bool) -> dict[str, Any]:
+def build_upgrade_job(db: OdooDatabase, endpoint: DatabaseEndpoint, name: str, to: str, method: UpgradeMethod,
+                      target_image: str, *, snapshot: bool) -> dict[str, Any]:
     """The method's command in its image on the database (as the database's own role: PGPASSWORD), never
     retried (a second run on a half-migrated database could do harm). With `snapshot`, an init container
     first copies the filestore to the pre-upgrade volume."""
@@ -136,7 +138,8 @@ def build_upgrade_job(db: OdooDatabase, name: str, to: str, method: UpgradeMetho
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": _metadata(db, name, "upgrade"),
-        "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": labels(db, "upgrade")}, "spec": spec}},
+        "spec": {"backoffLimit": 0, "template": {
+            "metadata": {"labels": labels(db, "upgrade"), "annotations": pod_annotations(db, endpoint)}, "spec": spec}},
     }
 
 
