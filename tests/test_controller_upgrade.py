@@ -366,3 +366,57 @@ def test_an_object_of_the_test_copys_name_that_is_not_ours_is_left_alone(world: 
     assert outcome.phase == "Ready" and body["status"]["upgrade"]["test"]["state"] == "Failed"
     assert "not this database's test copy" in body["status"]["upgrade"]["test"]["logTail"]
     assert (world.kube.find("OdooDatabase", "shop-upgrade-test") or {})["spec"]["version"] == "16.0"
+
+
+def test_a_failed_test_is_run_again_on_a_fresh_copy_when_asked(world: World) -> None:
+    """The Stalled message and the alert say `kubectl odoo upgrade shop --test` tests again: the plugin's
+    annotation (a time after the test finished) replaces the failed copy with a fresh one."""
+    from odoo_operator.kubectl.upgrade import plan_test
+
+    body = ready_on_16(world)
+    body = set_spec(world, body, version="17.0")
+    _, body = run(world, body)
+    world.kube.set_status("OdooDatabase", "shop-upgrade-test", {
+        "conditions": [{"type": "Stalled", "status": "True", "reason": "UpgradeFailed", "message": "boom"}]})
+    outcome, body = run(world, body)
+    assert outcome.stalled.reason == "UpgradeFailed" and "kubectl odoo upgrade shop --test" in outcome.stalled.message
+    finished = body["status"]["upgrade"]["test"]["finishedAt"]
+    old_uid = (world.kube.find("OdooDatabase", "shop-upgrade-test") or {})["metadata"]["uid"]
+    # Nothing asked: the result stands, the copy stays for inspection.
+    outcome, body = run(world, body)
+    assert body["status"]["upgrade"]["test"]["state"] == "Failed"
+    assert (world.kube.find("OdooDatabase", "shop-upgrade-test") or {})["metadata"]["uid"] == old_uid
+
+    stored = world.kube.find("OdooDatabase", "shop")
+    assert stored is not None
+    patch, message = plan_test({**stored, "status": body["status"]}, None, datetime.datetime.now(datetime.UTC))
+    assert patch is not None and "tests again" in message, message
+    annotations = patch["metadata"]["annotations"]
+    stored["metadata"].setdefault("annotations", {}).update(annotations)
+    body = {**body, "metadata": dict(stored["metadata"])}
+    outcome, body = run(world, body)
+    assert body["status"]["upgrade"]["test"]["state"] == "Running" and outcome.stalled.status != "True"
+    assert world.kube.find("OdooDatabase", "shop-upgrade-test") is None  # the failed copy goes first
+    outcome, body = run(world, body)
+    fresh = world.kube.find("OdooDatabase", "shop-upgrade-test")
+    assert fresh is not None and fresh["metadata"]["uid"] != old_uid and fresh["spec"]["version"] == "17.0"
+    assert body["status"]["upgrade"]["test"]["startedAt"] >= finished
+    assert body["status"]["upgrade"]["test"]["retest"] == annotations["odoo.dbmanager.io/upgrade-test"]
+    # The same annotation does not start a third test once this one is over (even if it finishes within the
+    # second the annotation names: the request is recorded as answered).
+    world.kube.set_status("OdooDatabase", "shop-upgrade-test", {
+        "conditions": [{"type": "Stalled", "status": "True", "reason": "UpgradeFailed", "message": "boom"}]})
+    _, body = run(world, body)
+    _, body = run(world, body)
+    assert body["status"]["upgrade"]["test"]["state"] == "Failed"
+    assert (world.kube.find("OdooDatabase", "shop-upgrade-test") or {})["metadata"]["uid"] == fresh["metadata"]["uid"]
+
+
+def test_a_database_being_upgraded_is_not_copied(world: World) -> None:
+    """Its data is half-migrated, and a copy would briefly disconnect the upgrade Job's sessions."""
+    body = start_production_upgrade(world)
+    assert marker(world)["upgrade"]
+    outcome, copy = run(world, world.add(database_body("copy", duplicateFrom={"name": "shop"})))
+    assert outcome.ready.reason == "SourceNotReady" and "being upgraded" in outcome.ready.message
+    assert "copy" not in world.pg.databases
+    del body

@@ -90,8 +90,14 @@ def ensure_database(r: DatabasePass, conn: Any, admin: pg.ServerAddress, server_
         new_marker: dict[str, Any] = db.owner_marker | {"uid": db.uid}
         if source is not None:
             assert source.database_name is not None  # known until copied (status.sourceDatabase after)
-            # The copy's data is at its source's version (an upgrade test copy is upgraded after).
-            source_version = (pg.database_info(conn, source.database_name).marker or {}).get("version")
+            # The copy's data is at its source's version (an upgrade test copy is upgraded after). Never a copy of
+            # a source being upgraded or rolled back: its data is half-migrated, and the copy's brief disconnection
+            # of its sessions would cut the upgrade Job.
+            source_marker = pg.database_info(conn, source.database_name).marker or {}
+            if source_marker.get("upgrade"):
+                raise NotReady("SourceNotReady", f"OdooDatabase {source.spec.name!r} is being upgraded or rolled "
+                               "back; the copy waits until its data is at one version", retry_after=15, warning=False)
+            source_version = source_marker.get("version")
             if source_version or source.version:
                 new_marker["version"] = source_version or source.version
             terminated = pg.copy_database(conn, source.database_name, db.database_name, db.role_name, new_marker)

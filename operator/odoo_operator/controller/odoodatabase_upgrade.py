@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from odoo_operator import API_VERSION, failpoints, pg, specs
-from odoo_operator.api.conditions import Condition, format_time, now, now_iso, parse_time
+from odoo_operator.api.conditions import Condition, format_time, now, now_iso, parse_rfc3339, parse_time
 from odoo_operator.api.model import OdooDatabase, parse_duration, pre_upgrade_database_name
 from odoo_operator.api.versions import below_latest_major, newest_above, version_key
 from odoo_operator.config import UpgradeMethod
@@ -113,7 +113,8 @@ def ensure_version(r: DatabasePass, details: list[Condition]) -> Serving:
         elif needs_test and tested and test is not None and test.get("state") == "Failed":
             problem = NotReady("UpgradeFailed", f"the test upgrade to {desired} failed on "
                                f"{test.get('database')} (status.upgrade.test.logTail); production stays on {data}. "
-                               "Fix the upgrade method, then delete that copy to test again", stalled=True)
+                               f"Fix the upgrade method, then `kubectl odoo upgrade {db.name} --test` to test again",
+                               stalled=True)
         elif not needs_test or tested and test is not None and test.get("state") == "Succeeded":
             return _start(r, marker, record, data, desired, forced)
     r.new_status["upgrade"] = record or None
@@ -183,14 +184,46 @@ def method_for(r: DatabasePass, to: str) -> tuple[UpgradeMethod, str]:
 
 # ---- the test upgrade ------------------------------------------------------------------------------
 
+def _source_name(copy: OdooDatabase) -> str:
+    return copy.duplicate_from.name if copy.duplicate_from else copy.name
+
+
+def _is_our_copy(db: OdooDatabase, copy: Mapping[str, Any]) -> bool:
+    meta = copy["metadata"]
+    return (meta.get("labels") or {}).get(specs.upgrade.TEST_COPY_LABEL) == db.name and \
+        any(o.get("uid") == db.uid for o in meta.get("ownerReferences") or [])
+
+
+def _retest_asked(r: DatabasePass, test: Mapping[str, Any]) -> str | None:
+    """The RETEST_ANNOTATION asking for a new test after this one finished (the plugin writes a time after
+    status.upgrade.test.finishedAt), not answered yet (a test started for it records it: never twice)."""
+    value = (r.body["metadata"].get("annotations") or {}).get(specs.upgrade.RETEST_ANNOTATION)
+    if not value or value == test.get("retest"):
+        return None
+    try:
+        asked = parse_rfc3339(str(value))
+        finished = parse_rfc3339(str(test["finishedAt"])) if test.get("finishedAt") else None
+    except ValueError:
+        return None  # not a time: nothing is asked
+    return str(value) if finished is None or asked > finished else None
+
+
 def _ensure_test(r: DatabasePass, record: dict[str, Any], to: str) -> dict[str, Any]:
     """The test copy for `to`, created once; its result copied into status.upgrade.test."""
     db = r.obj
     name = specs.upgrade.test_copy_name(db)
     test = dict(record.get("test") or {})
     copy = r.kube.get(API_VERSION, "OdooDatabase", name, db.namespace)
-    if copy is not None and ((copy["metadata"].get("labels") or {}).get(specs.upgrade.TEST_COPY_LABEL) != db.name
-                             or not any(o.get("uid") == db.uid for o in copy["metadata"].get("ownerReferences") or [])):
+    retest = _retest_asked(r, test) if test.get("to") == to and test.get("state") in ("Succeeded", "Failed") else None
+    if retest is not None:
+        # Asked to test again (kubectl odoo upgrade --test): the finished copy goes, a fresh one follows.
+        if copy is not None and not copy["metadata"].get("deletionTimestamp") and _is_our_copy(db, copy):
+            r.kube.delete(API_VERSION, "OdooDatabase", name, db.namespace)
+        record["test"] = {"state": "Running", "to": to, "database": name, "startedAt": now_iso(), "retest": retest}
+        record["state"] = "Testing"
+        _wake(r, 5)
+        return record["test"]
+    if copy is not None and not _is_our_copy(db, copy):
         # Not ours: never touched; the test is reported failed (production keeps serving).
         record["test"] = {"state": "Failed", "to": to, "database": name, "logTail": f"OdooDatabase {name} exists "
                           "and is not this database's test copy; rename or delete it to test an upgrade"}
@@ -205,10 +238,13 @@ def _ensure_test(r: DatabasePass, record: dict[str, Any], to: str) -> dict[str, 
         return record["test"]
     if copy is None:
         if test.get("to") == to and test.get("state") in ("Succeeded", "Failed"):
-            return test  # the result stands after the copy expired (a failed one: delete the copy to retry)
+            return test  # the result stands after the copy expired (kubectl odoo upgrade --test tests again)
         r.refuse_when_deleting()
         created = r.kube.create(specs.upgrade.build_test_copy(db, to, r.new_status.get("server")))
-        test = {"state": "Running", "to": to, "database": name, "startedAt": now_iso()}
+        again = test.get("to") == to and test.get("state") == "Running"  # asked again; the old copy is gone now
+        test = {"state": "Running", "to": to, "database": name,
+                "startedAt": test.get("startedAt") if again and test.get("startedAt") else now_iso(),
+                **({"retest": test["retest"]} if again and test.get("retest") else {})}
         if created is not None:
             r.events.append(("Normal", "UpgradeTestStarted", f"test upgrade to {to} on a neutralized copy, "
                              f"OdooDatabase {name}; production keeps serving"))
@@ -292,7 +328,8 @@ def _continue(r: DatabasePass, marker: dict[str, Any], progress: Mapping[str, An
         return _rolling_back(r, marker, old, record)
     if step == "failed":  # a test copy: no way back, nothing served
         raise NotReady("UpgradeFailed", f"the upgrade to {to} failed on this test copy (status.upgrade.logTail); "
-                       "its source is untouched. Delete this copy to test again", stalled=True,
+                       f"its source is untouched. `kubectl odoo upgrade {_source_name(db)} --test` tests again "
+                       "on a fresh copy", stalled=True,
                        phase=PHASE_UPGRADING)
     raise NotReady("UpgradeStepUnknown", f"the database's marker records an upgrade step {step!r} this operator "
                    "does not know (written by a newer operator?)", stalled=True, phase=PHASE_UPGRADING)
@@ -371,7 +408,8 @@ def _upgrading(r: DatabasePass, marker: dict[str, Any], old: OdooDatabase, recor
         record["state"] = "Failed"
         r.events.append(("Warning", "UpgradeFailed", f"the upgrade to {to} failed: {failure}"))
         raise NotReady("UpgradeFailed", f"the upgrade to {to} failed: {failure}; this test copy is not served, its "
-                       "source is untouched (status.upgrade.logTail). Delete this copy to test again",
+                       f"source is untouched (status.upgrade.logTail). `kubectl odoo upgrade {_source_name(db)} "
+                       "--test` tests again on a fresh copy",
                        stalled=True, phase=PHASE_UPGRADING)
     record["failure"] = failure
     rolling = marker | {"upgrade": progress | {"step": "rollingBack", "job": run.name}}

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from odoo_operator.api.conditions import format_time
+from odoo_operator.api.conditions import format_time, parse_rfc3339
 from odoo_operator.api.model import VERSION_RE
 from odoo_operator.api.versions import version_key
 from odoo_operator.kubectl.connection import Connection, get_database, patch_database
@@ -34,7 +34,7 @@ from odoo_operator.kubectl.support import (
     parse_time,
     print_object,
 )
-from odoo_operator.specs.upgrade import ROLLBACK_ANNOTATION
+from odoo_operator.specs.upgrade import RETEST_ANNOTATION, ROLLBACK_ANNOTATION
 
 OBJECT = "odoodatabase.odoo.dbmanager.io"
 PRODUCTION_STATES = ("Upgrading", "Succeeded", "Failed", "RolledBack")
@@ -222,8 +222,11 @@ def current_version(obj: Mapping[str, Any]) -> str:
     return str(version)
 
 
-def plan_test(obj: Mapping[str, Any], to: str | None) -> tuple[dict[str, Any] | None, str]:
-    """--test: spec.upgrade = {targetVersion, testFirst: true} (a test upgrade on a neutralized copy)."""
+def plan_test(obj: Mapping[str, Any], to: str | None, moment: datetime.datetime | None = None
+              ) -> tuple[dict[str, Any] | None, str]:
+    """--test: spec.upgrade = {targetVersion, testFirst: true} (a test upgrade on a neutralized copy); when a
+    test of that target already finished (failed, or succeeded on an older build), the retest annotation asks
+    for a new one on a fresh copy."""
     name = obj["metadata"]["name"]
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     version = current_version(obj)
@@ -234,8 +237,20 @@ def plan_test(obj: Mapping[str, Any], to: str | None) -> tuple[dict[str, Any] | 
     if version_key(target) <= version_key(version):
         raise PluginError(f"{name} is already at {version}: --to {target} is not above it")
     planned = spec.get("upgrade") or {}
-    if planned.get("targetVersion") == target and planned.get("testFirst", True) is True:
-        test = (status.get("upgrade") or {}).get("test") or {}
+    asked = planned.get("targetVersion") == target and planned.get("testFirst", True) is True
+    test = (status.get("upgrade") or {}).get("test") or {}
+    if test.get("to") == target and test.get("state") in ("Succeeded", "Failed"):
+        # After the test's end as the operator wrote it, whatever this machine's clock says.
+        moment = moment or datetime.datetime.now(datetime.UTC)
+        if test.get("finishedAt"):
+            moment = max(moment, parse_rfc3339(str(test["finishedAt"])) + datetime.timedelta(seconds=1))
+        stamp = format_time(moment)
+        patch: dict[str, Any] = {"metadata": {"annotations": {RETEST_ANNOTATION: stamp}}}
+        if not asked:
+            patch["spec"] = {"upgrade": {"targetVersion": target, "testFirst": True}}
+        return patch, (f"the last test of {target} ({summarize_test(test)}) is over: the operator tests again on a "
+                       f"fresh copy, {name}-upgrade-test; {name} itself is not touched")
+    if asked:
         state = f" (last test: {summarize_test(test)})" if test.get("to") == target else ""
         return None, f"a test upgrade of {name} to {target} is already asked for{state}; nothing to do."
     return {"spec": {"upgrade": {"targetVersion": target, "testFirst": True}}}, \

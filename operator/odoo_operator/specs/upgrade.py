@@ -33,6 +33,9 @@ from odoo_operator.specs.app import (
 
 TEST_COPY_LABEL = "odoo.dbmanager.io/upgrade-test-of"
 ROLLBACK_ANNOTATION = "odoo.dbmanager.io/rollback"
+# `kubectl odoo upgrade DB --test` after a test that ended: when (RFC 3339) a new test of the same target was
+# asked for; a test that finished before that time is run again on a fresh copy.
+RETEST_ANNOTATION = "odoo.dbmanager.io/upgrade-test"
 # The upgrade Job's own output, kept where the kubelet reads a termination message from (the data dir is
 # the Pod's emptyDir): the operator shows its tail in status.upgrade.logTail.
 TERMINATION_LOG = f"{ODOO_DATA_DIR}/upgrade-termination-log"
