@@ -420,3 +420,23 @@ def test_a_database_being_upgraded_is_not_copied(world: World) -> None:
     assert outcome.ready.reason == "SourceNotReady" and "being upgraded" in outcome.ready.message
     assert "copy" not in world.pg.databases
     del body
+
+
+def test_stopping_the_app_for_an_upgrade_changes_only_its_replicas(world: World) -> None:
+    """The app's template keeps its credentials' fingerprint (read before from a kept child, which holds no
+    spec: it became empty, so the stopped app's template changed twice around the upgrade)."""
+    ready_on_16(world)
+    before = (world.kube.find("Deployment", "shop") or {})["spec"]["template"]
+    start_production_upgrade_on(world)
+    after = (world.kube.find("Deployment", "shop") or {})["spec"]
+    assert after["replicas"] == 0 and after["template"] == before
+
+
+def start_production_upgrade_on(world: World) -> None:
+    stored = world.kube.find("OdooDatabase", "shop")
+    assert stored is not None
+    body = set_spec(world, {"apiVersion": API_VERSION, "kind": "OdooDatabase", "metadata": stored["metadata"],
+                            "spec": stored["spec"], "status": stored.get("status") or {}},
+                    version="17.0", upgrade={"testFirst": False})
+    outcome, _ = run(world, body)
+    assert outcome.phase == "Upgrading", outcome.ready

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import get_json
+from odoo_operator.api.labels import ROLLBACK_ANNOTATION
 from odoo_operator.devtools.localcluster import LocalCluster
 from odoo_operator.kubectl import upgrade
 from odoo_operator.kubectl.support import PluginError
@@ -162,10 +163,10 @@ def test_now_upgrades_to_the_planned_then_the_offered_version_and_never_down() -
 def test_rollback_needs_a_live_pre_upgrade_copy() -> None:
     obj = database({"version": "17.0", "upgrade": SUCCEEDED}, version="17.0")
     patch, message = upgrade.plan_rollback(obj, MOMENT)
-    assert patch == {"metadata": {"annotations": {upgrade.ROLLBACK_ANNOTATION: "2030-01-01T12:00:00Z"}},
+    assert patch == {"metadata": {"annotations": {ROLLBACK_ANNOTATION: "2030-01-01T12:00:00Z"}},
                      "spec": {"version": "16.0"}}
     assert "rollback to 16.0" in message and "lost" in message
-    asked = database({"version": "17.0", "upgrade": SUCCEEDED}, {upgrade.ROLLBACK_ANNOTATION: "x"}, version="16.0")
+    asked = database({"version": "17.0", "upgrade": SUCCEEDED}, {ROLLBACK_ANNOTATION: "x"}, version="16.0")
     assert upgrade.plan_rollback(asked, MOMENT)[0] is None
     with pytest.raises(PluginError, match=r"no pre-upgrade copy to roll back to .*kubectl odoo restore"):
         upgrade.plan_rollback(database({"version": "17.0", "upgrade": {"state": "Succeeded"}}), MOMENT)
@@ -241,7 +242,7 @@ def test_rollback_sets_the_annotation_and_the_copys_version(cluster: LocalCluste
     out = ok(kodoo(cluster, "-n", namespace, "upgrade", "shop", "--rollback"))
     assert "patched: rollback to 16.0 asked for" in out, out
     obj = get_json(cluster, "odb", "shop", "-n", namespace)
-    stamp = obj["metadata"]["annotations"][upgrade.ROLLBACK_ANNOTATION]
+    stamp = obj["metadata"]["annotations"][ROLLBACK_ANNOTATION]
     assert datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ") and obj["spec"]["version"] == "16.0"
     before = resource_version(cluster, namespace, "shop")
     assert "already asked for" in ok(kodoo(cluster, "-n", namespace, "upgrade", "shop", "--rollback"))

@@ -179,7 +179,7 @@ def test_logout_request_is_checked_and_its_job_mounts_the_sessions() -> None:
     job = sessions.build_logout_job(db, ENDPOINT, request)
     assert job["metadata"]["name"] == sessions.logout_job_name(db, request)
     assert job["metadata"]["name"].startswith("shop-logout-")
-    assert job["metadata"]["annotations"][sessions.LOGOUT_ANNOTATION] == value
+    assert job["metadata"]["annotations"][LOGOUT_ANNOTATION] == value
     pod = job["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     assert mounts["sessions"] == "/var/lib/odoo/sessions"

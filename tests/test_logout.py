@@ -19,6 +19,7 @@ import pytest
 from conftest import apply_yaml, get_json
 from fakes import World, database_body
 from odoo_operator.api.conditions import now
+from odoo_operator.api.labels import LOGOUT_ANNOTATION
 from odoo_operator.controller import odoodatabase, odoodatabase_sessions
 from odoo_operator.devtools.localcluster import LocalCluster
 from odoo_operator.specs import sessions
@@ -126,7 +127,7 @@ def ready_database(world: World) -> dict[str, Any]:
 def annotate(world: World, body: dict[str, Any], value: str) -> dict[str, Any]:
     stored = world.kube.find("OdooDatabase", "shop")
     assert stored is not None
-    stored["metadata"].setdefault("annotations", {})[sessions.LOGOUT_ANNOTATION] = value
+    stored["metadata"].setdefault("annotations", {})[LOGOUT_ANNOTATION] = value
     return {**body, "metadata": dict(stored["metadata"])}
 
 

@@ -1,5 +1,5 @@
 """Fresh identity of a duplicated database, against the real PostgreSQL. (Neutralization is Odoo's own
-`odoo neutralize`, in a Job: see test_builders and test_duplicate.)"""
+`odoo neutralize`, in a Job: see test_specs_app and test_duplicate.)"""
 
 from __future__ import annotations
 

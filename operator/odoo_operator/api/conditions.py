@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # metav1.Time, second precision, always UTC
+MICROTIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # a Lease's renewTime; a request annotation (never two alike)
 
 
 def now() -> datetime.datetime:

@@ -461,6 +461,18 @@ def duplicate_source_name(body: Mapping[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def is_copy_for_testing(body: Mapping[str, Any]) -> bool:
+    """spec.duplicateFrom.forTesting of any OdooDatabase body, valid or not (limits count them, metrics skip them)."""
+    raw = (body.get("spec") or {}).get("duplicateFrom")
+    return isinstance(raw, Mapping) and raw.get("forTesting") is True
+
+
+def requested_version(body: Mapping[str, Any]) -> str | None:
+    """spec.version of any OdooDatabase body, valid or not (another object's: a test copy's target)."""
+    version = (body.get("spec") or {}).get("version")
+    return version if isinstance(version, str) else None
+
+
 @dataclass(frozen=True)
 class Deletion:
     """What deleting an OdooDatabase needs, read leniently: an object whose spec no longer parses must still

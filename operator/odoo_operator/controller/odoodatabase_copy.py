@@ -19,6 +19,7 @@ from odoo_operator.api.model import (
     RestoreSource,
     choose_artifact,
     duplicate_source_name,
+    is_copy_for_testing,
     parse_database_backup,
     role_name,
 )
@@ -55,7 +56,7 @@ def duplicate_source(r: DatabasePass) -> DuplicateSource:
         limit, kind = plan.max_test_copies, f"copies for testing ({plan.describe()})"
     duplicates = sorted(
         (o for o in siblings if duplicate_source_name(o) == name and not o["metadata"].get("deletionTimestamp")
-         and (not testing_only or ((o.get("spec") or {}).get("duplicateFrom") or {}).get("forTesting"))),
+         and (not testing_only or is_copy_for_testing(o))),
         key=lambda o: (o["metadata"].get("creationTimestamp", ""), o["metadata"]["name"]))
     rank = next((i for i, o in enumerate(duplicates) if o["metadata"]["uid"] == db.uid), len(duplicates))
     if rank >= limit:

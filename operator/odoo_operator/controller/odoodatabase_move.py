@@ -22,6 +22,9 @@ status.server names it. The steps:
 
 A failed copy or verification puts everything back as it was (target dropped, app started on the source)
 and is tried again after MOVE_RETRY_SECONDS. spec.server set back while a move runs cancels it the same way.
+
+Not here: which server a new database goes to (postgresserver.py), the streamed copy itself (pg.stream_copy),
+`kubectl odoo move` and `drain` (kubectl/move.py).
 """
 
 from __future__ import annotations
@@ -166,12 +169,10 @@ def _stop_app(r: DatabasePass, source_admin: pg.ServerAddress, marker: dict[str,
     db = r.obj
     version = str(marker.get("version") or r.status.get("version") or db.version)
     serving = specs.upgrade.serving(db, version, odoodatabase_upgrade.image_for(r, version))
-    live = r.ctx.registry.child("Deployment", db.namespace, db.name) or r.kube.get(
-        "apps/v1", "Deployment", db.name, db.namespace)
-    if live is not None:
-        template = ((live.get("spec") or {}).get("template") or {})
-        credentials = str(((template.get("metadata") or {}).get("annotations") or {}).get(
-            "odoo.dbmanager.io/credentials") or "")
+    if r.ctx.registry.child("Deployment", db.namespace, db.name) or r.kube.get(
+            "apps/v1", "Deployment", db.name, db.namespace):
+        # The template as the app runs it (its credentials' fingerprint, its server): only replicas change.
+        credentials = specs.app.credentials_fingerprint(db, _tenant_password(r))
         endpoint = specs.app.DatabaseEndpoint(source_admin.host, source_admin.port, source_admin.sslmode)
         r.apply(specs.app.build_deployment(serving, 0, credentials, endpoint))
     pods = r.kube.list("v1", "Pod", db.namespace, label_selector=",".join(

@@ -27,12 +27,13 @@ import psycopg
 from odoo_operator import pg
 from odoo_operator.api.conditions import now, now_iso
 from odoo_operator.api.errors import SpecError
+from odoo_operator.api.labels import LOGOUT_ANNOTATION
 from odoo_operator.controller.odoodatabase_create import DatabasePass
 from odoo_operator.specs import sessions
 
 
 def requested_value(body: Mapping[str, Any]) -> str | None:
-    value = ((body.get("metadata") or {}).get("annotations") or {}).get(sessions.LOGOUT_ANNOTATION)
+    value = ((body.get("metadata") or {}).get("annotations") or {}).get(LOGOUT_ANNOTATION)
     return None if value is None else str(value)[:sessions.VALUE_MAX]
 
 

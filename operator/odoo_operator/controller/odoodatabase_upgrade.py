@@ -30,12 +30,12 @@ from typing import Any, cast
 
 from odoo_operator import API_VERSION, failpoints, pg, specs
 from odoo_operator.api.conditions import Condition, format_time, now, now_iso, parse_rfc3339, parse_time
-from odoo_operator.api.model import OdooDatabase, parse_duration, pre_upgrade_database_name
+from odoo_operator.api.labels import RETEST_ANNOTATION, ROLLBACK_ANNOTATION, TEST_COPY_LABEL
+from odoo_operator.api.model import OdooDatabase, parse_duration, pre_upgrade_database_name, requested_version
 from odoo_operator.api.versions import below_latest_major, newest_above, version_key
 from odoo_operator.config import UpgradeMethod
 from odoo_operator.controller.base import NotReady, job_failure
 from odoo_operator.controller.odoodatabase_create import DatabasePass
-from odoo_operator.specs.upgrade import ROLLBACK_ANNOTATION
 
 PHASE_UPGRADING = "Upgrading"
 
@@ -190,14 +190,14 @@ def _source_name(copy: OdooDatabase) -> str:
 
 def _is_our_copy(db: OdooDatabase, copy: Mapping[str, Any]) -> bool:
     meta = copy["metadata"]
-    return (meta.get("labels") or {}).get(specs.upgrade.TEST_COPY_LABEL) == db.name and \
+    return (meta.get("labels") or {}).get(TEST_COPY_LABEL) == db.name and \
         any(o.get("uid") == db.uid for o in meta.get("ownerReferences") or [])
 
 
 def _retest_asked(r: DatabasePass, test: Mapping[str, Any]) -> str | None:
     """The RETEST_ANNOTATION asking for a new test after this one finished (the plugin writes a time after
     status.upgrade.test.finishedAt), not answered yet (a test started for it records it: never twice)."""
-    value = (r.body["metadata"].get("annotations") or {}).get(specs.upgrade.RETEST_ANNOTATION)
+    value = (r.body["metadata"].get("annotations") or {}).get(RETEST_ANNOTATION)
     if not value or value == test.get("retest"):
         return None
     try:
@@ -228,7 +228,7 @@ def _ensure_test(r: DatabasePass, record: dict[str, Any], to: str) -> dict[str, 
         record["test"] = {"state": "Failed", "to": to, "database": name, "logTail": f"OdooDatabase {name} exists "
                           "and is not this database's test copy; rename or delete it to test an upgrade"}
         return record["test"]
-    if copy is not None and (copy.get("spec") or {}).get("version") != to:
+    if copy is not None and requested_version(copy) != to:
         # A test of another version: that copy goes (it is ours), a new one follows once it is gone.
         if not copy["metadata"].get("deletionTimestamp"):
             r.kube.delete(API_VERSION, "OdooDatabase", name, db.namespace)
@@ -352,9 +352,8 @@ def _stop_app(r: DatabasePass, old: OdooDatabase, record: dict[str, Any]) -> Non
 
 
 def _credentials(r: DatabasePass) -> str:
-    live = r.ctx.registry.child("Deployment", r.obj.namespace, r.obj.name) or {}
-    annotations = (((live.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations") or {}
-    return str(annotations.get("odoo.dbmanager.io/credentials") or "")
+    """The fingerprint the app's template carries (its pods restart only when the password changes)."""
+    return specs.app.credentials_fingerprint(r.obj, r.tenant.password)
 
 
 def _copy_aside(r: DatabasePass, marker: dict[str, Any], version: str) -> None:

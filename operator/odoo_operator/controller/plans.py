@@ -3,6 +3,7 @@ controller meets them — storage per database (OverQuota, then no new copy, res
 for testing per source, custom domains. Admission refuses what it can see alone (charts' admission-policy-plans).
 
 Plans and namespace labels are read by name, at most once a minute per namespace: the operator watches neither.
+Not here: the OdooPlan's typed model (api/model.py), the admission policy (charts, manifests).
 """
 
 from __future__ import annotations

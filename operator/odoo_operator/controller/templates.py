@@ -16,6 +16,9 @@ scratch after TEMPLATE_RETRY). The PostgresServer's check (`advance`, every 15 s
 them in status.templates; a template whose image is no longer the version table's is dropped and built
 again with the new image. Templates are never served (CONNECT only for their owner, no Ingress, no app),
 never counted (pg.server_info) and never a database of anyone's.
+
+Not here: the template's Job and Secret (specs/template.py), the copy's SQL (pg.py), Odoo's identity reset
+(neutralize.py), when a database asks for its template (odoodatabase_create.py).
 """
 
 from __future__ import annotations
@@ -135,6 +138,8 @@ def _building(ctx: Context, conn: Any, server: PostgresServer, admin: pg.ServerA
               endpoint: specs.app.DatabaseEndpoint, name: str, marker: dict[str, Any]) -> dict[str, Any]:
     key = str(marker["key"])
     ns, object_name = namespace(ctx), spec.object_name(key)
+    # Read, not base.ensure_job's watched copy: that keeps no creationTimestamp, which tells this build's Job
+    # from an earlier build's (below); a template is built rarely, one GET per check while it builds is cheap.
     job = ctx.kube.get("batch/v1", "Job", object_name, ns)
     if job is None:  # stopped between the database and its Job (or the Job was deleted): Job again
         secret = decode(ctx.kube.get("v1", "Secret", object_name, ns), "password") or password()

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from odoo_operator.api.conditions import format_time, parse_rfc3339
+from odoo_operator.api.labels import RETEST_ANNOTATION, ROLLBACK_ANNOTATION
 from odoo_operator.api.model import VERSION_RE
 from odoo_operator.api.versions import version_key
 from odoo_operator.kubectl.connection import Connection, get_database, patch_database
@@ -34,7 +35,6 @@ from odoo_operator.kubectl.support import (
     parse_time,
     print_object,
 )
-from odoo_operator.specs.upgrade import RETEST_ANNOTATION, ROLLBACK_ANNOTATION
 
 OBJECT = "odoodatabase.odoo.dbmanager.io"
 PRODUCTION_STATES = ("Upgrading", "Succeeded", "Failed", "RolledBack")

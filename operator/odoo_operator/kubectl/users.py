@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from odoo_operator import API_VERSION
+from odoo_operator.api.labels import LOGOUT_ANNOTATION
 from odoo_operator.api.users import (
     DEFAULT_ROLE,
     ROLES,
@@ -192,7 +193,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
     value = sessions.logout_value(now(), login)
     request = sessions.parse_logout(value)
     conn.kube.merge_patch(API_VERSION, "OdooDatabase", args.database, namespace,
-                          {"metadata": {"annotations": {sessions.LOGOUT_ANNOTATION: value}}}, field_manager=PLUGIN)
+                          {"metadata": {"annotations": {LOGOUT_ANNOTATION: value}}}, field_manager=PLUGIN)
     print(f"{OBJECT}/{args.database} annotated: ending {request.describe()} of {args.database}", file=sys.stderr)
     if args.no_wait:
         print(f"follow it with `kubectl get odb {args.database} -n {namespace} -o jsonpath='{{.status.lastLogout}}'`")

@@ -38,18 +38,18 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from odoo_operator import kube
+from odoo_operator.api.conditions import MICROTIME_FORMAT
 from odoo_operator.config import Settings
 from odoo_operator.runtime import metrics
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_NAMESPACE = "odoo-system"
-MICROTIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 logger = logging.getLogger("odoo_operator.leader")
 
 
 def _now_microtime() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime(MICROTIME)
+    return datetime.datetime.now(datetime.UTC).strftime(MICROTIME_FORMAT)
 
 
 def default_identity() -> str:

@@ -43,7 +43,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from odoo_operator.api.conditions import parse_rfc3339
-from odoo_operator.api.model import DatabaseBackup
+from odoo_operator.api.model import DatabaseBackup, is_copy_for_testing
 
 PREFIX = "odoo_operator_"
 # Phases always exported (0 when empty) so that alerts and dashboards see a series.
@@ -186,8 +186,7 @@ class ObjectStore(Collector):
         uid = str(meta.get("uid") or "")
         conditions = {sys.intern(str(c.get("type"))): sys.intern(str(c.get("status")))
                       for c in status.get("conditions") or [] if c.get("type") in CONDITIONS}
-        test_copy = kind == "OdooDatabase" and bool(((body.get("spec") or {}).get("duplicateFrom") or {})
-                                                    .get("forTesting"))
+        test_copy = kind == "OdooDatabase" and is_copy_for_testing(body)
         raw = status.get("upgrade")
         upgrade: Mapping[str, Any] = raw if isinstance(raw, Mapping) and not test_copy else {}
         state = ObjectState(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from odoo_operator import API_VERSION
-from odoo_operator.api.labels import DATABASE_LABEL, MANAGED_BY
+from odoo_operator.api.labels import CREDENTIALS_ANNOTATION, DATABASE_LABEL, MANAGED_BY, ODOO_CONF_ANNOTATION
 from odoo_operator.api.model import OdooDatabase
 from odoo_operator.config import Settings
 
@@ -216,10 +216,9 @@ def render_odoo_conf(db: OdooDatabase, endpoint: DatabaseEndpoint) -> str:
     return "\n".join(lines) + "\n"
 
 
-# odoo.conf travels in the pod template (an annotation, projected into /etc/odoo by the downward API): no
+# odoo.conf travels in the pod template (ODOO_CONF_ANNOTATION, projected into /etc/odoo by the downward API): no
 # ConfigMap per database to write and watch, and a Pod always reads the configuration of its own template
 # (a move or an upgrade switches server and config with the rollout, never under a running Pod).
-ODOO_CONF_ANNOTATION = "odoo.dbmanager.io/odoo.conf"
 
 
 def pod_annotations(db: OdooDatabase, endpoint: DatabaseEndpoint) -> dict[str, str]:
@@ -398,7 +397,7 @@ def build_deployment(db: OdooDatabase, replicas: int, credentials_hash: str,
             "template": {
                 "metadata": {
                     "labels": labels(db, "app"),
-                    "annotations": {"odoo.dbmanager.io/credentials": credentials_hash, **pod_annotations(db, endpoint)},
+                    "annotations": {CREDENTIALS_ANNOTATION: credentials_hash, **pod_annotations(db, endpoint)},
                 },
                 "spec": {
                     "securityContext": POD_SECURITY_CONTEXT,

@@ -24,13 +24,13 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from odoo_operator.api.conditions import parse_rfc3339
+from odoo_operator.api.conditions import MICROTIME_FORMAT, parse_rfc3339
 from odoo_operator.api.errors import SpecError
+from odoo_operator.api.labels import LOGOUT_ANNOTATION
 from odoo_operator.api.model import OdooDatabase
 from odoo_operator.api.users import check_email
 from odoo_operator.specs import app
 
-LOGOUT_ANNOTATION = "odoo.dbmanager.io/logout"
 ALL_USERS = "*"
 RESULT_PARAMETER = "odoo_operator.logout"
 LOGOUT_JOB_TTL_SECONDS = 3600  # a finished Job goes after an hour; its result is in status.lastLogout by then
@@ -97,7 +97,7 @@ class LogoutRequest:
 
 def logout_value(at: datetime.datetime, login: str | None) -> str:
     """The annotation's value for a request made now (microseconds: two requests never share a value)."""
-    stamp = at.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stamp = at.astimezone(datetime.UTC).strftime(MICROTIME_FORMAT)
     return f"{stamp} {login or ALL_USERS}"
 
 

@@ -20,19 +20,17 @@ import hashlib
 from typing import Any
 
 from odoo_operator import API_VERSION
-from odoo_operator.api.labels import MANAGED_BY
+from odoo_operator.api.labels import MANAGED_BY, ODOO_CONF_ANNOTATION, TEMPLATE_LABEL
 from odoo_operator.pg import TEMPLATE_PREFIX
 from odoo_operator.specs.app import (
     CONTAINER_SECURITY_CONTEXT,
     ODOO_CONF,
-    ODOO_CONF_ANNOTATION,
     ODOO_DATA_DIR,
     ODOO_EXTRA_ADDONS,
     POD_SECURITY_CONTEXT,
     DatabaseEndpoint,
 )
 
-TEMPLATE_LABEL = "odoo.dbmanager.io/template"
 COMPONENT = "template"
 JOB_DEADLINE_SECONDS = 1800
 

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from odoo_operator import API_VERSION
+from odoo_operator.api.labels import TEST_COPY_LABEL
 from odoo_operator.api.model import OdooDatabase
 from odoo_operator.config import Settings, UpgradeMethod
 from odoo_operator.specs.app import (
@@ -31,11 +32,6 @@ from odoo_operator.specs.app import (
     pod_annotations,
 )
 
-TEST_COPY_LABEL = "odoo.dbmanager.io/upgrade-test-of"
-ROLLBACK_ANNOTATION = "odoo.dbmanager.io/rollback"
-# `kubectl odoo upgrade DB --test` after a test that ended: when (RFC 3339) a new test of the same target was
-# asked for; a test that finished before that time is run again on a fresh copy.
-RETEST_ANNOTATION = "odoo.dbmanager.io/upgrade-test"
 # The upgrade Job's own output, kept where the kubelet reads a termination message from (the data dir is
 # the Pod's emptyDir): the operator shows its tail in status.upgrade.logTail.
 TERMINATION_LOG = f"{ODOO_DATA_DIR}/upgrade-termination-log"

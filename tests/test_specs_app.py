@@ -1,4 +1,4 @@
-"""Pure builders: the objects an OdooDatabase owns, checked without a cluster."""
+"""Pure builders (specs/app.py, the routes of specs/routes.py): what an OdooDatabase owns, without a cluster."""
 
 import base64
 import json
@@ -7,6 +7,7 @@ import pytest
 
 from odoo_operator import specs
 from odoo_operator.api.conditions import Condition, merge_conditions
+from odoo_operator.api.labels import ODOO_CONF_ANNOTATION
 from odoo_operator.api.model import parse_odoo_database
 from odoo_operator.config import Settings
 from odoo_operator.specs import template as template_spec
@@ -123,10 +124,10 @@ def test_every_odoo_pod_reads_the_odoo_conf_of_its_own_template():
         assert "configMap" not in volume
         (item,) = volume["downwardAPI"]["items"]
         assert item == {"path": "odoo.conf", "fieldRef": {
-            "fieldPath": f"metadata.annotations['{specs.app.ODOO_CONF_ANNOTATION}']"}}
+            "fieldPath": f"metadata.annotations['{ODOO_CONF_ANNOTATION}']"}}
         assert {"name": "config", "mountPath": "/etc/odoo", "readOnly": True} in \
             template["spec"]["containers"][0]["volumeMounts"]
-        written = template["metadata"]["annotations"][specs.app.ODOO_CONF_ANNOTATION]
+        written = template["metadata"]["annotations"][ODOO_CONF_ANNOTATION]
         assert written == (conf if obj["metadata"]["name"] != "odoo-template-k" else
                            template_spec.render_odoo_conf("k", ENDPOINT))
         assert "password" not in written.lower()
@@ -150,7 +151,7 @@ def test_a_change_of_server_address_or_ssl_mode_rolls_the_pods():
 
     def config_annotation(endpoint):
         deployment = specs.app.build_deployment(db, 1, "h", endpoint)
-        return deployment["spec"]["template"]["metadata"]["annotations"][specs.app.ODOO_CONF_ANNOTATION]
+        return deployment["spec"]["template"]["metadata"]["annotations"][ODOO_CONF_ANNOTATION]
 
     base = config_annotation(ENDPOINT)
     for other in (specs.app.DatabaseEndpoint("pg2.example", 5433, "require"),
