@@ -9,8 +9,9 @@ here), each with an upgrade method that runs real Odoo:
 One database goes through the whole flow (Odoo's init is slow on 2 cores): offered (17.0 is the latest
 major: a deadline is set); a test upgrade on a neutralized copy while production serves; the production
 upgrade with the operator SIGKILLed after each step; a rollback to the pre-upgrade copy; a failing upgrade
-rolled back exactly (row counts and a checksum), the operator killed in the middle of the rollback; and the
-upgrade carried out by itself at the deadline.
+rolled back exactly (row counts and a checksum), the operator killed in the middle of the rollback; the
+upgrade carried out by itself at the deadline; then, with `kubectl odoo upgrade`, a rollback and an upgrade by
+Odoo's own default method.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pytest
 from conftest import OperatorProcess, apply_yaml, condition, get_json, pg_query, wait_until
 from odoo_operator.devtools.localcluster import LocalCluster
 from odoo_real import request
+from test_kubectl_users import kodoo
 from test_odoo_real import add_attachments, database_name, host_of, odb, served, wait_ready
 from test_users_e2e import events
 
@@ -240,3 +242,29 @@ def test_offer_test_upgrade_production_upgrade_rollback_failure_and_deadline(
     wait_ready(cluster, ns, name)
     assert any(reason == "Upgrading" and "deadline" in msg for reason, msg in events(cluster, ns, name))
     assert pg_query(dsn, "SELECT count(*) FROM res_partner WHERE name = 'Migrated to 17.0'")[0][0] == 1
+
+    # ---- with kubectl odoo: back to the pre-upgrade copy, then Odoo's own default method ------------------
+    # saas~16.1 has no method of its own: the operator runs `odoo -u all --stop-after-init` with its image.
+    # (The deadline goes first: past, it would upgrade the rolled-back database to 17.0 again at once.)
+    patch(cluster, ns, name, {"spec": {"upgrade": {"deadline": None}}})
+    wait_until(lambda: status(cluster, ns, name).get("upgradeDeadline") != soon, 60, "the deadline gone")
+    out = kodoo(cluster, "-n", ns, "upgrade", name, "--rollback")
+    assert out.returncode == 0, out.stderr
+    wait_until(lambda: (status(cluster, ns, name).get("upgrade") or {}).get("state") == "RolledBack", 600,
+               "the rollback asked with kubectl odoo")
+    wait_ready(cluster, ns, name)
+    assert status(cluster, ns, name)["version"] == "16.0"
+    out = kodoo(cluster, "-n", ns, "upgrade", name, "--now", "--to", "saas~16.1")
+    assert out.returncode == 0, out.stderr
+    wait_until(lambda: status(cluster, ns, name).get("version") == "saas~16.1", 900, "the default method's upgrade")
+    wait_ready(cluster, ns, name)
+    record = status(cluster, ns, name)["upgrade"]
+    assert (record["state"], record["from"], record["to"]) == ("Succeeded", "16.0", "saas~16.1"), record
+    jobs = get_json(cluster, "jobs", "-n", ns, "-l", "app.kubernetes.io/component=upgrade")["items"]
+    commands = [j["spec"]["template"]["spec"]["containers"][0]["command"] for j in jobs]
+    assert ["odoo", "-c", "/etc/odoo/odoo.conf", "-d", db, "-u", "all", "--stop-after-init", "--no-http"] in [
+        c[4:] for c in commands], commands
+    assert pg_query(dsn, "SELECT count(*) FROM res_partner WHERE name = 'Migrated to 17.0'")[0][0] == 0
+    assert wait_until(lambda: login_page(ingress_proxy.port, host) == 200, 180, "the login page on saas~16.1")
+    for attachment_id, content in attachments.items():
+        assert served(ingress_proxy.port, host, attachment_id) == content

@@ -151,3 +151,18 @@ def test_owner_and_users_of_a_real_database(cluster: LocalCluster, users_ns: str
     assert ("UserArchived", "archived pia@example.com (removed from spec.users)") in posted
     assert ("UserRoleChanged", "bob@example.com: user -> admin") in posted
     assert any(r == "UserSyncFailed" and m.startswith("carl@example.com: ") for r, m in posted), posted
+
+    # A copy for testing keeps the source's users (the data is copied as it is) and never mails them: it is
+    # neutralized (Odoo's own dummy mail server, which cannot send), and its spec lists no users to invite.
+    apply_yaml(cluster, odb(f"{name}-test", users_ns, pods_server, app={"replicas": 1, "workers": 0},
+                            duplicateFrom={"name": name, "forTesting": True}))
+    wait_ready(cluster, users_ns, f"{name}-test")
+    copy_host, copy_db = host_of(cluster, users_ns, f"{name}-test"), database_name(cluster, users_ns, f"{name}-test")
+    copy = Rpc(port, copy_host, copy_db, OWNER["email"], password)  # its admin is its source's (same password)
+    copied = {u["login"]: u["active"] for u in copy("res.users", "search_read", [("login", "like", "@example.com")],
+                                                    fields=["login", "active"], context={"active_test": False})}
+    assert copied == {"olga@example.com": True, "ada@example.com": True, "bob@example.com": True,
+                      "pia@example.com": False}, copied
+    servers = copy("ir.mail_server", "search_read", [], fields=["smtp_host"])
+    assert [s["smtp_host"] for s in servers] == ["invalid"], servers  # neutralize.sql's "disable emails" server
+    assert not (get_json(cluster, "odb", f"{name}-test", "-n", users_ns).get("status") or {}).get("users")

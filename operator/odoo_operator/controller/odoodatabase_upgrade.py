@@ -166,14 +166,9 @@ def _is_test_copy(db: OdooDatabase) -> bool:
 
 
 def image_for(r: DatabasePass, version: str) -> str:
-    """The image of the version the data is at: spec's when that is spec.version, else the one the app
-    runs now (it has not moved), else the table's."""
+    """The image of the version the data is at: spec's when that is spec.version, else the table's."""
     db = r.obj
-    if version == db.version:
-        return db.image
-    live = r.ctx.registry.child("Deployment", db.namespace, db.name) or {}
-    containers = (((live.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
-    return str(containers[0]["image"]) if containers else r.ctx.settings.images.get(version, db.image)
+    return db.image if version == db.version else r.ctx.settings.images.get(version, db.image)
 
 
 def method_for(r: DatabasePass, to: str) -> tuple[UpgradeMethod, str]:
