@@ -196,10 +196,11 @@ def deployment_available(deployment: Mapping[str, Any], replicas: int) -> tuple[
 # ---- the reconciler skeleton ---------------------------------------------------------------------
 
 class Reconciler(Generic[Parsed]):
-    """One pass over one object: parse its spec (Stalled InvalidSpec if it cannot be), converge, and turn
-    what stopped the pass (NotReady, an API server refusal, what `not_ready` of a subclass knows) into a
-    status. A subclass gives `parse` and `converge`; its steps use `apply` and `ensure_job`, which never
-    create a child once the object is being deleted."""
+    """One pass over one object: parse its spec (what `invalid` says if it cannot be: Stalled InvalidSpec
+    unless a subclass knows better), converge, and turn what stopped the pass (NotReady, an API server
+    refusal, what `not_ready` of a subclass knows) into a status (`failed`). A subclass gives `parse` and
+    `converge`; its steps use `apply` and `ensure_job`, which never create a child once the object is being
+    deleted. `status` is the object's status as read, `new_status` what this pass writes."""
 
     noun = "object"  # in "the <noun> is being deleted"
 
@@ -224,7 +225,7 @@ class Reconciler(Generic[Parsed]):
         try:
             self.obj = self.parse()
         except SpecError as exc:
-            return self.failed(NotReady("InvalidSpec", str(exc), stalled=True, phase=PHASE_FAILED))
+            return self.failed(self.invalid(exc))
         try:
             return self.converge()
         except Exception as exc:
@@ -232,6 +233,10 @@ class Reconciler(Generic[Parsed]):
             if problem is None:
                 raise  # a programming error: the loop logs it and retries
             return self.failed(problem)
+
+    def invalid(self, exc: SpecError) -> NotReady:
+        """What the status says of a spec that does not parse (a subclass may also undo what it had done)."""
+        return NotReady("InvalidSpec", str(exc), stalled=True, phase=PHASE_FAILED)
 
     def not_ready(self, exc: Exception) -> NotReady | None:
         """What the status says of an exception that stopped the pass; None: let it escape."""

@@ -6,8 +6,9 @@ atomic first-come-first-served decision, so two tenants racing for one domain ca
 A mapping that loses reports Stalled/DomainConflict and removes any route it had. Deleting the
 winner (see `delete`) deletes its claim, and the claim's DELETED event wakes the other claimants.
 
-Here: the reconciler (`reconcile`), the removal of a mapping's route (`unroute`) and its deletion
-(`delete`). Not here: the typed DomainMapping (api/domains.py), the route it applies
+Here: the reconciler (`reconcile`: a base.Reconciler whose invalid spec unroutes and says InvalidDomain,
+and which indexes the mapping before parsing it), the removal of a mapping's route (`unroute`) and its
+deletion (`delete`). Not here: the typed DomainMapping (api/domains.py), the route it applies
 (specs/routes.py), the claims (controller/claims.py), which mappings lead to which domain and
 database (runtime/registry.MappingIndex), the kopf handlers (handlers.py).
 """
@@ -37,12 +38,11 @@ from odoo_operator.controller.base import (
     Context,
     NotReady,
     Outcome,
+    Reconciler,
     apply_cached,
-    failed_outcome,
     remove_other_route_kind,
 )
 from odoo_operator.controller.odoodatabase import database_host
-from odoo_operator.kube import KubeError
 
 PHASE_CONFLICT = "Conflict"
 
@@ -69,44 +69,43 @@ def database_token(body: Mapping[str, Any] | None, deleted: bool) -> Any:
 # ---- the reconciler --------------------------------------------------------------------------
 
 def reconcile(body: Mapping[str, Any], ctx: Context, live: Mapping[str, Any] | None = None) -> Outcome:
-    return MappingReconciler(body, ctx).run()
+    return MappingReconciler(body, ctx, live).run()
 
 
-class MappingReconciler:
-    def __init__(self, body: Mapping[str, Any], ctx: Context) -> None:
-        self.body = body
-        self.ctx = ctx
+class MappingReconciler(Reconciler[DomainMapping]):
+    noun = "domain mapping"
+
+    def __init__(self, body: Mapping[str, Any], ctx: Context, live: Mapping[str, Any] | None = None) -> None:
+        super().__init__(body, ctx, live)
         self.settings = ctx.settings
-        self.meta = body["metadata"]
-        self.events: list[tuple[str, str, str]] = []
-        self.status: dict[str, Any] = {}
+        self.name: str = body["metadata"]["name"]
         self.route_status: Mapping[str, Any] = {}
 
+    @property
+    def mapping(self) -> DomainMapping:
+        return self.obj
+
     def run(self) -> Outcome:
-        namespace, name = self.meta["namespace"], self.meta["name"]
         request = mapping_request(self.body)  # indexed before the parse: an invalid mapping is woken too
-        self.ctx.registry.mappings.record(mapping_key(namespace, name), claim_name(request.domain),
-                                          (namespace, request.database))
-        try:
-            mapping = parse_domain_mapping(self.body, self.settings)
-        except SpecError as exc:
-            self._unroute(name, namespace)
-            return self._failed(NotReady("InvalidDomain", str(exc), stalled=True, phase=PHASE_FAILED))
-        try:
-            return self._converge(mapping)
-        except NotReady as exc:
-            return self._failed(exc)
-        except KubeError as exc:
-            return self._failed(NotReady("KubernetesError", f"the Kubernetes API refused a request: {exc}",
-                                         retry_after=5))
+        self.ctx.registry.mappings.record(mapping_key(self.namespace, self.name), claim_name(request.domain),
+                                          (self.namespace, request.database))
+        return super().run()
 
-    def _failed(self, exc: NotReady) -> Outcome:
+    def parse(self) -> DomainMapping:
+        return parse_domain_mapping(self.body, self.settings)
+
+    def invalid(self, exc: SpecError) -> NotReady:
+        self._unroute()
+        return NotReady("InvalidDomain", str(exc), stalled=True, phase=PHASE_FAILED)
+
+    def failed(self, exc: NotReady) -> Outcome:
         for key in ("url", "dnsRecord"):
-            self.status.setdefault(key, None)
-        self.status.setdefault("claim", (self.body.get("status") or {}).get("claim"))
-        return failed_outcome(exc, self.status, self.events)
+            self.new_status.setdefault(key, None)
+        self.new_status.setdefault("claim", self.status.get("claim"))
+        return super().failed(exc)
 
-    def _converge(self, mapping: DomainMapping) -> Outcome:
+    def converge(self) -> Outcome:
+        mapping = self.mapping
         db_body = self.ctx.kube.get(API_VERSION, "OdooDatabase", mapping.database, mapping.namespace)
         if db_body is not None and db_body["metadata"].get("deletionTimestamp"):
             db_body = None
@@ -115,7 +114,7 @@ class MappingReconciler:
             try:
                 db = parse_odoo_database(db_body, self.settings)
             except SpecError as exc:
-                self._unroute(mapping.name, mapping.namespace)
+                self._unroute()
                 raise NotReady("DatabaseInvalid", f"OdooDatabase {mapping.database!r} is invalid: {exc}",
                                warning=False) from None
         base = self.settings.base_domain
@@ -125,28 +124,28 @@ class MappingReconciler:
             # Checked before claiming: a tenant never holds a name of the platform's (nor keeps one it
             # held before the base domain or its database's host changed). The database's own host
             # counts only while it is its <databaseName>.<base domain> (spec.hostname may not name another).
-            self._unroute(mapping.name, mapping.namespace)
+            self._unroute()
             claims.release(self.ctx, mapping.domain, mapping.uid)
-            self.status["claim"] = None
+            self.new_status["claim"] = None
             raise NotReady("InvalidDomain", f"{mapping.domain} is inside the platform's base domain "
                            f"{base}; only the database's own host"
                            + (f" {own}" if own else "") + " may be mapped there", stalled=True,
                            phase=PHASE_FAILED)
         plan = plans.plan_for(self.ctx, mapping.namespace)
         if plan is not None and not plan.custom_domains and mapping.domain != own:
-            self._unroute(mapping.name, mapping.namespace)
+            self._unroute()
             claims.release(self.ctx, mapping.domain, mapping.uid)
-            self.status["claim"] = None
+            self.new_status["claim"] = None
             raise NotReady("PlanLimit", f"{mapping.domain} is a domain of its own, which {plan.describe()} of "
                            f"namespace {mapping.namespace} does not allow (spec.customDomains: false)", stalled=True,
                            phase=PHASE_FAILED)
-        self.status["claim"] = self._claim(mapping)
+        self.new_status["claim"] = self._claim(mapping)
         if db is None or db_body is None:
-            self._unroute(mapping.name, mapping.namespace)
+            self._unroute()
             raise NotReady("DatabaseNotFound", f"OdooDatabase {mapping.database!r} does not exist in namespace "
                            f"{mapping.namespace}; the domain stays claimed and is routed once it exists",
                            warning=False)
-        self.status["dnsRecord"] = {"type": "CNAME", "name": mapping.domain, "value": db.hostname}
+        self.new_status["dnsRecord"] = {"type": "CNAME", "name": mapping.domain, "value": db.hostname}
         if mapping.secret_name:
             self._check_tls_secret(mapping)
         route = specs.routes.build_mapping_route(mapping, db, self.settings)
@@ -155,7 +154,7 @@ class MappingReconciler:
         remove_other_route_kind(self.ctx, route["kind"], route["metadata"]["name"], mapping.namespace,
                                 MAPPING_LABEL, mapping.name, mapping.uid)
         scheme = "https" if mapping.tls else "http"
-        self.status["url"] = f"{scheme}://{mapping.domain.replace('*.', 'www.', 1)}"
+        self.new_status["url"] = f"{scheme}://{mapping.domain.replace('*.', 'www.', 1)}"
         details = [self._dns_condition(mapping, db.hostname)]
         if self.settings.gateway:
             details.append(self._route_accepted(route))
@@ -164,19 +163,19 @@ class MappingReconciler:
             ready, reconciling, stalled = summary(
                 "stalled", "RouteNotAccepted", f"Gateway {self.settings.gateway} refused the HTTPRoute "
                 f"({refused.reason}: {refused.message}); the platform team must allow it on the Gateway")
-            return Outcome(PHASE_FAILED, ready, reconciling, stalled, details=details, status=self.status,
+            return Outcome(PHASE_FAILED, ready, reconciling, stalled, details=details, status=self.new_status,
                            events=self.events, warning=True)
         db_ready = (get_condition(db_body.get("status"), "Ready") or {}).get("status") == "True"
         if not db_ready:
             ready, reconciling, stalled = summary(
                 "progressing", "DatabaseNotReady", f"routed to OdooDatabase {db.name!r}, which is not Ready yet")
-            return Outcome(PHASE_PENDING, ready, reconciling, stalled, details=details, status=self.status,
+            return Outcome(PHASE_PENDING, ready, reconciling, stalled, details=details, status=self.new_status,
                            events=self.events)
         suspended = db.app.suspended
         message = (f"{mapping.domain} routes to OdooDatabase {db.name!r}"
                    + (" (suspended: the app is scaled to 0, the route is kept)" if suspended else ""))
         ready, reconciling, stalled = summary("ready", "Suspended" if suspended else "Routed", message)
-        return Outcome(PHASE_READY, ready, reconciling, stalled, details=details, status=self.status,
+        return Outcome(PHASE_READY, ready, reconciling, stalled, details=details, status=self.new_status,
                        events=self.events, retry_after=self._dns_recheck())
 
     # ---- the claim ---------------------------------------------------------------------------
@@ -193,8 +192,8 @@ class MappingReconciler:
             if claims.acquire(self.ctx, mapping.domain, holder, self._host_of, also_ours=own_database):
                 self.events.append(("Normal", "DomainClaimed", f"{mapping.domain} is now held by this mapping"))
         except claims.ClaimConflict:
-            self._unroute(mapping.name, mapping.namespace)
-            self.status["claim"] = None
+            self._unroute()
+            self.new_status["claim"] = None
             raise NotReady("DomainConflict", f"{mapping.domain} is already claimed by another object; the route "
                            "is created if that claim is released", stalled=True, phase=PHASE_CONFLICT) from None
         except claims.ClaimRetry as exc:
@@ -248,8 +247,8 @@ class MappingReconciler:
                            "rename or delete it", stalled=True, retry_after=60)
         self.route_status = apply_cached(self.ctx, route).get("status") or {}
 
-    def _unroute(self, name: str, namespace: str) -> None:
-        unroute(self.ctx, name, namespace)
+    def _unroute(self) -> None:
+        unroute(self.ctx, self.name, self.namespace)
 
     def _route_accepted(self, route: Mapping[str, Any]) -> Condition:
         for parent in self.route_status.get("parents") or []:
