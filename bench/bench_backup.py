@@ -5,13 +5,13 @@
 Starts a throwaway PostgreSQL 15 (odoo_operator.devtools.localcluster.Postgres, in a temp dir; no Kubernetes)
 and makes `src` a real Odoo 16.0 database: `odoo-bin -i base --without-demo=all` (Odoo from
 .cache/odoo/current, its own Python, role `odoo` with CREATEDB, data_dir in the work directory), then
---size-mb of bulk data generated in SQL by bench_duplicate's generator (bench/pgtools.py): rows added to
-Odoo's own res_partner, and account_move, account_move_line and mail_message with their indexes (tables of
-modules not installed, which Odoo's registry ignores). Odoo's filestore `<data_dir>/filestore/src`, in
-Odoo's `<sha[:2]>/<sha>` layout, gets --filestore-mb of attachments (mostly incompressible, like real
-ones). VACUUM, CHECKPOINT. Then, in one run, on the same data, each measurement after autovacuum is idle,
-a CHECKPOINT and a sync(2) of the previous one's files, --rounds rounds (default 2, the order rotating;
-medians reported) of the backups:
+--size-mb of bulk data generated in SQL by bench_duplicate's generator (`fill` of bench/pgtools.py, with
+`real_odoo`): rows added to Odoo's own res_partner, and account_move, account_move_line and mail_message with
+their indexes (tables of modules not installed, which Odoo's registry ignores). Odoo's filestore
+`<data_dir>/filestore/src`, in Odoo's `<sha[:2]>/<sha>` layout, gets --filestore-mb of attachments (mostly
+incompressible, like real ones). VACUUM, CHECKPOINT. Then, in one run, on the same data, each measurement
+after autovacuum is idle, a CHECKPOINT and a sync(2) of the previous one's files, --rounds rounds (default 2,
+the order rotating; medians reported) of the backups:
 
 1. raw `pg_dump --no-owner -f /dev/null` (what dumping alone costs);
 2. Odoo's own `odoo.service.db.dump_db(db, stream, 'zip')` (what /web/database/backup runs), called by
@@ -63,15 +63,13 @@ import tempfile
 import time
 import zipfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pgtools
 from harness import (
     MB,
+    ODOO_HOME,
     PG_BIN_DIR,
-    REPO_ROOT,
     Postgres,
     Sampler,
     cpu_snapshot,
@@ -87,6 +85,7 @@ from pgtools import (
     create_database,
     database_size,
     drop_database,
+    fill,
     settle,
     table_counts,
     tool_env,
@@ -98,7 +97,6 @@ from odoo_operator.backupjob.deflate import MAX_WORKERS, default_workers
 
 SOURCE = "src"
 ODOO_VERSION = "16.0"  # the Odoo of .cache/odoo/current (shared/odoo: 16.0 Community)
-ODOO_HOME = REPO_ROOT / ".cache" / "odoo" / "current"
 ODOO_PYTHON = ODOO_HOME / "venv" / "bin" / "python"
 DRIVER = Path(__file__).resolve().parent / "odoo_dump_driver.py"
 ODOO_ROLE = "odoo"
@@ -177,74 +175,6 @@ def odoo_driver(conf: Path, action: str, db: str, path: Path) -> list[str]:
     """The argv of bench/odoo_dump_driver.py: Odoo's own dump_db / restore_db in Odoo's Python."""
     return [str(ODOO_PYTHON), str(DRIVER), "-c", str(conf), "--odoo-src", str(ODOO_HOME / "src"), action, db,
             str(path)]
-
-
-def fill_odoo(pg: Postgres, dbname: str, role: str, size_mb: int) -> tuple[list[TableFacts], float]:
-    """~size_mb of bench_duplicate's Odoo-like rows in a real Odoo database, as `role`: partners into Odoo's own
-    res_partner (its columns and indexes are Odoo's; the generator's country ids 1-250 are Odoo's countries),
-    account_move, account_move_line and mail_message as pgtools creates them (their modules are not installed:
-    Odoo's registry ignores those tables). Then mail_message topped up to the size; per-table facts and time."""
-    target = size_mb * MB
-    started = time.monotonic()
-    rows = {t: max(100, int(target * pgtools.SHARE[t] / pgtools.BYTES_PER_ROW[t])) for t in pgtools.SHARE}
-
-    def execute(*statements: sql.Composable | str) -> None:
-        with connect(pg, dbname) as conn:
-            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
-            conn.execute("SET maintenance_work_mem = '256MB'")
-            conn.execute("SET synchronous_commit = off")
-            for statement in statements:
-                conn.execute(statement)
-
-    def insert(name: str, first: int, last: int) -> None:
-        execute(sql.SQL(pgtools.FILL[name]).format(first=sql.Literal(first), last=sql.Literal(last),
-                                                   partners=sql.Literal(rows["res_partner"])))
-
-    with connect(pg, dbname) as conn:
-        row = conn.execute("SELECT max(id) FROM res_partner").fetchone()
-    first_partner = int(row[0] if row and row[0] else 0) + 1
-    tables = [t.strip() for t in pgtools.CREATE_TABLES.split(";") if t.strip()]
-    execute(*(t for t in tables if not t.startswith("CREATE TABLE res_partner ")))
-    log(f"filling {dbname!r}: " + ", ".join(f"{n} {c:,} rows" for n, c in rows.items()))
-    chunks: list[tuple[str, int, int]] = []
-    for name, count in sorted(rows.items(), key=lambda kv: -kv[1] * pgtools.BYTES_PER_ROW[kv[0]]):
-        first = first_partner if name == "res_partner" else 1
-        halves = 2 if name in ("account_move_line", "mail_message") else 1  # two cores busy to the end
-        step = count // halves
-        chunks += [(name, first + h * step, first + (count if h == halves - 1 else (h + 1) * step) - 1)
-                   for h in range(halves)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for future in [pool.submit(insert, *chunk) for chunk in chunks]:
-            future.result()
-    log(f"rows in after {time.monotonic() - started:.0f}s; creating indexes")
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for future in [pool.submit(execute, *pgtools.INDEXES[name]) for name in pgtools.INDEXES
-                       if name != "res_partner"]:  # Odoo's res_partner has its own
-            future.result()
-    next_id = rows["mail_message"] + 1
-    for _ in range(8):
-        size = database_size(pg, dbname)
-        if size >= target * 0.99:
-            break
-        with connect(pg, dbname) as conn:
-            row = conn.execute("SELECT pg_total_relation_size('mail_message'), count(*) FROM mail_message").fetchone()
-        assert row is not None
-        extra = int((target - size) / max(200.0, row[0] / max(1, row[1]))) + 100
-        log(f"{size / MB:.0f} MB so far; {extra:,} more mail_message rows")
-        insert("mail_message", next_id, next_id + extra - 1)
-        next_id += extra
-    log("VACUUM ANALYZE")
-    with connect(pg, dbname) as conn:
-        conn.execute("VACUUM (ANALYZE)")
-        conn.execute("CHECKPOINT")
-        facts = []
-        for name in pgtools.SHARE:
-            row = conn.execute(
-                sql.SQL("SELECT (SELECT count(*) FROM {}), pg_table_size(%s), pg_indexes_size(%s)").format(
-                    sql.Identifier(name)), (name, name)).fetchone()
-            assert row is not None
-            facts.append(TableFacts(name, int(row[0]), int(row[1]), int(row[2])))
-    return facts, time.monotonic() - started
 
 
 # ---- measuring a child process ---------------------------------------------------------------------------
@@ -458,7 +388,7 @@ def run(args: argparse.Namespace, workdir: Path, result: Result) -> None:
         with connect(pg, SOURCE) as conn:
             row = conn.execute("SELECT count(*) FROM ir_module_module WHERE state = 'installed'").fetchone()
         result.modules = int(row[0]) if row else 0
-        result.facts, result.fill_s = fill_odoo(pg, SOURCE, ODOO_ROLE, args.size_mb)
+        result.facts, result.fill_s = fill(pg, SOURCE, ODOO_ROLE, args.size_mb, real_odoo=True)
         result.db_bytes = database_size(pg, SOURCE)
         filestore = data_dir / "filestore" / SOURCE  # Odoo's own, with what -i base put there
         make_filestore(filestore, args.filestore_mb)

@@ -40,7 +40,6 @@ import argparse
 import contextlib
 import datetime
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -70,9 +69,11 @@ from harness import (
     wait_for,
 )
 from pgtools import (
+    CopyPoller,
     TableFacts,
     connect,
     create_database,
+    create_database_durations,
     database_exists,
     database_size,
     drop_database,
@@ -211,51 +212,6 @@ def dump_restore(pg: Postgres) -> Run:
     return run
 
 
-class CopyPoller(threading.Thread):
-    """Polls PostgreSQL while the operator duplicates: when its CREATE DATABASE started (from
-    pg_stat_activity.query_start, mapped onto this process's monotonic clock) and when the new
-    database became visible in pg_database (its CREATE DATABASE committed)."""
-
-    QUERY = """
-SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %(target)s), copy.query_start, copy.pid, clock_timestamp()
-FROM (SELECT 1) AS one LEFT JOIN (
-    SELECT query_start, pid FROM pg_stat_activity WHERE application_name = 'odoo-db-operator'
-       AND state = 'active' AND query ILIKE 'CREATE DATABASE%%' ORDER BY query_start LIMIT 1) AS copy ON true
-"""
-
-    def __init__(self, pg: Postgres, target: str, interval: float = 0.01) -> None:
-        super().__init__(name="copy-poller", daemon=True)
-        self.conn = connect(pg)
-        self.target, self.interval = target, interval
-        self.copy_started: float | None = None  # monotonic
-        self.visible: float | None = None  # monotonic, first poll that saw the database
-        self.pid: int | None = None  # the operator's backend running the copy
-        self.cpu_first_seen: tuple[float, float] | None = None
-        self.cpu_visible: tuple[float, float] | None = None
-        self.stopping = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            while not self.stopping.is_set():
-                row = self.conn.execute(self.QUERY, {"target": self.target}).fetchone()
-                now = time.monotonic()
-                assert row is not None
-                exists, query_start, pid, server_now = row
-                if query_start is not None and self.copy_started is None:
-                    self.copy_started = now - (server_now - query_start).total_seconds()
-                    self.pid, self.cpu_first_seen = pid, proc_cpu(pid)
-                if exists:
-                    self.visible = now
-                    self.cpu_visible = proc_cpu(self.pid)
-                    return
-                self.stopping.wait(self.interval)
-        except BaseException as exc:  # reported by the main thread
-            self.error = exc
-        finally:
-            self.conn.close()
-
-
 class CopyTrace:
     """First time (monotonic) the watch saw each milestone, per OdooDatabase name."""
 
@@ -288,22 +244,6 @@ class CopyTrace:
             event = self.ready.setdefault(name, threading.Event())
         if marks["ready"]:
             event.set()
-
-
-DURATION_RE = re.compile(r"duration: (?P<ms>[\d.]+) ms\s+statement: (?P<statement>CREATE DATABASE.*)", re.IGNORECASE)
-CREATED_NAME_RE = re.compile(r'CREATE DATABASE\s+"?([\w-]+)"?', re.IGNORECASE)
-
-
-def create_database_durations(log_path: Path) -> dict[str, float]:
-    """Seconds per database name, of the CREATE DATABASE statements the server logged with their duration."""
-    found: dict[str, float] = {}
-    with contextlib.suppress(OSError):
-        for line in log_path.read_text(errors="replace").splitlines():
-            match = DURATION_RE.search(line)
-            name = CREATED_NAME_RE.match(match["statement"]) if match else None
-            if match and name:
-                found[name[1]] = float(match["ms"]) / 1000
-    return found
 
 
 # ---- the benchmark --------------------------------------------------------------------------------------------------

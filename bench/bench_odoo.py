@@ -43,7 +43,7 @@ from typing import Any
 
 from harness import (
     BENCH_NAMESPACE,
-    REPO_ROOT,
+    ODOO_HOME,
     Api,
     LocalCluster,
     Sampler,
@@ -77,7 +77,6 @@ from report import (
 
 from odoo_operator.devtools.noderunner_exec import runner_cgroup
 
-ODOO_HOME = REPO_ROOT / ".cache" / "odoo" / "current"
 SPEC: dict[str, Any] = {"version": "16.0", "app": {"replicas": 1, "workers": 0}}
 FLOOR_ROLE = "bench_floor"
 CONTAINERS = "Odoo containers (the runner's cgroup)"

@@ -58,11 +58,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from bench_duplicate import CopyPoller, create_database_durations
-from bench_odoo import ODOO_HOME
 from harness import (
     BENCH_NAMESPACE,
     MB,
+    ODOO_HOME,
     LocalCluster,
     Postgres,
     Sampler,
@@ -77,7 +76,17 @@ from harness import (
     parse_rfc3339,
     wait_for,
 )
-from pgtools import BYTES_PER_ROW, CREATE_TABLES, FILL, INDEXES, connect, database_size, settle
+from pgtools import (
+    BYTES_PER_ROW,
+    CREATE_TABLES,
+    FILL,
+    INDEXES,
+    CopyPoller,
+    connect,
+    create_database_durations,
+    database_size,
+    settle,
+)
 from psycopg import sql
 from report import (
     bench_parser,
@@ -640,8 +649,8 @@ def report(result: Result, args: argparse.Namespace) -> str:
         "the probes: `GET /web/login` every 100 ms (2 s timeout) through the Ingress proxy (it routes to ready "
         "endpoints, listing them at most every 0.5 s) and straight to the app Pod's IP on 8069 (Odoo itself, "
         "before its readiness probe).",
-        "- PostgreSQL polled every 50 ms (bench_duplicate's CopyPoller) for the operator's `CREATE DATABASE` "
-        "(pg_stat_activity.query_start) and for the copy in pg_database (visible once it commits); "
+        "- PostgreSQL polled every 50 ms (pgtools' CopyPoller, as in bench_duplicate) for the operator's "
+        "`CREATE DATABASE` (pg_stat_activity.query_start) and for the copy in pg_database (visible once it commits); "
         "`log_min_duration_statement = 100ms` gives the server's own duration of each copy.",
         "- Before the patch and before each bare copy: `CHECKPOINT` and `sync`, no autovacuum worker at work. The "
         "bare copies are made from the pre-upgrade copy (same data as the database had, nobody connected to "

@@ -3,8 +3,9 @@
 Here: the local control plane + PostgreSQL + the default PostgresServer + the operator as a process
 (`Stack`), a small exact Kubernetes REST client that counts its requests (`Api`) with LIST+WATCH
 threads (`Watcher`), measurements from /proc (RSS, CPU per process and of the machine, process trees)
-and from the API server (`apiserver_request_total`, its audit log by User-Agent), and waiting/timing
-helpers. Not here: the Markdown report and BENCHMARKS.md (report.py), PostgreSQL helpers and the
+and from the API server (`apiserver_request_total`, its audit log by User-Agent), waiting/timing
+helpers, and where the real Odoo of `make setup` is (`ODOO_HOME`). Not here: the Markdown report and
+BENCHMARKS.md (report.py), PostgreSQL helpers, the operator's copies seen from the server and the
 Odoo-like data set (pgtools.py), and any scenario (each bench_*.py).
 
 Importing this module puts this checkout's `operator/` first on sys.path (an editable install may
@@ -51,6 +52,7 @@ SERVER_NAME = "local"
 USER_AGENT = "odoo-bench/1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MB = 1024 * 1024
+ODOO_HOME = REPO_ROOT / ".cache" / "odoo" / "current"  # the real Odoo (`make setup`) the Odoo benches run
 
 
 def log(message: str) -> None:

@@ -1,21 +1,27 @@
 """PostgreSQL for the benchmarks: admin connections to the harness's server, database sizes and row
 counts, creating and dropping databases, a quiet starting line before each measurement (`settle`), the
-environment of its client tools, and an Odoo-like data set generated in SQL (`fill`, shared by
-bench_duplicate and bench_backup).
+environment of its client tools, watching the operator's copies (`CopyPoller`: when its CREATE DATABASE
+started and committed; `create_database_durations`: their durations in the server log; bench_duplicate and
+bench_upgrade), and an Odoo-like data set generated in SQL (`fill`, shared by bench_duplicate, bench_backup
+and bench_move; its tables and statements reused by bench_upgrade).
 
 Nothing Kubernetes here (harness.py), no report (report.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
-from harness import MB, PG_BIN_DIR, REPO_ROOT, Postgres, log
+from harness import MB, PG_BIN_DIR, REPO_ROOT, Postgres, log, proc_cpu
 from psycopg import sql
 
 ODOO_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "odoo_schema.sql"
@@ -99,6 +105,69 @@ def tool_env(pg: Postgres) -> dict[str, str]:
 def tool_args(pg: Postgres) -> list[str]:
     """Connection options of the client tools (their password: PGPASSWORD, see tool_env)."""
     return ["-h", "127.0.0.1", "-p", str(pg.port), "-U", pg.user]
+
+
+# ---- the operator's copies, seen from PostgreSQL ----------------------------------------------------------
+
+class CopyPoller(threading.Thread):
+    """Polls PostgreSQL while the operator duplicates: when its CREATE DATABASE started (from
+    pg_stat_activity.query_start, mapped onto this process's monotonic clock) and when the new
+    database became visible in pg_database (its CREATE DATABASE committed)."""
+
+    QUERY = """
+SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %(target)s), copy.query_start, copy.pid, clock_timestamp()
+FROM (SELECT 1) AS one LEFT JOIN (
+    SELECT query_start, pid FROM pg_stat_activity WHERE application_name = 'odoo-db-operator'
+       AND state = 'active' AND query ILIKE 'CREATE DATABASE%%' ORDER BY query_start LIMIT 1) AS copy ON true
+"""
+
+    def __init__(self, pg: Postgres, target: str, interval: float = 0.01) -> None:
+        super().__init__(name="copy-poller", daemon=True)
+        self.conn = connect(pg)
+        self.target, self.interval = target, interval
+        self.copy_started: float | None = None  # monotonic
+        self.visible: float | None = None  # monotonic, first poll that saw the database
+        self.pid: int | None = None  # the operator's backend running the copy
+        self.cpu_first_seen: tuple[float, float] | None = None
+        self.cpu_visible: tuple[float, float] | None = None
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                row = self.conn.execute(self.QUERY, {"target": self.target}).fetchone()
+                now = time.monotonic()
+                assert row is not None
+                exists, query_start, pid, server_now = row
+                if query_start is not None and self.copy_started is None:
+                    self.copy_started = now - (server_now - query_start).total_seconds()
+                    self.pid, self.cpu_first_seen = pid, proc_cpu(pid)
+                if exists:
+                    self.visible = now
+                    self.cpu_visible = proc_cpu(self.pid)
+                    return
+                self.stopping.wait(self.interval)
+        except BaseException as exc:  # reported by the main thread
+            self.error = exc
+        finally:
+            self.conn.close()
+
+
+DURATION_RE = re.compile(r"duration: (?P<ms>[\d.]+) ms\s+statement: (?P<statement>CREATE DATABASE.*)", re.IGNORECASE)
+CREATED_NAME_RE = re.compile(r'CREATE DATABASE\s+"?([\w-]+)"?', re.IGNORECASE)
+
+
+def create_database_durations(log_path: Path) -> dict[str, float]:
+    """Seconds per database name, of the CREATE DATABASE statements the server logged with their duration."""
+    found: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for line in log_path.read_text(errors="replace").splitlines():
+            match = DURATION_RE.search(line)
+            name = CREATED_NAME_RE.match(match["statement"]) if match else None
+            if match and name:
+                found[name[1]] = float(match["ms"]) / 1000
+    return found
 
 
 # ---- the data: Odoo-like tables, generated in SQL -------------------------------------------------------
@@ -231,8 +300,15 @@ class TableFacts:
     index_bytes: int
 
 
-def fill(pg: Postgres, dbname: str, role: str, size_mb: int) -> tuple[list[TableFacts], float]:
-    """Fill `dbname` with ~size_mb of Odoo-like data owned by `role`; returns per-table facts and the time."""
+def fill(pg: Postgres, dbname: str, role: str, size_mb: int,
+         real_odoo: bool = False) -> tuple[list[TableFacts], float]:
+    """Fill `dbname` with ~size_mb of Odoo-like data owned by `role`; returns per-table facts and the time.
+
+    `real_odoo`: `dbname` is a real Odoo database (`odoo-bin -i base`): no fixture, and partners go into Odoo's
+    own res_partner after its rows (its columns and indexes are Odoo's; the generator's country ids 1-250 are
+    Odoo's countries); account_move, account_move_line and mail_message are created as here (their modules are
+    not installed: Odoo's registry ignores those tables). Otherwise the Odoo tables of the fixture and all four
+    tables with their indexes are created. Either way mail_message is then topped up to the size."""
     target = size_mb * MB
     started = time.monotonic()
     rows = {t: max(100, int(target * SHARE[t] / BYTES_PER_ROW[t])) for t in SHARE}
@@ -245,9 +321,18 @@ def fill(pg: Postgres, dbname: str, role: str, size_mb: int) -> tuple[list[Table
         conn.execute("SET synchronous_commit = off")
         return conn
 
+    first_partner = 1
+    if real_odoo:
+        with connect(pg, dbname) as conn:
+            row = conn.execute("SELECT max(id) FROM res_partner").fetchone()
+        first_partner = int(row[0] if row and row[0] else 0) + 1
+    kept = ("res_partner",) if real_odoo else ()  # Odoo's own table, with its own indexes
     with session() as conn:
-        conn.execute(ODOO_FIXTURE.read_text())  # Odoo's config parameters, crons, mail servers…: a real identity
-        conn.execute(CREATE_TABLES)
+        if not real_odoo:
+            conn.execute(ODOO_FIXTURE.read_text())  # Odoo's config parameters, crons, mail servers…: a real identity
+        for statement in (s.strip() for s in CREATE_TABLES.split(";")):
+            if statement and not any(statement.startswith(f"CREATE TABLE {name} ") for name in kept):
+                conn.execute(statement)
 
     def insert(name: str, first: int, last: int) -> None:
         with session() as conn:
@@ -262,17 +347,19 @@ def fill(pg: Postgres, dbname: str, role: str, size_mb: int) -> tuple[list[Table
     # Two cores: the two largest tables in halves, so both cores stay busy until the end.
     chunks: list[tuple[str, int, int]] = []
     for name, count in sorted(rows.items(), key=lambda kv: -kv[1] * BYTES_PER_ROW[kv[0]]):
+        first = first_partner if name == "res_partner" else 1
         halves = 2 if name in ("account_move_line", "mail_message") else 1
         step = count // halves
         for h in range(halves):
-            chunks.append((name, h * step + 1, count if h == halves - 1 else (h + 1) * step))
+            chunks.append((name, first + h * step, first + (count if h == halves - 1 else (h + 1) * step) - 1))
     log(f"filling {dbname!r}: " + ", ".join(f"{n} {c:,} rows" for n, c in rows.items()))
     with ThreadPoolExecutor(max_workers=2) as pool:
         for future in [pool.submit(insert, *chunk) for chunk in chunks]:
             future.result()
     log(f"rows in after {time.monotonic() - started:.0f}s; creating indexes")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for future in [pool.submit(index, name) for name in sorted(INDEXES, key=lambda n: -rows[n])]:
+        for future in [pool.submit(index, name) for name in sorted(INDEXES, key=lambda n: -rows[n])
+                       if name not in kept]:
             future.result()
 
     # Top up mail_message (its indexes exist now) until the database has the requested size.
