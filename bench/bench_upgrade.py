@@ -705,7 +705,7 @@ STEPS = [  # boundaries to the millisecond only: end to end they make the downti
     ("Job Complete → Deployment scaled back (operator)", "job_complete", "deployment_up"),
     ("Deployment scaled back → new app Pod created (controllers)", "deployment_up", "new_pod_created"),
     ("new app Pod created → Odoo answers on its IP (runner starts it, Odoo boots)", "new_pod_created", "pod_back"),
-    ("Odoo answers → Pod Ready (readiness probe, period 10 s)", "pod_back", "new_pod_ready"),
+    ("Odoo answers → Pod Ready (readiness probe, period 2 s)", "pod_back", "new_pod_ready"),
     ("Pod Ready → first 200 through the proxy (EndpointSlice, proxy)", "new_pod_ready", "proxy_back"),
 ]
 
@@ -718,7 +718,7 @@ def findings(result: Result, moments: dict[str, float | None], floor: float | No
     if gone and copy:
         out.append(f"- The operator started its copy {copy - gone:.1f} s after the old app Pod was deleted: Pods "
                    "are not the OdooDatabase's children (no watch wakes it), so it sees them gone at its next "
-                   "pass, `retry_after=3` in `_stop_app` (controller/odoodatabase_upgrade.py).")
+                   "pass, `retry_after=1` in `_stop_app` (controller/odoodatabase_upgrade.py).")
     done, up = moments.get("job_complete"), moments.get("deployment_up")
     if done and up:
         out.append(f"- Job Complete → the Deployment scaled back: {up - done:.1f} s (Jobs are children: their "
@@ -730,8 +730,8 @@ def findings(result: Result, moments: dict[str, float | None], floor: float | No
                    "(Odoo's boot; the container's start has whole seconds).")
     if answered and ready:
         out.append(f"- Odoo answered {ready - answered:.1f} s before its Pod became Ready: the app's readiness "
-                   "probe (`/web/health`, `periodSeconds: 10`, no startupProbe; specs/app.py) finds it at its next "
-                   "period; on average half a period, up to 10 s, of every upgrade's downtime.")
+                   "probe (`/web/health`, `periodSeconds: 2`; specs/app.py) finds it at its next period; on average half a "
+                   "period, up to 2 s, of every upgrade's downtime.")
     copy_s = sub(moments.get("copy_committed"), moments.get("copy_started"))
     if copy_s is not None and floor and result.floor_runs:
         out.append(f"- The operator's copy took {copy_s:.2f} s, the bare ones {result.floor_runs[0]:.2f} s the first "

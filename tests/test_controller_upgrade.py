@@ -440,3 +440,12 @@ def start_production_upgrade_on(world: World) -> None:
                     version="17.0", upgrade={"testFirst": False})
     outcome, _ = run(world, body)
     assert outcome.phase == "Upgrading", outcome.ready
+
+
+def test_a_database_being_upgraded_is_renamed_only_once_that_is_over(world: World) -> None:
+    """ALTER DATABASE … RENAME terminates the database's sessions: the upgrade Job's among them."""
+    body = start_production_upgrade(world)
+    body = set_spec(world, body, databaseName="renamed")
+    outcome, body = run(world, body)
+    assert outcome.ready.reason == "Renaming" and "being upgraded" in outcome.ready.message
+    assert "shop" in world.pg.databases and "renamed" not in world.pg.databases

@@ -159,6 +159,9 @@ def _rename(r: DatabasePass, conn: Any, current: str, target: pg.DatabaseInfo) -
         return target  # renamed before a crash (target exists), or missing (reported by the caller)
     if not old.owned_by(db.owner_marker, db.role_name):
         raise pg.OwnershipConflict(f"database {current!r} is not managed for this object")
+    if (old.marker or {}).get("upgrade"):  # its sessions terminated would cut the upgrade Job
+        raise NotReady("Renaming", f"database {current!r} is being upgraded or rolled back; renamed to "
+                       f"{db.database_name!r} once that is over", retry_after=15, warning=False)
     if target.exists:
         raise NotReady("NameConflict", f"cannot rename {current!r} to {db.database_name!r}: that name is taken on "
                        "the server; choose another spec.databaseName (nothing was changed)",
