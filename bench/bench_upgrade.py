@@ -730,8 +730,8 @@ def findings(result: Result, moments: dict[str, float | None], floor: float | No
                    "(Odoo's boot; the container's start has whole seconds).")
     if answered and ready:
         out.append(f"- Odoo answered {ready - answered:.1f} s before its Pod became Ready: the app's readiness "
-                   "probe (`/web/health`, `periodSeconds: 2`; specs/app.py) finds it at its next period; on average half a "
-                   "period, up to 2 s, of every upgrade's downtime.")
+                   "probe (`/web/health`, `periodSeconds: 2`; specs/app.py) finds it at its next period; on average "
+                   "half a period, up to 2 s, of every upgrade's downtime.")
     copy_s = sub(moments.get("copy_committed"), moments.get("copy_started"))
     if copy_s is not None and floor and result.floor_runs:
         out.append(f"- The operator's copy took {copy_s:.2f} s, the bare ones {result.floor_runs[0]:.2f} s the first "
