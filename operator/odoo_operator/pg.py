@@ -330,11 +330,13 @@ def database_marker(conn: psycopg.Connection[Any], dbname: str) -> tuple[bool, d
 
 
 def terminate_connections(conn: psycopg.Connection[Any], dbname: str) -> int:
-    """Disconnect every session of a database (as Odoo does before duplicating or renaming), waiting up
-    to a second for each to be gone (PostgreSQL 14+): a session signalled but not yet exited would make
-    the next attempt fail again and be counted twice."""
+    """Disconnect every client session of a database (as Odoo does before duplicating or renaming), waiting
+    up to a second for each to be gone (PostgreSQL 14+): a session signalled but not yet exited would make
+    the next attempt fail again and be counted twice. Only client backends: an autovacuum worker on the
+    database is PostgreSQL's own (CREATE/ALTER/DROP DATABASE stop it themselves) and nobody's session."""
     rows = conn.execute(
-        "SELECT pg_terminate_backend(pid, 1000) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        "SELECT pg_terminate_backend(pid, 1000) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        " AND backend_type = 'client backend'",
         (dbname,),
     ).fetchall()
     return len(rows)
