@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -437,7 +438,10 @@ def test_a_copy_still_running_is_waited_for_without_disconnecting_anyone(server)
         running.join()
         earlier.close()
     with pg.connect(server) as conn:  # once it is over, the copy is made, disconnecting the user then
-        assert pg.copy_database(conn, src_db, dst_db, role, OWNER | {pg.MARKER_KEY: pg.MARKER_VALUE}) == 1
+        connected = conn.execute("SELECT pid, backend_type, usename, application_name, state FROM pg_stat_activity"
+                                 " WHERE datname = %s", (src_db,)).fetchall()
+        cut = pg.copy_database(conn, src_db, dst_db, role, OWNER | {pg.MARKER_KEY: pg.MARKER_VALUE})
+        assert cut == 1, f"{cut} sessions cut; connected to {src_db} just before: {connected}"
         for db in (src_db, dst_db):
             pg.drop_database(conn, db)
         pg.drop_role(conn, role, OWNER)
@@ -499,3 +503,26 @@ def test_a_template_role_carries_its_marker_and_templates_are_never_counted(serv
         finally:
             pg.drop_database(conn, name)
             assert pg.drop_template_role(conn, name) and not pg.role_exists(conn, name)
+
+
+def test_a_session_found_again_by_a_retry_is_counted_once(monkeypatch):
+    """A session signalled but still exiting when the copy is tried again is found again: it is one session cut,
+    as the Copied Event says, not one per attempt."""
+    class Conn:
+        copies = 0
+
+        def execute(self, statement, *args):
+            if isinstance(statement, sql.Composed):  # the CREATE DATABASE … TEMPLATE
+                Conn.copies += 1
+                if Conn.copies < 3:
+                    raise psycopg.errors.ObjectInUse("source database is being accessed by other users")
+            return self
+
+    monkeypatch.setattr(pg, "copy_in_progress", lambda *a, **k: False)
+    monkeypatch.setattr(pg, "long_statement", lambda conn: contextlib.nullcontext())
+    monkeypatch.setattr(pg, "_terminate", lambda conn, dbname: {4242})
+    monkeypatch.setattr(pg, "set_database_marker", lambda *a: None)
+    monkeypatch.setattr(pg, "ensure_private", lambda *a: False)
+    monkeypatch.setattr(pg.time, "sleep", lambda s: None)
+    assert pg.copy_database(Conn(), "src", "dst", "role", {}) == 1
+    assert Conn.copies == 3

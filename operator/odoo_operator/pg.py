@@ -334,12 +334,17 @@ def terminate_connections(conn: psycopg.Connection[Any], dbname: str) -> int:
     up to a second for each to be gone (PostgreSQL 14+): a session signalled but not yet exited would make
     the next attempt fail again and be counted twice. Only client backends: an autovacuum worker on the
     database is PostgreSQL's own (CREATE/ALTER/DROP DATABASE stop it themselves) and nobody's session."""
+    return len(_terminate(conn, dbname))
+
+
+def _terminate(conn: psycopg.Connection[Any], dbname: str) -> set[int]:
+    """terminate_connections, naming the sessions (their pids): a retry counts each session once."""
     rows = conn.execute(
-        "SELECT pg_terminate_backend(pid, 1000) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
-        " AND backend_type = 'client backend'",
+        "SELECT pid, pg_terminate_backend(pid, 1000) FROM pg_stat_activity WHERE datname = %s"
+        " AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
         (dbname,),
     ).fetchall()
-    return len(rows)
+    return {int(row[0]) for row in rows}
 
 
 FILE_COPY = "FILE_COPY"  # files copied as they are, after a checkpoint: fastest for large databases
@@ -373,7 +378,7 @@ def copy_database(conn: psycopg.Connection[Any], source: str, target: str, owner
     statement still runs: nobody is disconnected for a copy already being made."""
     if copy_in_progress(conn, source, target, owner_role, strategy):
         raise CopyInProgress(f"a copy of {source!r} to {target!r} is still running on the server")
-    terminated = 0
+    terminated: set[int] = set()
     with long_statement(conn):
         for attempt in range(attempts):
             try:
@@ -382,11 +387,11 @@ def copy_database(conn: psycopg.Connection[Any], source: str, target: str, owner
             except psycopg.errors.ObjectInUse:
                 if attempt == attempts - 1:
                     raise
-                terminated += terminate_connections(conn, source)
+                terminated |= _terminate(conn, source)
                 time.sleep(0.2 * attempt)
     set_database_marker(conn, target, marker)
     ensure_private(conn, target)
-    return terminated
+    return len(terminated)
 
 
 def reassign_owned(conn_to_target: psycopg.Connection[Any], from_role: str, to_role: str) -> None:
@@ -420,19 +425,19 @@ def reassign_owned(conn_to_target: psycopg.Connection[Any], from_role: str, to_r
 def rename_database(conn: psycopg.Connection[Any], old: str, new: str, attempts: int = 5) -> int:
     """ALTER DATABASE … RENAME (refused while anyone is connected: sessions are terminated, as Odoo's
     rename does, and again while the app reconnects in between). Returns how many were terminated."""
-    terminated = 0
+    terminated: set[int] = set()
     with long_statement(conn):
         for attempt in range(attempts):
-            terminated += terminate_connections(conn, old)
+            terminated |= _terminate(conn, old)
             try:
                 conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old),
                                                                            sql.Identifier(new)))
-                return terminated
+                return len(terminated)
             except psycopg.errors.ObjectInUse:
                 if attempt == attempts - 1:
                     raise
                 time.sleep(0.2 * (attempt + 1))
-    return terminated
+    return len(terminated)
 
 
 def set_database_marker(conn: psycopg.Connection[Any], dbname: str, marker: dict[str, Any]) -> None:
