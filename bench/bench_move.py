@@ -139,7 +139,7 @@ def run(args: Any, workdir: Path) -> Result:
                 result.floor_restore.append(streamed_copy(second, first, NAME, restore=True))
                 result.floor_psql.append(streamed_copy(second, first, NAME, restore=False))
         finally:
-            second.stop()
+            second.remove()
     return result
 
 

@@ -311,4 +311,4 @@ def second_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
     postgres.init()
     postgres.start()
     yield postgres
-    postgres.stop()
+    postgres.remove()  # stop, and delete its data (a temp dir of its own when run as root)

@@ -34,7 +34,7 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[pg.ServerAdd
                     for p in servers)
     finally:
         for postgres in servers:
-            postgres.stop()
+            postgres.remove()
 
 
 def make(admin: pg.ServerAddress, role: str, password: str, dbname: str) -> pg.ServerAddress:
