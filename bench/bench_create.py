@@ -763,7 +763,7 @@ def who_does_what(result: Result) -> list[str]:
              "kwok (it plays the kubelet and binds the PVCs) or the Kubernetes controllers."]
     if result.children_applied_s is not None:
         lines += ["", f"- operator: every database's children before init applied (role, database, Secrets, PVCs, "
-                  f"ConfigMap, Service, Ingress, host claim, init Job) {fmt_s(result.children_applied_s)} after the "
+                  f"Service, Ingress, host claim, init Job) {fmt_s(result.children_applied_s)} after the "
                   "first create" + (f"; the PostgreSQL floor for as many role + database pairs: "
                                     f"{fmt_s(result.floor_s)} ({result.children_applied_s / result.floor_s:.2f}×)"
                                     if result.floor_s else "")]

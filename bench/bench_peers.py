@@ -647,7 +647,7 @@ def report(result: Result, args: argparse.Namespace) -> str:
               "writer), a login role granted the owner group, and a Secret with its URLs; this operator writes "
               "the `<name>-db` Secret first (the password's source of truth), then the login role and the "
               "database (owned by that role, CONNECT revoked from PUBLIC), then — in the same pass, before the "
-              "status says `DatabaseReady` — the filestore and sessions PVCs, ConfigMap, Service, Ingress and "
+              "status says `DatabaseReady` — the filestore and sessions PVCs, Service, Ingress and "
               "Odoo's init Job. Ready is reached after the init Job (kwok: succeeds at once) and the app "
               "Deployment; the peer has no such step.",
               "- Observed: the Secret on a LIST+WATCH of the namespace's Secrets, the database and the login role "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,7 +29,7 @@ MOTO_VERSION = "5.2.5"
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[LocalCluster]:
+def cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     workdir = Path(tempfile.mkdtemp(prefix="odoo-test-"))
     external = os.environ.get("ODOO_TEST_KUBECONFIG")  # `make e2e-kind`
     # The node runner runs the Pods of "real" namespaces (cluster.real_namespace) for real: Odoo's init,
@@ -41,6 +42,12 @@ def cluster() -> Iterator[LocalCluster]:
         yield local
     finally:
         local.stop()
+        # Its logs (API server, etcd, operator, Pods) are kept when a test failed or ODOO_TEST_KEEP is set;
+        # otherwise ~200 MB per run would pile up in /tmp.
+        if request.session.testsfailed or os.environ.get("ODOO_TEST_KEEP"):
+            print(f"\nlocal cluster's files kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
