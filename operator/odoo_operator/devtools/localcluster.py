@@ -87,6 +87,47 @@ def _die_with_parent(uid: int | None = None, gid: int | None = None,
     return preexec
 
 
+PG_DIR_PREFIX = "odoo-pg-"
+# A running server touches its socket's lock file every 58 minutes (so that /tmp cleaners spare it).
+STALE_PG_DIR_SECONDS = 3 * 3600.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_pg_dirs(parent: Path | None = None, older_than: float = STALE_PG_DIR_SECONDS) -> list[Path]:
+    """Remove the data folders (`<tmp>/odoo-pg-*`) of servers whose owner was killed before it could remove
+    them (SIGKILL: `make dev` killed, a test run stopped): no live postmaster in it, and neither the folder,
+    its log nor its socket's lock file touched for `older_than` seconds (a folder being set up has no
+    postmaster yet; a server in another PID namespace looks dead but touches its lock file). Returns those
+    removed."""
+    removed = []
+    for folder in Path(parent or tempfile.gettempdir()).glob(PG_DIR_PREFIX + "*"):
+        try:
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            touched = [folder, *folder.glob("postgres.log"), *folder.glob(".s.PGSQL.*.lock")]
+            if time.time() - max(path.stat().st_mtime for path in touched) < older_than:
+                continue
+            pidfile = folder / "data" / "postmaster.pid"
+            if pidfile.exists():
+                first = pidfile.read_text().split("\n", 1)[0].strip()
+                if not first.isdigit() or _alive(int(first)):
+                    continue
+        except OSError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 @dataclass
 class Postgres:
     """A PostgreSQL server in `workdir`, run as the `postgres` user when we are root."""
@@ -120,8 +161,10 @@ class Postgres:
         if uid is not None and gid is not None:
             # As root the server runs as `postgres`, which may not traverse the caller's folders
             # (a 0700 home or pytest's tmp): keep its files in a folder of its own, linked from workdir.
+            # Its owner removes it (remove()); one killed first leaves it behind, removed by a later init.
+            sweep_stale_pg_dirs()
             link = self.workdir
-            self.workdir = Path(tempfile.mkdtemp(prefix="odoo-pg-"))
+            self.workdir = Path(tempfile.mkdtemp(prefix=PG_DIR_PREFIX))
             self.owns_dir = True
             link.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileExistsError):
