@@ -361,7 +361,7 @@ class FakePostgres:
                      "set_database_marker", "copy_database", "copy_in_progress", "rename_database",
                      "reassign_owned", "terminate_connections", "drop_database", "drop_role", "database_names",
                      "template_databases", "ensure_template_role", "template_built", "installed_modules",
-                     "drop_template_role", "role_exists", "role_marker", "server_bytes"):
+                     "drop_template_role", "role_exists", "role_marker", "database_sizes"):
             monkeypatch.setattr(pg, name, getattr(self, name))
         monkeypatch.setattr(neutralize, "reset_identity", self.reset_identity)
         monkeypatch.setattr(neutralize, "set_admin_password", self.set_admin_password)
@@ -386,9 +386,9 @@ class FakePostgres:
         self._log("database_names")
         return set(self.databases)
 
-    def server_bytes(self, conn: FakeConnection) -> int:
-        self._log("server_bytes")
-        return sum(database.size for database in self.databases.values())
+    def database_sizes(self, conn: FakeConnection) -> dict[str, int]:
+        self._log("database_sizes")
+        return {name: database.size for name, database in self.databases.items()}
 
     def server_info(self, conn: FakeConnection) -> tuple[str, int]:
         self._log("server_info")

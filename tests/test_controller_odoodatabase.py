@@ -128,7 +128,7 @@ def test_init_job_complete_starts_the_app_and_available_app_is_ready(world: Worl
     assert summary(outcome) == ("Ready", "Ready", "True", "False", "False")
     assert condition(outcome, "AppAvailable").status == "True"
     assert "http://shop.odoo.test" in outcome.ready.message
-    assert outcome.retry_after == world.settings.size_refresh_seconds
+    assert outcome.retry_after == world.settings.resync_seconds
     daily = world.kube.find("DatabaseBackup", "shop-daily")
     assert daily is not None and daily["spec"]["databaseRef"] == {"name": "shop"}
     assert daily["spec"]["schedule"] == "@daily"
@@ -505,7 +505,7 @@ def test_a_database_about_to_expire_says_so_and_wakes_at_expiry(world: World) ->
 
     expiring = condition(outcome, "Expiring")
     assert (outcome.phase, expiring.status, expiring.reason) == ("Ready", "False", "Scheduled")
-    assert outcome.retry_after == world.settings.size_refresh_seconds
+    assert outcome.retry_after == world.settings.resync_seconds
 
     body["status"]["expiresAt"] = timestamp(datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=100))
     outcome, _ = run(world, body)
@@ -682,7 +682,7 @@ def test_users_are_synced_at_the_apps_endpoint_once_it_serves(world: World, monk
     assert len(odoo.syncs) == 1 and world.kube.calls_of("list", "EndpointSlice") == []
     assert condition(outcome, "UsersSynced").status == "True" and outcome.events == []
     assert len(body["status"]["users"]) == 2
-    assert outcome.retry_after is not None and outcome.retry_after <= world.settings.size_refresh_seconds
+    assert outcome.retry_after is not None and outcome.retry_after <= world.settings.resync_seconds
 
     # A spec change syncs again, from what status.users says.
     body["spec"]["users"] = USERS[:1]

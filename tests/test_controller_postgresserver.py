@@ -113,10 +113,10 @@ def test_the_sizes_are_measured_at_most_every_size_refresh(world: World, monkeyp
     clock[0] += world.settings.size_refresh_seconds - 1
     world.pg.databases["a"] = FakeDatabase("r", None, size=5 << 20)
     fields, _ = check(world, body)
-    assert len(world.pg.called("server_bytes")) == 1 and fields["databaseCount"] == 1 and fields["bytesUsed"] == 0
+    assert len(world.pg.called("database_sizes")) == 1 and fields["databaseCount"] == 1 and fields["bytesUsed"] == 0
     clock[0] += 1
     fields, _ = check(world, body)
-    assert len(world.pg.called("server_bytes")) == 2 and fields["bytesUsed"] == 5 << 20
+    assert len(world.pg.called("database_sizes")) == 2 and fields["bytesUsed"] == 5 << 20
 
 
 # ---- spec.allowedNamespaces, as an OdooDatabase meets it --------------------------------------------
@@ -171,3 +171,40 @@ def test_a_database_dropped_behind_our_back_wakes_its_odoodatabase_once(world: W
     assert outcome.ready.reason == "DatabaseMissing"
     world.registry.forget_database(NAMESPACE, "shop")
     assert (NAMESPACE, "shop") not in world.registry.placements and not world.registry.missing
+
+
+def test_sizes_are_measured_by_the_server_and_wake_only_the_databases_that_grew(world: World,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """status.sizeBytes of every database of a server from one query (each size_refresh_seconds); an
+    OdooDatabase whose size did not change is not woken and its pass writes no new size."""
+    clock = [1000.0]
+    monkeypatch.setattr(postgresserver.time, "monotonic", lambda: clock[0])
+    server = world.add_server()
+    bodies = {}
+    for name in ("idle", "busy"):
+        body = world.add(database_body(name))
+        outcome = odoodatabase.reconcile(body, world.ctx)
+        bodies[name] = body | {"status": outcome.status}
+        world.registry.show_database((NAMESPACE, name), bodies[name])  # its loop runs, the watch shows it
+    assert bodies["idle"]["status"]["sizeBytes"] == 8_000_000  # its first pass measured it itself
+    woken: list[tuple[str, str]] = []
+    world.registry.wake = woken.append  # type: ignore[method-assign]
+
+    world.pg.calls.clear()
+    check(world, server)
+    assert woken == [] and len(world.pg.called("database_sizes")) == 1
+    world.pg.databases["busy"].size += 4 << 20
+    world.pg.databases["idle"].size += 4096  # a page: not worth a status write
+    clock[0] += world.settings.size_refresh_seconds - 1
+    check(world, server)
+    assert woken == [] and len(world.pg.called("database_sizes")) == 1  # not measured again yet
+    clock[0] += 1
+    check(world, server)
+    assert woken == [(NAMESPACE, "busy")] and len(world.pg.called("database_sizes")) == 2
+
+    # The woken pass writes the server's figure without measuring again; the idle one keeps its status.
+    world.pg.calls.clear()
+    busy = odoodatabase.reconcile(bodies["busy"], world.ctx)
+    idle = odoodatabase.reconcile(bodies["idle"], world.ctx)
+    assert busy.status["sizeBytes"] == 8_000_000 + (4 << 20) and world.pg.called("database_size") == []
+    assert "sizeBytes" not in idle.status and "sizeUpdatedAt" not in idle.status  # its status keeps them

@@ -25,7 +25,7 @@ PER_CONNECTION = ("ensure_role", "database_info", "database_marker", "create_dat
                   "database_size", "server_info", "set_database_marker", "copy_database", "copy_in_progress",
                   "rename_database", "reassign_owned", "terminate_connections", "drop_database", "drop_role",
                   "database_names", "template_databases", "ensure_template_role", "template_built",
-                  "drop_template_role", "role_exists", "role_marker", "server_bytes")
+                  "drop_template_role", "role_exists", "role_marker", "database_sizes")
 
 
 class Killed(Exception):

@@ -57,6 +57,8 @@ def test_role_and_database_lifecycle_with_hostile_looking_names(server):
         version, count = pg.server_info(conn)
         assert version.startswith("15") and count >= 2
         assert pg.database_size(conn, dbname) > 0
+        sizes = pg.database_sizes(conn)  # the server's check: every database at once, the same figures
+        assert sizes[dbname] == pg.database_size(conn, dbname) and {"postgres", "template1"} <= set(sizes)
     # The role can log in with its password and use its database.
     with psycopg.connect(host=server.host, port=server.port, user=role, password="pw-1", dbname=dbname) as own:
         own.execute("CREATE TABLE t (id int)")

@@ -547,13 +547,15 @@ def drop_role(conn: psycopg.Connection[Any], role: str, owner: dict[str, str]) -
     conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
-def server_bytes(conn: psycopg.Connection[Any]) -> int:
-    """The disk the server's databases take (pg_database_size of each, templates included: they take disk too);
-    a database the admin may not measure (no CONNECT, not pg_read_all_stats) is left out."""
-    row = conn.execute(
-        "SELECT coalesce(sum(pg_database_size(oid)) FILTER (WHERE has_database_privilege(oid, 'CONNECT')"
-        " OR pg_has_role('pg_read_all_stats', 'MEMBER')), 0) FROM pg_database").fetchone()
-    return int(row[0]) if row else 0
+def database_sizes(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """pg_database_size of every database the admin may measure (CONNECT, or pg_read_all_stats; templates
+    included: they take disk too), in one query: what the server's check measures for placement and for every
+    OdooDatabase's status.sizeBytes."""
+    rows = conn.execute(
+        "SELECT datname, pg_database_size(oid) FROM pg_database WHERE has_database_privilege(oid, 'CONNECT')"
+        " OR pg_has_role('pg_read_all_stats', 'MEMBER')").fetchall()
+    return {str(name): int(size) for name, size in rows}
+
 
 
 def database_size(conn: psycopg.Connection[Any], dbname: str) -> int | None:

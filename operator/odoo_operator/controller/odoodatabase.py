@@ -63,6 +63,7 @@ from odoo_operator.controller.postgresserver import (
     server_address,
 )
 from odoo_operator.kube import KubeError
+from odoo_operator.runtime.registry import size_changed
 
 __all__ = ["DeletionResult", "Reconciler", "database_host", "delete", "reconcile"]
 
@@ -172,10 +173,7 @@ class Reconciler(odoodatabase_create.DatabasePass):
             if pg.ensure_private(conn, db.database_name):  # also after a crash before the REVOKE
                 self.events.append(("Warning", "ConnectRevoked", f"database {db.database_name!r} was open to "
                                     "every role (CONNECT for PUBLIC); revoked"))
-            if age_seconds(self.status.get("sizeUpdatedAt")) >= self.ctx.settings.size_refresh_seconds:
-                size = pg.database_size(conn, db.database_name)
-                if size is not None:
-                    self.new_status.update({"sizeBytes": size, "sizeUpdatedAt": now_iso()})
+            self._update_size(conn, server_name)
         # The database is where spec says now (created, copied or renamed): name, host and URL follow.
         self.new_status.update({
             "databaseName": db.database_name,
@@ -248,6 +246,20 @@ class Reconciler(odoodatabase_create.DatabasePass):
             return self._progressing("Progressing", f"waiting for the app: {why}", details)
         details.append(Condition.true("AppAvailable", "Available", f"{replicas} replica(s) available"))
         return self._ready(PHASE_READY, "Ready", f"Odoo {serving.version} is serving {self.new_status['url']}", details)
+
+    def _update_size(self, conn: Any, server_name: str) -> None:
+        """status.sizeBytes: as the server's check measured it for all its databases at once (postgresserver.
+        measure, which wakes this pass when it changed); measured here only while that check has not measured
+        this database yet (new, renamed, moved) and the status has no recent figure. Written only when it
+        changed enough to matter (size_changed), so an idle database costs no status write."""
+        db = self.db
+        size = self.ctx.registry.measured_size(server_name, db.database_name)
+        if size is None and (age_seconds(self.status.get("sizeUpdatedAt")) >= self.ctx.settings.size_refresh_seconds
+                             or self.status.get("sizeBytes") is None):
+            size = pg.database_size(conn, db.database_name)
+        reported = self.status.get("sizeBytes")
+        if size is not None and size_changed(reported if isinstance(reported, int) else None, size):
+            self.new_status.update({"sizeBytes": size, "sizeUpdatedAt": now_iso()})
 
     def _ensure_users(self, details: list[Condition], app_running: bool) -> None:
         condition, due = odoodatabase_users.ensure_users(self, app_running)
@@ -386,7 +398,9 @@ class Reconciler(odoodatabase_create.DatabasePass):
     def _ready(self, phase: str, reason: str, message: str, details: list[Condition]) -> Outcome:
         ready, reconciling, stalled = summary("ready", reason, message)
         return Outcome(phase, ready, reconciling, stalled, details=details, status=self.new_status,
-                       retry_after=self._next_wake(self.ctx.settings.size_refresh_seconds),  # sizeBytes stays fresh
+                       # A periodic pass as a safety net only: changes wake it (its children's watch events, its
+                       # server's check for drift and sizes, its users' and expiry's own times).
+                       retry_after=self._next_wake(self.ctx.settings.resync_seconds),
                        events=self.events)
 
     def _progressing(self, reason: str, message: str, details: list[Condition]) -> Outcome:

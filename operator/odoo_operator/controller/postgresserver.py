@@ -41,7 +41,7 @@ def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[C
         server = parse_postgres_server(body)
         address, _ = server_address(name, ctx)
         with pg.connect(address) as conn:
-            version, usage = measure(ctx, conn, name)
+            version, usage, measured = measure(ctx, conn, name)
             count = usage.databases
             status["templates"] = _templates(ctx, conn, server, address)
     except SpecError as exc:
@@ -60,6 +60,11 @@ def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[C
     # (DatabaseMissing) — one query per server and check, not one per database.
     for key in ctx.registry.newly_missing(name, set(usage.present)):
         ctx.registry.wake(key)
+    # Sizes: measured here for every database of the server at once (one query, every size_refresh_seconds);
+    # only the OdooDatabases whose size changed are woken to write their status.sizeBytes.
+    if measured:
+        for key in ctx.registry.sizes_changed(name, usage.sizes):
+            ctx.registry.wake(key)
     message = f"PostgreSQL {version} reachable, {count} database(s)"
     if server.max_databases is not None:
         message += f" of at most {server.max_databases}"
@@ -71,19 +76,24 @@ def check(body: Mapping[str, Any], ctx: Context) -> tuple[dict[str, Any], list[C
     return status, list(summary("ready", "Reachable", message))
 
 
-def measure(ctx: Context, conn: Any, name: str) -> tuple[str, ServerUsage]:
+def measure(ctx: Context, conn: Any, name: str) -> tuple[str, ServerUsage, bool]:
     """The server's version and usage (one query for the count and the names; the sizes, which stat every
-    file, at most every size_refresh_seconds), recorded for placement."""
+    file, at most every size_refresh_seconds), recorded for placement and for the databases' sizeBytes.
+    The last item: whether the sizes were measured now."""
     version, count = pg.server_info(conn)
     present = frozenset(pg.database_names(conn))
     before = ctx.registry.server_usage(name)
     now = time.monotonic()
-    if before is None or before.bytes_used is None or now - before.measured_at >= ctx.settings.size_refresh_seconds:
-        usage = ServerUsage(count, present, pg.server_bytes(conn), now)
+    measured = before is None or before.bytes_used is None or \
+        now - before.measured_at >= ctx.settings.size_refresh_seconds
+    if measured:
+        sizes = pg.database_sizes(conn)
+        usage = ServerUsage(count, present, sum(sizes.values()), now, sizes)
     else:
-        usage = ServerUsage(count, present, before.bytes_used, before.measured_at)
+        assert before is not None
+        usage = ServerUsage(count, present, before.bytes_used, before.measured_at, before.sizes)
     ctx.registry.record_usage(name, usage)
-    return version, usage
+    return version, usage, measured
 
 
 def _templates(ctx: Context, conn: Any, server: PostgresServer, address: pg.ServerAddress) -> list[dict[str, Any]]:

@@ -252,7 +252,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("Server", status.get("server") or spec.get("server") or "(the default PostgresServer)"),
         ("Version", status.get("version") or spec.get("version") or "-"),
         ("Size", human_size(status.get("sizeBytes"))
-         + (f" (measured {ago(status.get('sizeUpdatedAt'))})" if status.get("sizeUpdatedAt") else "")),
+         + (f" (last change {ago(status.get('sizeUpdatedAt'))})" if status.get("sizeUpdatedAt") else "")),
         ("Tags", ", ".join(spec.get("tags") or []) or "-"),
         ("Created", f"{meta.get('creationTimestamp')} ({ago(meta.get('creationTimestamp'))})"),
         ("Expires", f"{status['expiresAt']} ({expires(status['expiresAt'])})" if status.get("expiresAt")

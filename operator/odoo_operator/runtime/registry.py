@@ -35,6 +35,15 @@ class ServerUsage:
     present: frozenset[str]  # every database name on it
     bytes_used: int | None  # the databases' sizes (refreshed every size_refresh_seconds); None: not measured yet
     measured_at: float  # time.monotonic() of bytes_used
+    sizes: Mapping[str, int] = field(default_factory=dict)  # each database's size, measured with bytes_used
+
+
+def size_changed(reported: int | None, measured: int) -> bool:
+    """Whether a measured database size is worth a status write: the first one, or a change of 1 % or 1 MiB,
+    whichever is smaller (at least a page). An idle database does not change size at all."""
+    if reported is None:
+        return True
+    return abs(measured - reported) >= max(8192, min(1 << 20, reported // 100))
 
 
 def _rv(obj: Mapping[str, Any]) -> int:
@@ -418,6 +427,29 @@ class Registry:
     def server_usage(self, server: str) -> ServerUsage | None:
         with self._lock:
             return self.usage.get(server)
+
+    def measured_size(self, server: str, database: str) -> int | None:
+        """A database's size as its server's last check measured it (None: not measured there yet)."""
+        with self._lock:
+            usage = self.usage.get(server)
+            return None if usage is None else usage.sizes.get(database)
+
+    def sizes_changed(self, server: str, sizes: Mapping[str, int]) -> list[Key]:
+        """The OdooDatabases on `server` whose measured size differs from their status.sizeBytes enough to be
+        written (size_changed): their passes are woken to write it, the others are left asleep."""
+        with self._lock:
+            keys = [(key, database) for key, (on, database) in self.placements.items()
+                    if on == server and database in sizes]
+            bodies = {key: self.databases.get(key) for key, _ in keys}
+        changed = []
+        for key, database in keys:
+            body = bodies[key]
+            if body is None:  # no loop (being deleted, or not started yet): its first pass measures it
+                continue
+            reported = (body.get("status") or {}).get("sizeBytes")
+            if size_changed(reported if isinstance(reported, int) else None, sizes[database]):
+                changed.append(key)
+        return changed
 
     def database_count(self, server: str) -> int | None:
         """The server's databases as last measured, plus those placed on it since that its check has not seen
