@@ -90,11 +90,11 @@ TARGET_RSS_MB = 150.0
 # Per-object milestones, in the order the pipeline normally reaches them, with who brings each about.
 # Offsets are measured from the moment the object's create request returned, on the benchmark's
 # monotonic clock.
-OPERATOR, KWOK, CONTROLLERS = "operator", "kwok (fake kubelet, PV binding)", "Kubernetes controllers"
+OPERATOR, KWOK, CONTROLLERS = "operator", "kwok (fake kubelet and volume provisioner)", "Kubernetes controllers"
 MILESTONES: list[tuple[str, str, str]] = [
     ("status", "operator wrote a first status", OPERATOR),
     ("pvc", "filestore PVC applied", OPERATOR),
-    ("pvc_bound", "PVC Bound", KWOK),
+    ("pvc_bound", "PVC Bound (kwok provisions, the PV controller binds)", KWOK),
     ("job", "init Job created: all children before init applied", OPERATOR),
     ("init_pod", "init Pod created (job controller)", CONTROLLERS),
     ("init_pod_scheduled", "init Pod scheduled (kube-scheduler)", CONTROLLERS),
@@ -760,7 +760,8 @@ def issue15_targets(result: Result) -> list[list[str]]:
 
 def who_does_what(result: Result) -> list[str]:
     lines = ["", "Operator vs. the rest: milestones marked *operator* are the operator's doing, the others wait for "
-             "kwok (it plays the kubelet and binds the PVCs) or the Kubernetes controllers."]
+             "kwok (it plays the kubelet and the volume provisioner; the PV controller then binds the claims) or "
+             "the Kubernetes controllers."]
     if result.children_applied_s is not None:
         lines += ["", f"- operator: every database's children before init applied (role, database, Secrets, PVCs, "
                   f"Service, Ingress, host claim, init Job) {fmt_s(result.children_applied_s)} after the "
