@@ -17,7 +17,7 @@ from odoo_operator import API_VERSION
 from odoo_operator.api.model import SpecError, pre_upgrade_database_name
 from odoo_operator.api.versions import below_latest_major, newest_above, parse_upgrade, version_key
 from odoo_operator.config import Settings, UpgradeMethod, _parse_images
-from odoo_operator.controller import odoodatabase
+from odoo_operator.controller import odoodatabase, odoodatabase_upgrade
 from odoo_operator.controller.base import Outcome
 from test_controller_odoodatabase import provisioned
 
@@ -249,7 +249,11 @@ def test_a_requested_rollback_returns_to_the_pre_upgrade_copy(world: World) -> N
     _, body = run(world, body)
     stored = world.kube.find("OdooDatabase", "shop")
     assert stored is not None
+    assert not odoodatabase_upgrade.request_pending(stored)
     stored["metadata"]["annotations"] = {"odoo.dbmanager.io/rollback": timestamp()}
+    # An annotation changes no generation: its watch event wakes the loop because a request is pending (the
+    # plugin's spec.version may already be the copy's after a forced upgrade, changing nothing either).
+    assert odoodatabase_upgrade.request_pending(stored)
     body = set_spec(world, body, version="16.0")
     outcome, body = run(world, body)
     assert outcome.phase == "Upgrading" and image_of(world) == ("odoo:17.0", 0)  # stopped on the new image
@@ -260,6 +264,7 @@ def test_a_requested_rollback_returns_to_the_pre_upgrade_copy(world: World) -> N
     assert image_of(world) == ("odoo:16.0", 1) and outcome.stalled.status == "False"
     assert "odoo.dbmanager.io/rollback" not in (world.kube.find("OdooDatabase", "shop") or {})["metadata"].get(
         "annotations", {})
+    assert not odoodatabase_upgrade.request_pending(world.kube.find("OdooDatabase", "shop") or {})
 
 
 def test_a_rollback_without_a_copy_is_refused(world: World) -> None:
@@ -394,6 +399,7 @@ def test_a_failed_test_is_run_again_on_a_fresh_copy_when_asked(world: World) -> 
     annotations = patch["metadata"]["annotations"]
     stored["metadata"].setdefault("annotations", {}).update(annotations)
     body = {**body, "metadata": dict(stored["metadata"])}
+    assert odoodatabase_upgrade.request_pending(body)  # its watch event wakes the loop (no new generation)
     outcome, body = run(world, body)
     assert body["status"]["upgrade"]["test"]["state"] == "Running" and outcome.stalled.status != "True"
     assert world.kube.find("OdooDatabase", "shop-upgrade-test") is None  # the failed copy goes first
@@ -402,6 +408,7 @@ def test_a_failed_test_is_run_again_on_a_fresh_copy_when_asked(world: World) -> 
     assert fresh is not None and fresh["metadata"]["uid"] != old_uid and fresh["spec"]["version"] == "17.0"
     assert body["status"]["upgrade"]["test"]["startedAt"] >= finished
     assert body["status"]["upgrade"]["test"]["retest"] == annotations["odoo.dbmanager.io/upgrade-test"]
+    assert not odoodatabase_upgrade.request_pending(body)  # answered: no more wake-ups for it
     # The same annotation does not start a third test once this one is over (even if it finishes within the
     # second the annotation names: the request is recorded as answered).
     world.kube.set_status("OdooDatabase", "shop-upgrade-test", {

@@ -27,6 +27,7 @@ from odoo_operator.controller import (
     domainmapping,
     odoodatabase,
     odoodatabase_sessions,
+    odoodatabase_upgrade,
     postgresserver,
 )
 from odoo_operator.controller.base import Context, NotReady
@@ -98,8 +99,9 @@ def slim_body(body: kopf.Body) -> None:
 
 
 def on_database_event(body: kopf.Body, type: str | None) -> None:
-    """Wake the object's loop when its spec or tags changed, or a logout is asked (our own status writes don't,
-    nor a generation a pass already started from, e.g. kopf adding its finalizer during the first pass)."""
+    """Wake the object's loop when its spec or tags changed, or an annotation asks for a logout, a rollback or a
+    new upgrade test (our own status writes don't, nor a generation a pass already started from, e.g. kopf
+    adding its finalizer during the first pass)."""
     if type == "DELETED":
         metrics.forget("OdooDatabase", body.metadata.namespace or "", body.metadata.name or "", body.metadata.uid)
     rt = loop.runtime()
@@ -113,7 +115,7 @@ def on_database_event(body: kopf.Body, type: str | None) -> None:
     generation = body.metadata.get("generation")
     unseen = generation != status.get("observedGeneration") and not rt.ctx.registry.pass_saw(key, int(generation or 0))
     if (unseen or tags_changed or body.metadata.get("deletionTimestamp")
-            or odoodatabase_sessions.logout_requested(body)):
+            or odoodatabase_sessions.logout_requested(body) or odoodatabase_upgrade.request_pending(body)):
         rt.ctx.registry.wake(key)
 
 

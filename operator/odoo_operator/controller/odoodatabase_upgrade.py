@@ -189,10 +189,25 @@ def _is_our_copy(db: OdooDatabase, copy: Mapping[str, Any]) -> bool:
         any(o.get("uid") == db.uid for o in meta.get("ownerReferences") or [])
 
 
+def request_pending(body: Mapping[str, Any]) -> bool:
+    """A `kubectl odoo upgrade` request its passes have not answered yet — a rollback (its annotation is removed
+    once carried out or refused) or a new test: an annotation changes no generation, so its watch event must
+    wake the object's loop (handlers.on_database_event), as a logout request does."""
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(ROLLBACK_ANNOTATION):
+        return True
+    test = (((body.get("status") or {}).get("upgrade") or {}).get("test")) or {}
+    return _retest_value(body, test) is not None
+
+
 def _retest_asked(r: DatabasePass, test: Mapping[str, Any]) -> str | None:
+    return _retest_value(r.body, test)
+
+
+def _retest_value(body: Mapping[str, Any], test: Mapping[str, Any]) -> str | None:
     """The RETEST_ANNOTATION asking for a new test after this one finished (the plugin writes a time after
     status.upgrade.test.finishedAt), not answered yet (a test started for it records it: never twice)."""
-    value = (r.body["metadata"].get("annotations") or {}).get(RETEST_ANNOTATION)
+    value = ((body.get("metadata") or {}).get("annotations") or {}).get(RETEST_ANNOTATION)
     if not value or value == test.get("retest"):
         return None
     try:
