@@ -257,8 +257,7 @@ class Reconciler(odoodatabase_create.DatabasePass):
         if size is None and (age_seconds(self.status.get("sizeUpdatedAt")) >= self.ctx.settings.size_refresh_seconds
                              or self.status.get("sizeBytes") is None):
             size = pg.database_size(conn, db.database_name)
-        reported = self.status.get("sizeBytes")
-        if size is not None and size_changed(reported if isinstance(reported, int) else None, size):
+        if size is not None and size_changed(self.status.get("sizeBytes"), size):
             self.new_status.update({"sizeBytes": size, "sizeUpdatedAt": now_iso()})
 
     def _ensure_users(self, details: list[Condition], app_running: bool) -> None:

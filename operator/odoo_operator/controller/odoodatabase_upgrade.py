@@ -197,14 +197,10 @@ def request_pending(body: Mapping[str, Any]) -> bool:
     if annotations.get(ROLLBACK_ANNOTATION):
         return True
     test = (((body.get("status") or {}).get("upgrade") or {}).get("test")) or {}
-    return _retest_value(body, test) is not None
+    return _retest_asked(body, test) is not None
 
 
-def _retest_asked(r: DatabasePass, test: Mapping[str, Any]) -> str | None:
-    return _retest_value(r.body, test)
-
-
-def _retest_value(body: Mapping[str, Any], test: Mapping[str, Any]) -> str | None:
+def _retest_asked(body: Mapping[str, Any], test: Mapping[str, Any]) -> str | None:
     """The RETEST_ANNOTATION asking for a new test after this one finished (the plugin writes a time after
     status.upgrade.test.finishedAt), not answered yet (a test started for it records it: never twice)."""
     value = ((body.get("metadata") or {}).get("annotations") or {}).get(RETEST_ANNOTATION)
@@ -224,7 +220,8 @@ def _ensure_test(r: DatabasePass, record: dict[str, Any], to: str) -> dict[str, 
     name = specs.upgrade.test_copy_name(db)
     test = dict(record.get("test") or {})
     copy = r.kube.get(API_VERSION, "OdooDatabase", name, db.namespace)
-    retest = _retest_asked(r, test) if test.get("to") == to and test.get("state") in ("Succeeded", "Failed") else None
+    finished = test.get("to") == to and test.get("state") in ("Succeeded", "Failed")
+    retest = _retest_asked(r.body, test) if finished else None
     if retest is not None:
         # Asked to test again (kubectl odoo upgrade --test): the finished copy goes, a fresh one follows.
         if copy is not None and not copy["metadata"].get("deletionTimestamp") and _is_our_copy(db, copy):

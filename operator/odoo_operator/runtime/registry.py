@@ -38,10 +38,11 @@ class ServerUsage:
     sizes: Mapping[str, int] = field(default_factory=dict)  # each database's size, measured with bytes_used
 
 
-def size_changed(reported: int | None, measured: int) -> bool:
-    """Whether a measured database size is worth a status write: the first one, or a change of 1 % or 1 MiB,
-    whichever is smaller (at least a page). An idle database does not change size at all."""
-    if reported is None:
+def size_changed(reported: object, measured: int) -> bool:
+    """Whether a measured database size is worth a status write over the reported one (status.sizeBytes): the
+    first (none, or not a number), or a change of 1 % or 1 MiB, whichever is smaller (at least a page). An
+    idle database does not change size at all."""
+    if not isinstance(reported, int):
         return True
     return abs(measured - reported) >= max(8192, min(1 << 20, reported // 100))
 
@@ -446,8 +447,7 @@ class Registry:
             body = bodies[key]
             if body is None:  # no loop (being deleted, or not started yet): its first pass measures it
                 continue
-            reported = (body.get("status") or {}).get("sizeBytes")
-            if size_changed(reported if isinstance(reported, int) else None, sizes[database]):
+            if size_changed((body.get("status") or {}).get("sizeBytes"), sizes[database]):
                 changed.append(key)
         return changed
 
